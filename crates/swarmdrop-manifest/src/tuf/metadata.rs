@@ -1,0 +1,242 @@
+//! Role documents as they appear under `signed`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyId, TufKey};
+use crate::model::{ClassName, InfoHash, PathKind};
+use crate::time::UtcTime;
+
+/// The TUF specification version we write.
+pub const SPEC_VERSION: &str = "1.0.31";
+
+/// The four top-level roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Root of trust: lists the keys of every role.
+    Root,
+    /// Lists the target files.
+    Targets,
+    /// Pins the version of targets metadata.
+    Snapshot,
+    /// Pins the snapshot; short-lived, re-signed often.
+    Timestamp,
+}
+
+impl Role {
+    /// Every role, root first.
+    pub const ALL: [Role; 4] = [Role::Root, Role::Targets, Role::Snapshot, Role::Timestamp];
+
+    /// The role name as metadata writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Root => "root",
+            Role::Targets => "targets",
+            Role::Snapshot => "snapshot",
+            Role::Timestamp => "timestamp",
+        }
+    }
+
+    /// The unversioned file name, `root.json` and so on.
+    pub fn file_name(self) -> String {
+        format!("{}.json", self.name())
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One signature of a metadata file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Which key signed.
+    pub keyid: KeyId,
+    /// Hex of the signature over the canonical JSON of `signed`.
+    pub sig: String,
+}
+
+/// The keys and threshold of one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleKeys {
+    /// Key ids allowed to sign for the role.
+    pub keyids: Vec<KeyId>,
+    /// How many distinct keys must sign.
+    pub threshold: u32,
+}
+
+/// `root.json`'s signed part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// Always `root`.
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version, from 1.
+    pub version: u64,
+    /// Expiry.
+    pub expires: UtcTime,
+    /// Whether files are published under versioned and hash-prefixed names.
+    pub consistent_snapshot: bool,
+    /// Every key of every role.
+    pub keys: BTreeMap<KeyId, TufKey>,
+    /// Keys and threshold per role.
+    pub roles: BTreeMap<String, RoleKeys>,
+}
+
+impl Root {
+    /// The keys and threshold of `role`.
+    pub fn role(&self, role: Role) -> Option<&RoleKeys> {
+        self.roles.get(role.name())
+    }
+}
+
+/// A file pinned by version (and optionally length and hashes) in timestamp or snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaFile {
+    /// The pinned version.
+    pub version: u64,
+    /// Length in bytes, if pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// Hashes by algorithm name, if pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<BTreeMap<String, String>>,
+}
+
+/// `timestamp.json`'s signed part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timestamp {
+    /// Always `timestamp`.
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: UtcTime,
+    /// Exactly `snapshot.json`.
+    pub meta: BTreeMap<String, MetaFile>,
+}
+
+/// `snapshot.json`'s signed part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Always `snapshot`.
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: UtcTime,
+    /// `targets.json` and any delegated roles' files.
+    pub meta: BTreeMap<String, MetaFile>,
+}
+
+/// One target file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFile {
+    /// Length in bytes.
+    pub length: u64,
+    /// Hashes by algorithm name (we write `sha256`).
+    pub hashes: BTreeMap<String, String>,
+    /// Application data; ours is a [`TargetCustom`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<serde_json::Value>,
+}
+
+impl TargetFile {
+    /// The swarmdrop part of `custom`, if present and well-formed.
+    pub fn swarmdrop(&self) -> Option<TargetCustom> {
+        self.custom
+            .as_ref()
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+    }
+}
+
+/// What swarmdrop records about each target in its `custom` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCustom {
+    /// The asset's class.
+    pub class: ClassName,
+    /// The class's latency budget.
+    pub budget_ms: u64,
+    /// The class's paths, in preference order.
+    pub paths: Vec<PathKind>,
+    /// BitTorrent details, for classes that allow `p2p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<P2pInfo>,
+}
+
+/// How to fetch a target from the swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pInfo {
+    /// The v1 infohash of the asset's torrent.
+    pub infohash: InfoHash,
+    /// The torrent's piece length.
+    pub piece_length: u32,
+    /// Where the `.torrent` is, relative to the published root.
+    pub torrent: String,
+    /// A magnet link with trackers and webseeds.
+    pub magnet: String,
+}
+
+/// `targets.json`'s signed part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    /// Always `targets`.
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: UtcTime,
+    /// Target files by path.
+    pub targets: BTreeMap<String, TargetFile>,
+    /// Delegations (not written by swarmdrop yet; kept when read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegations: Option<serde_json::Value>,
+}
+
+/// A role document with its role, for generic code.
+pub trait RoleDocument: Serialize + for<'de> Deserialize<'de> {
+    /// Which role this document is.
+    const ROLE: Role;
+    /// The `_type` field.
+    fn type_name(&self) -> &str;
+    /// The version.
+    fn version(&self) -> u64;
+    /// The expiry.
+    fn expires(&self) -> UtcTime;
+}
+
+macro_rules! role_document {
+    ($ty:ty, $role:expr) => {
+        impl RoleDocument for $ty {
+            const ROLE: Role = $role;
+            fn type_name(&self) -> &str {
+                &self.type_
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn expires(&self) -> UtcTime {
+                self.expires
+            }
+        }
+    };
+}
+
+role_document!(Root, Role::Root);
+role_document!(Targets, Role::Targets);
+role_document!(Snapshot, Role::Snapshot);
+role_document!(Timestamp, Role::Timestamp);
