@@ -47,6 +47,12 @@ impl UtcTime {
         }
     }
 
+    /// An instant from seconds since the epoch, clamped to 1970–9999 (for the system
+    /// clock, which cannot be outside that range on any machine that runs us).
+    pub fn saturating_from_unix(seconds: i64) -> Self {
+        Self(seconds.clamp(0, MAX_SECONDS))
+    }
+
     /// Seconds since the epoch.
     pub fn unix(self) -> i64 {
         self.0

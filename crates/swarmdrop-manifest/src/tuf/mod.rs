@@ -16,4 +16,4 @@ pub use metadata::{
     Targets, Timestamp, SPEC_VERSION,
 };
 pub use sign::{sign_metadata, SignError};
-pub use trusted::{TrustedSet, TufError};
+pub use trusted::{check_length_and_hashes, parse_unverified, TrustedSet, TufError};
