@@ -1,0 +1,46 @@
+//! `swarmdrop bench …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
+use swarmdrop_bench::parse_size;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Bench {
+    /// Pack a generated drop and compare with `openssl dgst -sha256` / `-sha1` on the same files.
+    Pack(PackArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PackArgs {
+    /// Total drop size (like 1GiB, 256MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    size: String,
+    /// Runs of each command; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    runs: u32,
+    /// Working directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
+    match bench {
+        Bench::Pack(args) => {
+            let size = parse_size(&args.size).with_context(|| format!("--size {:?}", args.size))?;
+            let options = PackBenchOptions { size, runs: args.runs.max(1), dir: args.dir.clone() };
+            let report = run_pack_bench(&options, &|line| eprintln!("{line}")).context("bench pack")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

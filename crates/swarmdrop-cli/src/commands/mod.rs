@@ -1,0 +1,70 @@
+//! The subcommands.
+
+mod bench;
+mod inspect;
+mod keygen;
+mod pack;
+mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use swarmdrop_manifest::UtcTime;
+use swarmdrop_publish::pack::Clock;
+
+/// swarmdrop ships live drops over BitTorrent peers, edge caches and an origin at
+/// once, every byte verified against signed TUF manifests.
+#[derive(Debug, Parser)]
+#[command(name = "swarmdrop", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate ed25519 keys for the TUF roles (root, targets, snapshot, timestamp) and receipts.
+    Keygen(keygen::Args),
+    /// Publish a drop directory: TUF metadata, hash-named targets, torrents, provenance.
+    Pack(pack::Args),
+    /// Verify a published directory as a client would: metadata chain, every asset, torrents, provenance.
+    Verify(verify::Args),
+    /// Show a .torrent, a TUF metadata file or a DSSE envelope.
+    Inspect(inspect::Args),
+    /// Run a benchmark against a baseline in the same run and print ratios.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Pack(args) => pack::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(bench) => bench::run(&bench),
+    }
+}
+
+/// The clock for signing: `SOURCE_DATE_EPOCH` when set (reproducible output), else now.
+pub(crate) fn clock_from_env() -> anyhow::Result<Clock> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) => {
+            let seconds: i64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds"))?;
+            let time = UtcTime::from_unix(seconds).with_context(|| format!("SOURCE_DATE_EPOCH={text:?}"))?;
+            Ok(Clock::Fixed(time))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(Clock::System),
+        Err(e) => Err(e).context("SOURCE_DATE_EPOCH"),
+    }
+}
+
+/// Prints a value as one line of JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value).context("serialising output")?);
+    Ok(())
+}

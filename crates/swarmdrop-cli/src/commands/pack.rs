@@ -1,0 +1,106 @@
+//! `swarmdrop pack`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use swarmdrop_manifest::time::parse_duration;
+use swarmdrop_manifest::tuf::release::Expiries;
+use swarmdrop_publish::pack::{pack, PackOptions, PackProgress};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The drop directory: every file under it is an asset.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The policy file (TOML): drop name, schedule, classes, asset globs.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// The key directory written by `swarmdrop keygen`.
+    #[arg(long, value_name = "DIR")]
+    keys: PathBuf,
+    /// The published directory to create, or to add a new version to.
+    #[arg(long, value_name = "PUBLISHED")]
+    out: PathBuf,
+    /// Tracker announce URL for the torrents (repeat for more, in preference order).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Base URL where PUBLISHED is served; torrents get its target URLs as webseeds (BEP 19).
+    #[arg(long = "webseed", value_name = "URL")]
+    webseeds: Vec<String>,
+    /// Lifetime of root metadata (like 365d, 12h, 2w).
+    #[arg(long, value_name = "DUR", default_value = "365d")]
+    expires_root: String,
+    /// Lifetime of targets metadata.
+    #[arg(long, value_name = "DUR", default_value = "30d")]
+    expires_targets: String,
+    /// Lifetime of snapshot metadata.
+    #[arg(long, value_name = "DUR", default_value = "7d")]
+    expires_snapshot: String,
+    /// Lifetime of timestamp metadata; short, so a frozen mirror is noticed.
+    #[arg(long, value_name = "DUR", default_value = "1d")]
+    expires_timestamp: String,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl PackProgress for Bar {
+    fn begin(&self, files: usize, bytes: u64) {
+        self.0.set_length(bytes);
+        self.0.set_message(format!("hashing {files} files"));
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn duration(flag: &str, text: &str) -> anyhow::Result<u64> {
+    parse_duration(text).with_context(|| format!("--{flag}"))
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let expiries = Expiries {
+        root: duration("expires-root", &args.expires_root)?,
+        targets: duration("expires-targets", &args.expires_targets)?,
+        snapshot: duration("expires-snapshot", &args.expires_snapshot)?,
+        timestamp: duration("expires-timestamp", &args.expires_timestamp)?,
+    };
+    let options = PackOptions {
+        assets_dir: args.dir.clone(),
+        policy_file: args.policy.clone(),
+        keys_dir: args.keys.clone(),
+        out_dir: args.out.clone(),
+        trackers: args.trackers.clone(),
+        webseeds: args.webseeds.clone(),
+        expiries,
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let clock = super::clock_from_env()?;
+    let report = pack(&options, clock, &Bar(bar)).with_context(|| format!("packing {}", args.dir.display()))?;
+    if args.json {
+        super::print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.new_version {
+        println!("published version {} of {} ({} assets, {} bytes)", report.version, report.published.display(), report.assets.len(), report.total_bytes);
+    } else {
+        println!("no asset changed; {} stays at version {}", report.published.display(), report.version);
+    }
+    for asset in &report.assets {
+        match &asset.p2p {
+            Some(p2p) => println!("  {:<40} {:<10} {:>12}  {}", asset.path, asset.class, asset.length, p2p.infohash),
+            None => println!("  {:<40} {:<10} {:>12}", asset.path, asset.class, asset.length),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
