@@ -12,6 +12,7 @@
 
 pub mod digest;
 mod error;
+mod flush;
 mod fsutil;
 pub mod keyset;
 pub mod layout;

@@ -27,6 +27,7 @@ use swarmdrop_manifest::tuf::sign_metadata;
 use swarmdrop_manifest::{DropPath, UtcTime};
 
 use crate::digest::{digest_file, Digests};
+use crate::flush::Flusher;
 use crate::fsutil::{read_capped, write_atomic};
 use crate::keyset;
 use crate::layout::{Layout, MAX_POLICY_BYTES, MAX_TORRENT_BYTES};
@@ -70,6 +71,20 @@ pub trait PackProgress: Sync {
 pub struct NoProgress;
 impl PackProgress for NoProgress {}
 
+/// How assets get into `targets/`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    /// Copy each asset while hashing it (safe: later edits to the source cannot touch
+    /// the published file).
+    #[default]
+    Copy,
+    /// Hard-link each asset after hashing it (no second copy on disk; falls back to
+    /// copying across filesystems). Editing a source in place afterwards would change
+    /// the published file too; `verify` and every client would then refuse it.
+    Hardlink,
+}
+
 /// What to pack and how.
 #[derive(Debug, Clone)]
 pub struct PackOptions {
@@ -87,6 +102,8 @@ pub struct PackOptions {
     pub webseeds: Vec<String>,
     /// Metadata lifetimes.
     pub expiries: Expiries,
+    /// Copy or hard-link assets into `targets/`.
+    pub link: LinkMode,
 }
 
 /// One published asset.
@@ -182,10 +199,12 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     progress.begin(assets.len(), total_bytes);
     let advance = |n: u64| progress.advance(n);
     let mut published = Vec::with_capacity(assets.len());
+    let flusher = Flusher::start();
     for asset in &assets {
         let piece_length = asset.class.allows_p2p().then(|| piece_length_for(asset.length));
         let previous = existing.as_ref().and_then(|e| e.targets.get(asset.path.as_str()));
-        let digests = publish_target(&layout, &asset.source, &asset.path, piece_length, previous, &advance)?;
+        let target = Target { source: &asset.source, path: &asset.path, piece_length, previous };
+        let digests = publish_target(&layout, &target, options.link, &flusher, &advance)?;
         published.push((asset, digests, piece_length));
     }
     progress.finish();
@@ -295,7 +314,8 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     envelope_bytes.push(b'\n');
     write_atomic(&layout.provenance(version), &envelope_bytes)?;
 
-    // Last: the one file that makes the new release visible.
+    // Last: the one file that makes the new release visible, once every target is durable.
+    flusher.finish()?;
     write_atomic(&layout.metadata("timestamp.json"), &release.timestamp)?;
     Ok(PackReport {
         published: options.out_dir.clone(),
@@ -307,23 +327,25 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     })
 }
 
-/// Hashes an asset and makes sure its hash-named copy is in `targets/`. When the last
+/// One asset on its way into `targets/`.
+struct Target<'a> {
+    source: &'a Path,
+    path: &'a DropPath,
+    piece_length: Option<u32>,
+    previous: Option<&'a TargetFile>,
+}
+
+/// Hashes an asset and makes sure its hash-named file is in `targets/`. When the last
 /// release had the same path and length and its file is there, hash without copying
 /// first: an unchanged asset is then read once and written never.
-fn publish_target(
-    layout: &Layout,
-    source: &Path,
-    path: &DropPath,
-    piece_length: Option<u32>,
-    previous: Option<&TargetFile>,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Digests, PublishError> {
-    let probably_unchanged = previous.and_then(|p| p.hashes.get("sha256").map(|h| (p.length, h))).filter(|(length, hash)| {
+fn publish_target(layout: &Layout, target: &Target<'_>, link: LinkMode, flusher: &Flusher, progress: &(dyn Fn(u64) + Sync)) -> Result<Digests, PublishError> {
+    let (source, path) = (target.source, target.path);
+    let probably_unchanged = target.previous.and_then(|p| p.hashes.get("sha256").map(|h| (p.length, h))).filter(|(length, hash)| {
         fs::metadata(layout.target(path, hash)).is_ok_and(|m| m.len() == *length)
             && fs::metadata(source).is_ok_and(|m| m.len() == *length)
     });
     if let Some((_, previous_hash)) = probably_unchanged {
-        let digests = digest_file(source, piece_length, None, progress)?;
+        let digests = digest_file(source, target.piece_length, None, progress)?;
         if &digests.sha256_hex() == previous_hash {
             return Ok(digests);
         }
@@ -331,8 +353,29 @@ fn publish_target(
     let placeholder = layout.target(path, "partial");
     let dir = placeholder.parent().unwrap_or(layout.root()).to_owned();
     fs::create_dir_all(&dir).map_err(|e| PublishError::io(&dir, e))?;
+    if link == LinkMode::Hardlink {
+        let before = fs::metadata(source).map_err(|e| PublishError::io(source, e))?;
+        let digests = digest_file(source, target.piece_length, None, progress)?;
+        let final_path = layout.target(path, &digests.sha256_hex());
+        if !final_path.exists() {
+            if fs::hard_link(source, &final_path).is_err() {
+                // Another filesystem, or one without links: copy instead.
+                fs::copy(source, &final_path).map_err(|e| PublishError::io(&final_path, e))?;
+                flusher.sync(final_path.clone());
+            }
+            let after = fs::metadata(&final_path).map_err(|e| PublishError::io(&final_path, e))?;
+            if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
+                let _ = fs::remove_file(&final_path);
+                return Err(PublishError::Asset {
+                    path: source.to_owned(),
+                    problem: "changed while it was being packed; pack again".into(),
+                });
+            }
+        }
+        return Ok(digests);
+    }
     let temp = dir.join(format!(".{}.partial-{}", path.file_name(), std::process::id()));
-    let digests = match digest_file(source, piece_length, Some(&temp), progress) {
+    let digests = match digest_file(source, target.piece_length, Some(&temp), progress) {
         Ok(d) => d,
         Err(e) => {
             let _ = fs::remove_file(&temp);
@@ -344,6 +387,7 @@ fn publish_target(
         fs::remove_file(&temp).map_err(|e| PublishError::io(&temp, e))?;
     } else {
         fs::rename(&temp, &final_path).map_err(|e| PublishError::io(&final_path, e))?;
+        flusher.sync(final_path);
     }
     Ok(digests)
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use swarmdrop_manifest::time::parse_duration;
 use swarmdrop_manifest::tuf::release::Expiries;
-use swarmdrop_publish::pack::{pack, PackOptions, PackProgress};
+use swarmdrop_publish::pack::{pack, LinkMode, PackOptions, PackProgress};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -41,9 +41,22 @@ pub(crate) struct Args {
     /// Lifetime of timestamp metadata; short, so a frozen mirror is noticed.
     #[arg(long, value_name = "DUR", default_value = "1d")]
     expires_timestamp: String,
+    /// How assets get into PUBLISHED/targets: `copy` (default; later edits to a source
+    /// cannot touch the published file) or `hardlink` (no second copy on disk; copies
+    /// across filesystems; never edit a packed source in place afterwards).
+    #[arg(long, value_name = "MODE", default_value = "copy", value_parser = parse_link)]
+    link: LinkMode,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_link(text: &str) -> Result<LinkMode, String> {
+    match text {
+        "copy" => Ok(LinkMode::Copy),
+        "hardlink" => Ok(LinkMode::Hardlink),
+        other => Err(format!("{other:?} is not a link mode (copy, hardlink)")),
+    }
 }
 
 struct Bar(ProgressBar);
@@ -80,6 +93,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         trackers: args.trackers.clone(),
         webseeds: args.webseeds.clone(),
         expiries,
+        link: args.link,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")

@@ -62,6 +62,7 @@ impl Fixture {
             trackers: vec!["http://127.0.0.1:6969/announce".into()],
             webseeds: vec!["http://127.0.0.1:8080/".into()],
             expiries: Expiries::default(),
+            link: LinkMode::Copy,
         }
     }
 
