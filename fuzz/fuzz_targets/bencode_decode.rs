@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
         // Strict decoding only accepts canonical input, so it must round-trip exactly.
         assert_eq!(encoded, data);
     }
-    let lenient = swarmdrop_bencode::Decoder { require_sorted_keys: false, ..Default::default() };
+    let lenient = swarmdrop_bencode::Decoder {
+        require_sorted_keys: false,
+        ..Default::default()
+    };
     let _ = lenient.decode_prefix(data);
 });

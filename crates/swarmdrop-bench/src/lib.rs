@@ -54,9 +54,13 @@ pub enum BenchError {
 /// Parses sizes like `1GiB`, `256MiB`, `64KiB`, `1GB`, `1000000`.
 pub fn parse_size(text: &str) -> Result<u64, BenchError> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let count: u64 = digits.parse().map_err(|_| BenchError::Usage(format!("{text:?} is not a size like 1GiB")))?;
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| BenchError::Usage(format!("{text:?} is not a size like 1GiB")))?;
     let multiplier: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -65,7 +69,11 @@ pub fn parse_size(text: &str) -> Result<u64, BenchError> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(BenchError::Usage(format!("unknown size unit {other:?} (use KiB, MiB, GiB)"))),
+        other => {
+            return Err(BenchError::Usage(format!(
+                "unknown size unit {other:?} (use KiB, MiB, GiB)"
+            )))
+        }
     };
     count
         .checked_mul(multiplier)

@@ -73,7 +73,8 @@ fn write_random(path: &Path, length: u64, seed: u64) -> Result<(), BenchError> {
             word.copy_from_slice(&state.to_le_bytes());
         }
         let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        file.write_all(&buf[..n]).map_err(io(path.display().to_string()))?;
+        file.write_all(&buf[..n])
+            .map_err(io(path.display().to_string()))?;
         left -= n as u64;
     }
     Ok(())
@@ -105,7 +106,11 @@ fn warm(files: &[PathBuf]) -> Result<(), BenchError> {
     let mut buf = vec![0u8; 1 << 20];
     for path in files {
         let mut file = fs::File::open(path).map_err(io(path.display().to_string()))?;
-        while file.read(&mut buf).map_err(io(path.display().to_string()))? > 0 {}
+        while file
+            .read(&mut buf)
+            .map_err(io(path.display().to_string()))?
+            > 0
+        {}
     }
     Ok(())
 }
@@ -133,7 +138,10 @@ fn time_openssl(algorithm: &str, files: &[PathBuf]) -> Result<Duration, BenchErr
 }
 
 /// Runs the benchmark; `log` receives progress lines.
-pub fn run_pack_bench(options: &PackBenchOptions, log: &dyn Fn(&str)) -> Result<BenchReport, BenchError> {
+pub fn run_pack_bench(
+    options: &PackBenchOptions,
+    log: &dyn Fn(&str),
+) -> Result<BenchReport, BenchError> {
     if options.size < 1 << 20 {
         return Err(BenchError::Usage("--size must be at least 1MiB".into()));
     }
@@ -148,7 +156,11 @@ pub fn run_pack_bench(options: &PackBenchOptions, log: &dyn Fn(&str)) -> Result<
     let assets = work.join("assets");
     let keys = work.join("keys");
     let policy = work.join("drop.toml");
-    log(&format!("generating a {} MiB drop in {}", options.size >> 20, work.display()));
+    log(&format!(
+        "generating a {} MiB drop in {}",
+        options.size >> 20,
+        work.display()
+    ));
     let _ = fs::remove_dir_all(&assets);
     let files = generate(&assets, options.size)?;
     fs::write(&policy, POLICY).map_err(io(policy.display().to_string()))?;
@@ -175,7 +187,8 @@ pub fn run_pack_bench(options: &PackBenchOptions, log: &dyn Fn(&str)) -> Result<
         fs::remove_dir_all(&out).map_err(io(out.display().to_string()))?;
         Ok(elapsed)
     };
-    let (mut copied, mut linked, mut sha256, mut sha1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut copied, mut linked, mut sha256, mut sha1) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=options.runs {
         sha256.push(time_openssl("sha256", &files)?);
         sha1.push(time_openssl("sha1", &files)?);
@@ -202,7 +215,10 @@ pub fn run_pack_bench(options: &PackBenchOptions, log: &dyn Fn(&str)) -> Result<
         ("pack_link_s".to_owned(), round3(linked)),
         ("openssl_sha256_s".to_owned(), round3(sha256)),
         ("openssl_sha1_s".to_owned(), round3(sha1)),
-        ("pack_mib_per_s".to_owned(), round3(options.size as f64 / (1 << 20) as f64 / ours.max(1e-9))),
+        (
+            "pack_mib_per_s".to_owned(),
+            round3(options.size as f64 / (1 << 20) as f64 / ours.max(1e-9)),
+        ),
     ]);
     Ok(BenchReport {
         name: "pack".into(),

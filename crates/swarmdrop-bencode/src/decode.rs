@@ -441,12 +441,10 @@ impl<'a> Cursor<'a> {
         if negative {
             Ok(value)
         } else {
-            value
-                .checked_neg()
-                .ok_or(DecodeError {
-                    offset: start,
-                    kind: DecodeErrorKind::NumberOverflow,
-                })
+            value.checked_neg().ok_or(DecodeError {
+                offset: start,
+                kind: DecodeErrorKind::NumberOverflow,
+            })
         }
     }
 }
@@ -484,7 +482,10 @@ mod tests {
             decode(b"i9223372036854775807e").unwrap(),
             Value::Int(i64::MAX)
         );
-        assert_eq!(kind(b"i9223372036854775808e"), DecodeErrorKind::NumberOverflow);
+        assert_eq!(
+            kind(b"i9223372036854775808e"),
+            DecodeErrorKind::NumberOverflow
+        );
         assert_eq!(
             kind(b"i-9223372036854775809e"),
             DecodeErrorKind::NumberOverflow

@@ -46,7 +46,9 @@ pub enum DsseError {
         expected: String,
     },
     /// Fewer valid signatures from distinct trusted keys than required.
-    #[error("DSSE envelope has {valid} valid signature(s) from trusted keys; {threshold} required")]
+    #[error(
+        "DSSE envelope has {valid} valid signature(s) from trusted keys; {threshold} required"
+    )]
     Unsigned {
         /// Valid signatures from distinct trusted keys.
         valid: usize,
@@ -58,7 +60,15 @@ pub enum DsseError {
 /// `DSSEv1 SP LEN(type) SP type SP LEN(body) SP body`.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
-    out.extend_from_slice(format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "DSSEv1 {} {} {} ",
+            payload_type.len(),
+            payload_type,
+            payload.len()
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(payload);
     out
 }
@@ -95,7 +105,12 @@ impl Envelope {
 
     /// Checks the type and that at least `threshold` distinct trusted keys signed;
     /// returns the payload.
-    pub fn verify(&self, expected_type: &str, trusted: &[(KeyId, PublicKey)], threshold: usize) -> Result<Vec<u8>, DsseError> {
+    pub fn verify(
+        &self,
+        expected_type: &str,
+        trusted: &[(KeyId, PublicKey)],
+        threshold: usize,
+    ) -> Result<Vec<u8>, DsseError> {
         if self.payload_type != expected_type {
             return Err(DsseError::PayloadType {
                 found: self.payload_type.clone(),
@@ -107,7 +122,9 @@ impl Envelope {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut valid: Vec<&KeyId> = Vec::new();
         for signature in &self.signatures {
-            let Ok(sig) = b64.decode(&signature.sig) else { continue };
+            let Ok(sig) = b64.decode(&signature.sig) else {
+                continue;
+            };
             let key = trusted.iter().find(|(id, _)| *id == signature.keyid);
             if let Some((id, public)) = key {
                 if public.verify(&message, &sig) && !valid.contains(&id) {
@@ -132,7 +149,10 @@ mod tests {
     #[test]
     fn pae_matches_the_spec_example() {
         // From the DSSE protocol document.
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec());
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
     }
 
     #[test]
@@ -140,13 +160,24 @@ mod tests {
         let key = SigningKey::from_seed([4; 32]);
         let trusted = [(key.public().key_id(), key.public())];
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{\"a\":1}", &[&key]);
-        assert_eq!(envelope.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1).unwrap(), b"{\"a\":1}");
+        assert_eq!(
+            envelope.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1).unwrap(),
+            b"{\"a\":1}"
+        );
         let mut tampered = envelope.clone();
         tampered.payload = base64::engine::general_purpose::STANDARD.encode(b"{\"a\":2}");
-        assert!(matches!(tampered.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1), Err(DsseError::Unsigned { valid: 0, .. })));
-        assert!(matches!(envelope.verify("text/plain", &trusted, 1), Err(DsseError::PayloadType { .. })));
+        assert!(matches!(
+            tampered.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1),
+            Err(DsseError::Unsigned { valid: 0, .. })
+        ));
+        assert!(matches!(
+            envelope.verify("text/plain", &trusted, 1),
+            Err(DsseError::PayloadType { .. })
+        ));
         let other = SigningKey::from_seed([5; 32]);
         let untrusted = [(other.public().key_id(), other.public())];
-        assert!(envelope.verify(IN_TOTO_PAYLOAD_TYPE, &untrusted, 1).is_err());
+        assert!(envelope
+            .verify(IN_TOTO_PAYLOAD_TYPE, &untrusted, 1)
+            .is_err());
     }
 }

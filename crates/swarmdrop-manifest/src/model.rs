@@ -108,9 +108,9 @@ impl fmt::Display for DropPath {
 
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 macro_rules! name_type {
@@ -255,8 +255,20 @@ mod tests {
         assert_eq!(p.file_name(), "f001.png");
         assert_eq!(p.parent(), "frames");
         assert_eq!(p.hash_prefixed("ab"), "frames/ab.f001.png");
-        assert_eq!(DropPath::new("top.txt").unwrap().hash_prefixed("ab"), "ab.top.txt");
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a\\b", "a\nb", "a/"] {
+        assert_eq!(
+            DropPath::new("top.txt").unwrap().hash_prefixed("ab"),
+            "ab.top.txt"
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\nb",
+            "a/",
+        ] {
             assert!(DropPath::new(bad).is_err(), "{bad:?}");
         }
     }

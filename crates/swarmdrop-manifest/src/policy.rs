@@ -75,8 +75,8 @@ pub struct PolicyError {
     pub location: Location,
     /// The field (`class[2].paths`, `drop.closes_at`, …).
     pub field: String,
-    /// What is wrong.
-    pub problem: PolicyProblem,
+    /// What is wrong (boxed: errors travel far and should stay small).
+    pub problem: Box<PolicyProblem>,
 }
 
 /// A 1-based line and column in the policy file, or nowhere in particular.
@@ -197,12 +197,17 @@ impl Source<'_> {
         Location(Some((line, column)))
     }
 
-    fn error(&self, span: Range<usize>, field: impl Into<String>, problem: PolicyProblem) -> PolicyError {
+    fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        problem: PolicyProblem,
+    ) -> PolicyError {
         PolicyError {
             file: self.file.to_owned(),
             location: self.location(span),
             field: field.into(),
-            problem,
+            problem: Box::new(problem),
         }
     }
 }
@@ -212,12 +217,14 @@ impl Policy {
     pub fn parse(text: &str, file: &str) -> Result<Self, PolicyError> {
         let source = Source { text, file };
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let location = e.span().map_or(Location(None), |span| source.location(span));
+            let location = e
+                .span()
+                .map_or(Location(None), |span| source.location(span));
             PolicyError {
                 file: file.to_owned(),
                 location,
                 field: "toml".to_owned(),
-                problem: PolicyProblem::Syntax(e.message().trim().to_owned()),
+                problem: Box::new(PolicyProblem::Syntax(e.message().trim().to_owned())),
             }
         })?;
 
@@ -227,7 +234,7 @@ impl Policy {
                 file: file.to_owned(),
                 location: Location(None),
                 field: "class".to_owned(),
-                problem: PolicyProblem::NoClasses,
+                problem: Box::new(PolicyProblem::NoClasses),
             });
         }
         let mut classes: Vec<(Class, usize)> = Vec::new();
@@ -253,22 +260,23 @@ impl Policy {
             .map(|c| c.name.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let known_class = |name: &Spanned<String>, field: String| -> Result<ClassName, PolicyError> {
-            classes
-                .iter()
-                .find(|c| c.name.as_str() == name.get_ref())
-                .map(|c| c.name.clone())
-                .ok_or_else(|| {
-                    source.error(
-                        name.span(),
-                        field,
-                        PolicyProblem::UnknownClass {
-                            name: name.get_ref().clone(),
-                            defined: defined.clone(),
-                        },
-                    )
-                })
-        };
+        let known_class =
+            |name: &Spanned<String>, field: String| -> Result<ClassName, PolicyError> {
+                classes
+                    .iter()
+                    .find(|c| c.name.as_str() == name.get_ref())
+                    .map(|c| c.name.clone())
+                    .ok_or_else(|| {
+                        source.error(
+                            name.span(),
+                            field,
+                            PolicyProblem::UnknownClass {
+                                name: name.get_ref().clone(),
+                                defined: defined.clone(),
+                            },
+                        )
+                    })
+            };
 
         let default_class = raw
             .drop
@@ -321,17 +329,17 @@ impl Policy {
                 file: self.file.clone(),
                 location: Location(None),
                 field: "assets".to_owned(),
-                problem: PolicyProblem::UnmatchedAsset(path.to_string()),
+                problem: Box::new(PolicyProblem::UnmatchedAsset(path.to_string())),
             })?;
         // Rules only hold names that were checked against the classes.
         self.class(name).ok_or_else(|| PolicyError {
             file: self.file.clone(),
             location: Location(None),
             field: "assets".to_owned(),
-            problem: PolicyProblem::UnknownClass {
+            problem: Box::new(PolicyProblem::UnknownClass {
                 name: name.to_string(),
                 defined: String::new(),
-            },
+            }),
         })
     }
 
@@ -347,8 +355,13 @@ impl Policy {
 }
 
 fn validate_drop(source: &Source<'_>, raw: &RawDrop) -> Result<DropInfo, PolicyError> {
-    let name = DropName::new(raw.name.get_ref())
-        .map_err(|e| source.error(raw.name.span(), "drop.name", PolicyProblem::Invalid(e.to_string())))?;
+    let name = DropName::new(raw.name.get_ref()).map_err(|e| {
+        source.error(
+            raw.name.span(),
+            "drop.name",
+            PolicyProblem::Invalid(e.to_string()),
+        )
+    })?;
     let time = |field: &Spanned<String>, label: &str| {
         UtcTime::parse(field.get_ref())
             .map_err(|e| source.error(field.span(), label, PolicyProblem::Invalid(e.to_string())))
@@ -374,15 +387,27 @@ fn validate_drop(source: &Source<'_>, raw: &RawDrop) -> Result<DropInfo, PolicyE
 
 fn validate_class(source: &Source<'_>, index: usize, raw: &RawClass) -> Result<Class, PolicyError> {
     let name = ClassName::new(raw.name.get_ref()).map_err(|e| {
-        source.error(raw.name.span(), format!("class[{index}].name"), PolicyProblem::Invalid(e.to_string()))
+        source.error(
+            raw.name.span(),
+            format!("class[{index}].name"),
+            PolicyProblem::Invalid(e.to_string()),
+        )
     })?;
     let budget_ms = *raw.budget_ms.get_ref();
     let budget_field = format!("class[{index}].budget_ms");
     if budget_ms == 0 {
-        return Err(source.error(raw.budget_ms.span(), budget_field, PolicyProblem::ZeroBudget));
+        return Err(source.error(
+            raw.budget_ms.span(),
+            budget_field,
+            PolicyProblem::ZeroBudget,
+        ));
     }
     if budget_ms > MAX_BUDGET_MS {
-        return Err(source.error(raw.budget_ms.span(), budget_field, PolicyProblem::BudgetTooLarge(budget_ms)));
+        return Err(source.error(
+            raw.budget_ms.span(),
+            budget_field,
+            PolicyProblem::BudgetTooLarge(budget_ms),
+        ));
     }
     let paths_field = format!("class[{index}].paths");
     if raw.paths.get_ref().is_empty() {
@@ -390,12 +415,19 @@ fn validate_class(source: &Source<'_>, index: usize, raw: &RawClass) -> Result<C
     }
     let mut paths = Vec::new();
     for entry in raw.paths.get_ref() {
-        let kind: PathKind = entry
-            .get_ref()
-            .parse()
-            .map_err(|_| source.error(entry.span(), &paths_field, PolicyProblem::UnknownPath(entry.get_ref().clone())))?;
+        let kind: PathKind = entry.get_ref().parse().map_err(|_| {
+            source.error(
+                entry.span(),
+                &paths_field,
+                PolicyProblem::UnknownPath(entry.get_ref().clone()),
+            )
+        })?;
         if paths.contains(&kind) {
-            return Err(source.error(entry.span(), &paths_field, PolicyProblem::DuplicatePath(kind.to_string())));
+            return Err(source.error(
+                entry.span(),
+                &paths_field,
+                PolicyProblem::DuplicatePath(kind.to_string()),
+            ));
         }
         paths.push(kind);
     }

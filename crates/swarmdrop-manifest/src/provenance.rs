@@ -99,12 +99,18 @@ mod tests {
 
     #[test]
     fn statement_lists_subjects_and_materials() {
-        let assets = [Digested { name: "frames/a.png".into(), sha256: "ab".repeat(32) }];
+        let assets = [Digested {
+            name: "frames/a.png".into(),
+            sha256: "ab".repeat(32),
+        }];
         let t = UtcTime::from_unix(1_800_000_000).unwrap();
         let bytes = PackProvenance {
             drop: "genesis",
             version: 3,
-            policy: Digested { name: "drop.toml".into(), sha256: "cd".repeat(32) },
+            policy: Digested {
+                name: "drop.toml".into(),
+                sha256: "cd".repeat(32),
+            },
             assets: &assets,
             trackers: &[],
             webseeds: &[],
@@ -116,8 +122,13 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["_type"], STATEMENT_TYPE);
         assert_eq!(value["subject"][0]["digest"]["sha256"], "ab".repeat(32));
-        let deps = value["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+        let deps = value["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
         assert_eq!(deps.len(), 2);
-        assert_eq!(value["predicate"]["runDetails"]["metadata"]["startedOn"], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            value["predicate"]["runDetails"]["metadata"]["startedOn"],
+            "2027-01-15T08:00:00Z"
+        );
     }
 }

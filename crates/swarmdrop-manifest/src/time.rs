@@ -84,7 +84,12 @@ impl UtcTime {
                 Err(bad("expected digits"))
             }
         };
-        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return Err(bad("expected YYYY-MM-DDTHH:MM:SS"));
         }
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -163,9 +168,7 @@ pub fn parse_duration(input: &str) -> Result<u64, TimeError> {
     let bad = || TimeError::BadDuration {
         input: input.to_owned(),
     };
-    let split = input
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(bad)?;
+    let split = input.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (digits, unit) = input.split_at(split);
     let count: u64 = digits.parse().map_err(|_| bad())?;
     let unit_seconds = match unit {
@@ -227,11 +230,11 @@ mod tests {
         let t = UtcTime::parse("2026-12-01T18:00:00Z").unwrap();
         assert_eq!(t.unix(), 1_796_148_000);
         assert_eq!(t.to_string(), "2026-12-01T18:00:00Z");
+        assert_eq!(UtcTime::parse("2026-12-01T20:00:00.123+02:00").unwrap(), t);
         assert_eq!(
-            UtcTime::parse("2026-12-01T20:00:00.123+02:00").unwrap(),
-            t
+            UtcTime::parse("2024-02-29T00:00:00Z").unwrap().to_string(),
+            "2024-02-29T00:00:00Z"
         );
-        assert_eq!(UtcTime::parse("2024-02-29T00:00:00Z").unwrap().to_string(), "2024-02-29T00:00:00Z");
     }
 
     #[test]

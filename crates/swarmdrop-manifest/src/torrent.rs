@@ -61,7 +61,10 @@ impl NewTorrent<'_> {
     /// The bencoded `.torrent` and its infohash.
     pub fn build(&self) -> Result<(Vec<u8>, InfoHash), TorrentError> {
         if self.name.is_empty() || self.name.contains('/') {
-            return Err(field("info.name", format!("{:?} is not a plain file name", self.name)));
+            return Err(field(
+                "info.name",
+                format!("{:?} is not a plain file name", self.name),
+            ));
         }
         let length = i64::try_from(self.length).map_err(|_| field("info.length", "too large"))?;
         let mut info = Vec::with_capacity(128 + self.pieces.len() * 20);
@@ -160,7 +163,9 @@ impl Metainfo {
             ..Decoder::default()
         };
         let root = decoder.decode(bytes)?;
-        let root = root.as_dict().ok_or_else(|| field("(root)", "not a dictionary"))?;
+        let root = root
+            .as_dict()
+            .ok_or_else(|| field("(root)", "not a dictionary"))?;
         let info = root
             .get(b"info")
             .ok_or_else(|| field("info", "missing"))?
@@ -168,7 +173,8 @@ impl Metainfo {
             .ok_or_else(|| field("info", "not a dictionary"))?;
         let info_hash = InfoHash(Sha1::digest(info.encoded()).into());
 
-        let name = text(info, b"name", "info.name")?.ok_or_else(|| field("info.name", "missing"))?;
+        let name =
+            text(info, b"name", "info.name")?.ok_or_else(|| field("info.name", "missing"))?;
         let piece_length = positive(info, b"piece length", "info.piece length")?
             .ok_or_else(|| field("info.piece length", "missing"))?;
         let pieces_raw = info
@@ -177,7 +183,10 @@ impl Metainfo {
             .as_bytes()
             .ok_or_else(|| field("info.pieces", "not a byte string"))?;
         if pieces_raw.len() % 20 != 0 {
-            return Err(field("info.pieces", format!("length {} is not a multiple of 20", pieces_raw.len())));
+            return Err(field(
+                "info.pieces",
+                format!("length {} is not a multiple of 20", pieces_raw.len()),
+            ));
         }
         let pieces: Vec<[u8; 20]> = pieces_raw
             .chunks_exact(20)
@@ -222,18 +231,26 @@ impl Metainfo {
                     tier.as_list()
                         .ok_or_else(|| field("announce-list", "a tier is not a list"))?
                         .iter()
-                        .map(|url| url.as_str().map(str::to_owned).ok_or_else(|| field("announce-list", "a URL is not UTF-8 text")))
+                        .map(|url| {
+                            url.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| field("announce-list", "a URL is not UTF-8 text"))
+                        })
                         .collect()
                 })
                 .collect::<Result<_, _>>()?,
         };
         let url_list = match root.get(b"url-list") {
             None => Vec::new(),
-            Some(Value::Bytes(b)) if b.is_empty() => Vec::new(),
+            Some(Value::Bytes(b"")) => Vec::new(),
             Some(Value::Bytes(_)) => vec![text(root, b"url-list", "url-list")?.unwrap_or_default()],
             Some(Value::List(urls)) => urls
                 .iter()
-                .map(|u| u.as_str().map(str::to_owned).ok_or_else(|| field("url-list", "a URL is not UTF-8 text")))
+                .map(|u| {
+                    u.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| field("url-list", "a URL is not UTF-8 text"))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(field("url-list", "not a list or string")),
         };
@@ -269,19 +286,28 @@ impl Metainfo {
 
     /// The magnet link for this torrent.
     pub fn magnet(&self) -> String {
-        magnet_link(&self.info_hash, &self.name, &self.trackers(), &self.url_list)
+        magnet_link(
+            &self.info_hash,
+            &self.name,
+            &self.trackers(),
+            &self.url_list,
+        )
     }
 }
 
 fn parse_files(list: &Value<'_>) -> Result<Vec<TorrentFile>, TorrentError> {
-    let entries = list.as_list().ok_or_else(|| field("info.files", "not a list"))?;
+    let entries = list
+        .as_list()
+        .ok_or_else(|| field("info.files", "not a list"))?;
     if entries.is_empty() {
         return Err(field("info.files", "empty"));
     }
     entries
         .iter()
         .map(|entry| {
-            let entry = entry.as_dict().ok_or_else(|| field("info.files", "an entry is not a dictionary"))?;
+            let entry = entry
+                .as_dict()
+                .ok_or_else(|| field("info.files", "an entry is not a dictionary"))?;
             let length = non_negative(entry, b"length", "info.files.length")?
                 .ok_or_else(|| field("info.files.length", "missing"))?;
             let segments = entry
@@ -290,7 +316,10 @@ fn parse_files(list: &Value<'_>) -> Result<Vec<TorrentFile>, TorrentError> {
                 .ok_or_else(|| field("info.files.path", "missing or not a list"))?;
             let path = segments
                 .iter()
-                .map(|s| s.as_str().ok_or_else(|| field("info.files.path", "a segment is not UTF-8 text")))
+                .map(|s| {
+                    s.as_str()
+                        .ok_or_else(|| field("info.files.path", "a segment is not UTF-8 text"))
+                })
                 .collect::<Result<Vec<_>, _>>()?
                 .join("/");
             Ok(TorrentFile { path, length })
@@ -308,12 +337,20 @@ fn text(dict: &Dict<'_>, key: &[u8], name: &'static str) -> Result<Option<String
     }
 }
 
-fn non_negative(dict: &Dict<'_>, key: &[u8], name: &'static str) -> Result<Option<u64>, TorrentError> {
+fn non_negative(
+    dict: &Dict<'_>,
+    key: &[u8],
+    name: &'static str,
+) -> Result<Option<u64>, TorrentError> {
     match dict.get(key) {
         None => Ok(None),
         Some(value) => {
-            let n = value.as_int().ok_or_else(|| field(name, format!("is a {}, not an integer", value.type_name())))?;
-            u64::try_from(n).map(Some).map_err(|_| field(name, format!("{n} is negative")))
+            let n = value.as_int().ok_or_else(|| {
+                field(name, format!("is a {}, not an integer", value.type_name()))
+            })?;
+            u64::try_from(n)
+                .map(Some)
+                .map_err(|_| field(name, format!("{n} is negative")))
         }
     }
 }
@@ -326,8 +363,17 @@ fn positive(dict: &Dict<'_>, key: &[u8], name: &'static str) -> Result<Option<u6
 }
 
 /// `magnet:?xt=urn:btih:…&dn=…&tr=…&ws=…` (BEP 9; `ws` as BEP 19 clients read it).
-pub fn magnet_link(info_hash: &InfoHash, name: &str, trackers: &[String], webseeds: &[String]) -> String {
-    let mut link = format!("magnet:?xt=urn:btih:{}&dn={}", info_hash.to_hex(), percent_encode(name));
+pub fn magnet_link(
+    info_hash: &InfoHash,
+    name: &str,
+    trackers: &[String],
+    webseeds: &[String],
+) -> String {
+    let mut link = format!(
+        "magnet:?xt=urn:btih:{}&dn={}",
+        info_hash.to_hex(),
+        percent_encode(name)
+    );
     for tracker in trackers {
         link.push_str("&tr=");
         link.push_str(&percent_encode(tracker));
@@ -363,7 +409,10 @@ mod tests {
             length: 20_000,
             piece_length: 16_384,
             pieces: &pieces,
-            trackers: &["http://127.0.0.1:6969/announce".into(), "udp://127.0.0.1:6969".into()],
+            trackers: &[
+                "http://127.0.0.1:6969/announce".into(),
+                "udp://127.0.0.1:6969".into(),
+            ],
             webseeds: &["http://127.0.0.1:8080/targets/ab.patch.bin".into()],
             created_by: "swarmdrop test",
             creation_date: 1_700_000_000,
@@ -378,9 +427,15 @@ mod tests {
         let meta = Metainfo::parse(&bytes).unwrap();
         assert_eq!(meta.info_hash, info_hash);
         assert_eq!(meta.name, "patch.bin");
-        assert_eq!((meta.length, meta.piece_length, meta.piece_count), (20_000, 16_384, 2));
+        assert_eq!(
+            (meta.length, meta.piece_length, meta.piece_count),
+            (20_000, 16_384, 2)
+        );
         assert_eq!(meta.announce_list.len(), 2);
-        assert_eq!(meta.url_list, vec!["http://127.0.0.1:8080/targets/ab.patch.bin".to_owned()]);
+        assert_eq!(
+            meta.url_list,
+            vec!["http://127.0.0.1:8080/targets/ab.patch.bin".to_owned()]
+        );
         // Our output is canonical bencode.
         assert!(swarmdrop_bencode::decode(&bytes).is_ok());
         assert!(meta.magnet().starts_with(&format!("magnet:?xt=urn:btih:{info_hash}&dn=patch.bin&tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce")));
@@ -397,7 +452,8 @@ mod tests {
         assert!(err.to_string().contains("info.pieces"), "{err}");
         let err = Metainfo::parse(b"d4:infod4:name1:xee").unwrap_err();
         assert!(err.to_string().contains("info.piece length"), "{err}");
-        let err = Metainfo::parse(b"d4:infod12:piece lengthi0e4:name1:x6:pieces0:6:lengthi0eee").unwrap_err();
+        let err = Metainfo::parse(b"d4:infod12:piece lengthi0e4:name1:x6:pieces0:6:lengthi0eee")
+            .unwrap_err();
         assert!(err.to_string().contains("zero"), "{err}");
     }
 

@@ -66,107 +66,128 @@ fn recycle(chunk: Arc<Vec<u8>>, pool: &Sender<Vec<u8>>) {
 /// Hashes `source`, writing a copy to `copy_to` if given (not synced: the caller
 /// decides when the copy must be durable), and reports each chunk's length to
 /// `progress`.
-pub fn digest_file(source: &Path, piece_length: Option<u32>, copy_to: Option<&Path>, progress: &(dyn Fn(u64) + Sync)) -> Result<Digests, PublishError> {
+pub fn digest_file(
+    source: &Path,
+    piece_length: Option<u32>,
+    copy_to: Option<&Path>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Digests, PublishError> {
     let mut file = fs::File::open(source).map_err(|e| PublishError::io(source, e))?;
-    let size = file.metadata().map_err(|e| PublishError::io(source, e))?.len();
+    let size = file
+        .metadata()
+        .map_err(|e| PublishError::io(source, e))?
+        .len();
     let mut copy = match copy_to {
-        Some(path) => Some((fs::File::create(path).map_err(|e| PublishError::io(path, e))?, path)),
+        Some(path) => Some((
+            fs::File::create(path).map_err(|e| PublishError::io(path, e))?,
+            path,
+        )),
         None => None,
     };
     let mut write_copy = |chunk: &[u8]| -> Result<(), PublishError> {
         if let Some((out, path)) = copy.as_mut() {
-            out.write_all(chunk).map_err(|e| PublishError::io(*path, e))?;
+            out.write_all(chunk)
+                .map_err(|e| PublishError::io(*path, e))?;
         }
         Ok(())
     };
 
-    let digests = if size <= CHUNK as u64 {
-        let mut buf = vec![0u8; CHUNK];
-        let mut sha256 = Sha256::new();
-        let mut pieces = piece_length.map(PieceHasher::new);
-        let mut length = 0u64;
-        loop {
-            let n = read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
-            if n == 0 {
-                break;
-            }
-            sha256.update(&buf[..n]);
-            if let Some(p) = pieces.as_mut() {
-                p.update(&buf[..n]);
-            }
-            write_copy(&buf[..n])?;
-            length += n as u64;
-            progress(n as u64);
-        }
-        Digests {
-            length,
-            sha256: sha256.finalize().into(),
-            pieces: pieces.map(PieceHasher::finish),
-        }
-    } else {
-        std::thread::scope(|scope| -> Result<Digests, PublishError> {
-            let (pool_tx, pool) = channel::<Vec<u8>>();
-            let (to_sha256, sha256_chunks) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
-            let sha256_pool = pool_tx.clone();
-            let sha256_worker = scope.spawn(move || {
-                let mut hasher = Sha256::new();
-                for chunk in sha256_chunks {
-                    hasher.update(chunk.as_slice());
-                    recycle(chunk, &sha256_pool);
-                }
-                <[u8; 32]>::from(hasher.finalize())
-            });
-            let (to_pieces, piece_worker) = match piece_length {
-                Some(piece_length) => {
-                    let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
-                    let piece_pool = pool_tx.clone();
-                    let worker = scope.spawn(move || {
-                        let mut hasher = PieceHasher::new(piece_length);
-                        for chunk in rx {
-                            hasher.update(chunk.as_slice());
-                            recycle(chunk, &piece_pool);
-                        }
-                        hasher.finish()
-                    });
-                    (Some(tx), Some(worker))
-                }
-                None => (None, None),
-            };
-            drop(pool_tx);
+    let digests =
+        if size <= CHUNK as u64 {
+            let mut buf = vec![0u8; CHUNK];
+            let mut sha256 = Sha256::new();
+            let mut pieces = piece_length.map(PieceHasher::new);
             let mut length = 0u64;
-            let read_result = (|| -> Result<(), PublishError> {
-                loop {
-                    let mut buf = pool.try_recv().unwrap_or_default();
-                    buf.resize(CHUNK, 0);
-                    let n = read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    buf.truncate(n);
-                    write_copy(&buf)?;
-                    let chunk = Arc::new(buf);
-                    // A send fails only if a worker died; its join below reports that.
-                    if let Some(tx) = &to_pieces {
-                        let _ = tx.send(Arc::clone(&chunk));
-                    }
-                    let _ = to_sha256.send(chunk);
-                    length += n as u64;
-                    progress(n as u64);
+            loop {
+                let n = read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
+                if n == 0 {
+                    break;
                 }
-            })();
-            drop(to_sha256);
-            drop(to_pieces);
-            let sha256 = sha256_worker
-                .join()
-                .map_err(|_| PublishError::Asset { path: source.to_owned(), problem: "the SHA-256 thread panicked".into() })?;
-            let pieces = piece_worker
-                .map(|w| w.join())
-                .transpose()
-                .map_err(|_| PublishError::Asset { path: source.to_owned(), problem: "the SHA-1 thread panicked".into() })?;
-            read_result?;
-            Ok(Digests { length, sha256, pieces })
-        })?
-    };
+                sha256.update(&buf[..n]);
+                if let Some(p) = pieces.as_mut() {
+                    p.update(&buf[..n]);
+                }
+                write_copy(&buf[..n])?;
+                length += n as u64;
+                progress(n as u64);
+            }
+            Digests {
+                length,
+                sha256: sha256.finalize().into(),
+                pieces: pieces.map(PieceHasher::finish),
+            }
+        } else {
+            std::thread::scope(|scope| -> Result<Digests, PublishError> {
+                let (pool_tx, pool) = channel::<Vec<u8>>();
+                let (to_sha256, sha256_chunks) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+                let sha256_pool = pool_tx.clone();
+                let sha256_worker = scope.spawn(move || {
+                    let mut hasher = Sha256::new();
+                    for chunk in sha256_chunks {
+                        hasher.update(chunk.as_slice());
+                        recycle(chunk, &sha256_pool);
+                    }
+                    <[u8; 32]>::from(hasher.finalize())
+                });
+                let (to_pieces, piece_worker) = match piece_length {
+                    Some(piece_length) => {
+                        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+                        let piece_pool = pool_tx.clone();
+                        let worker = scope.spawn(move || {
+                            let mut hasher = PieceHasher::new(piece_length);
+                            for chunk in rx {
+                                hasher.update(chunk.as_slice());
+                                recycle(chunk, &piece_pool);
+                            }
+                            hasher.finish()
+                        });
+                        (Some(tx), Some(worker))
+                    }
+                    None => (None, None),
+                };
+                drop(pool_tx);
+                let mut length = 0u64;
+                let read_result = (|| -> Result<(), PublishError> {
+                    loop {
+                        let mut buf = pool.try_recv().unwrap_or_default();
+                        buf.resize(CHUNK, 0);
+                        let n = read_full(&mut file, &mut buf)
+                            .map_err(|e| PublishError::io(source, e))?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        buf.truncate(n);
+                        write_copy(&buf)?;
+                        let chunk = Arc::new(buf);
+                        // A send fails only if a worker died; its join below reports that.
+                        if let Some(tx) = &to_pieces {
+                            let _ = tx.send(Arc::clone(&chunk));
+                        }
+                        let _ = to_sha256.send(chunk);
+                        length += n as u64;
+                        progress(n as u64);
+                    }
+                })();
+                drop(to_sha256);
+                drop(to_pieces);
+                let sha256 = sha256_worker.join().map_err(|_| PublishError::Asset {
+                    path: source.to_owned(),
+                    problem: "the SHA-256 thread panicked".into(),
+                })?;
+                let pieces = piece_worker.map(|w| w.join()).transpose().map_err(|_| {
+                    PublishError::Asset {
+                        path: source.to_owned(),
+                        problem: "the SHA-1 thread panicked".into(),
+                    }
+                })?;
+                read_result?;
+                Ok(Digests {
+                    length,
+                    sha256,
+                    pieces,
+                })
+            })?
+        };
     Ok(digests)
 }
 
@@ -189,7 +210,10 @@ mod tests {
         assert_eq!(d.length, len as u64);
         assert_eq!(seen.into_inner(), len as u64);
         assert_eq!(d.sha256.to_vec(), Sha256::digest(&data).to_vec());
-        let expected: Vec<[u8; 20]> = data.chunks(piece as usize).map(|c| Sha1::digest(c).into()).collect();
+        let expected: Vec<[u8; 20]> = data
+            .chunks(piece as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect();
         assert_eq!(d.pieces.unwrap(), expected);
         assert_eq!(fs::read(&copy).unwrap(), data);
     }
@@ -205,7 +229,8 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = digest_file(Path::new("/nonexistent/asset.bin"), None, None, &|_| {}).unwrap_err();
+        let err =
+            digest_file(Path::new("/nonexistent/asset.bin"), None, None, &|_| {}).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/asset.bin"), "{err}");
     }
 }

@@ -10,7 +10,10 @@ use crate::PublishError;
 /// (and stopping at the limit if it grows while we read).
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, PublishError> {
     let file = fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
-    let size = file.metadata().map_err(|e| PublishError::io(path, e))?.len();
+    let size = file
+        .metadata()
+        .map_err(|e| PublishError::io(path, e))?
+        .len();
     if size > limit {
         return Err(PublishError::TooLarge {
             path: path.to_owned(),
@@ -37,7 +40,10 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, PublishError> {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| PublishError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&temp)?;

@@ -83,9 +83,16 @@ fn random_seed() -> Result<[u8; 32], PublishError> {
 /// Writes a fresh keyset into `dir`: `root_keys` root keys with threshold
 /// `root_threshold`, and one key each for targets, snapshot, timestamp and receipts.
 /// Refuses to touch existing key files unless `force`.
-pub fn generate(dir: &Path, root_keys: u32, root_threshold: u32, force: bool) -> Result<KeygenReport, PublishError> {
+pub fn generate(
+    dir: &Path,
+    root_keys: u32,
+    root_threshold: u32,
+    force: bool,
+) -> Result<KeygenReport, PublishError> {
     if root_threshold == 0 || root_keys == 0 {
-        return Err(PublishError::Keyset("--root-threshold and the number of root keys must be at least 1".into()));
+        return Err(PublishError::Keyset(
+            "--root-threshold and the number of root keys must be at least 1".into(),
+        ));
     }
     if root_threshold > root_keys {
         return Err(PublishError::Keyset(format!(
@@ -93,7 +100,9 @@ pub fn generate(dir: &Path, root_keys: u32, root_threshold: u32, force: bool) ->
         )));
     }
     if root_keys > 64 {
-        return Err(PublishError::Keyset(format!("{root_keys} root keys is more than the 64 supported")));
+        return Err(PublishError::Keyset(format!(
+            "{root_keys} root keys is more than the 64 supported"
+        )));
     }
     let index = KeysetIndex {
         root: (1..=root_keys).map(|i| format!("root-{i}")).collect(),
@@ -107,19 +116,31 @@ pub fn generate(dir: &Path, root_keys: u32, root_threshold: u32, force: bool) ->
         .root
         .iter()
         .map(String::as_str)
-        .chain([index.targets.as_str(), index.snapshot.as_str(), index.timestamp.as_str(), index.receipts.as_str()])
+        .chain([
+            index.targets.as_str(),
+            index.snapshot.as_str(),
+            index.timestamp.as_str(),
+            index.receipts.as_str(),
+        ])
         .collect();
 
     fs::create_dir_all(dir).map_err(|e| PublishError::io(dir, e))?;
     let mut existing: Vec<PathBuf> = std::iter::once(dir.join(KEYSET_FILE))
-        .chain(stems.iter().flat_map(|s| [dir.join(format!("{s}.key")), dir.join(format!("{s}.pub"))]))
+        .chain(
+            stems
+                .iter()
+                .flat_map(|s| [dir.join(format!("{s}.key")), dir.join(format!("{s}.pub"))]),
+        )
         .filter(|p| p.exists())
         .collect();
     // Root keys from an earlier, larger keyset would linger and confuse; count them too.
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("root-") && (name.ends_with(".key") || name.ends_with(".pub")) && !existing.contains(&entry.path()) {
+            if name.starts_with("root-")
+                && (name.ends_with(".key") || name.ends_with(".pub"))
+                && !existing.contains(&entry.path())
+            {
                 existing.push(entry.path());
             }
         }
@@ -150,7 +171,8 @@ pub fn generate(dir: &Path, root_keys: u32, root_threshold: u32, force: bool) ->
         files.push(public);
     }
     let index_path = dir.join(KEYSET_FILE);
-    let mut json = serde_json::to_vec_pretty(&index).map_err(|e| PublishError::Keyset(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&index).map_err(|e| PublishError::Keyset(e.to_string()))?;
     json.push(b'\n');
     write_atomic(&index_path, &json)?;
     files.push(index_path);
@@ -165,13 +187,15 @@ pub fn generate(dir: &Path, root_keys: u32, root_threshold: u32, force: bool) ->
 fn read_private(dir: &Path, stem: &str) -> Result<SigningKey, PublishError> {
     let path = dir.join(format!("{stem}.key"));
     let pem = read_capped(&path, MAX_KEY_FILE_BYTES)?;
-    SigningKey::from_pkcs8_pem(&String::from_utf8_lossy(&pem)).map_err(|source| PublishError::Key { path, source })
+    SigningKey::from_pkcs8_pem(&String::from_utf8_lossy(&pem))
+        .map_err(|source| PublishError::Key { path, source })
 }
 
 fn read_public(dir: &Path, stem: &str) -> Result<PublicKey, PublishError> {
     let path = dir.join(format!("{stem}.pub"));
     let pem = read_capped(&path, MAX_KEY_FILE_BYTES)?;
-    PublicKey::from_spki_pem(&String::from_utf8_lossy(&pem)).map_err(|source| PublishError::Key { path, source })
+    PublicKey::from_spki_pem(&String::from_utf8_lossy(&pem))
+        .map_err(|source| PublishError::Key { path, source })
 }
 
 /// Loads the keyset in `dir`. Root private keys may be missing (offline); their
@@ -179,16 +203,21 @@ fn read_public(dir: &Path, stem: &str) -> Result<PublicKey, PublishError> {
 pub fn load(dir: &Path) -> Result<Keyset, PublishError> {
     let index_path = dir.join(KEYSET_FILE);
     let bytes = read_capped(&index_path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
-        PublishError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => PublishError::Keyset(format!(
-            "{} not found: is {} a key directory made by `swarmdrop keygen`?",
-            index_path.display(),
-            dir.display()
-        )),
+        PublishError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PublishError::Keyset(format!(
+                "{} not found: is {} a key directory made by `swarmdrop keygen`?",
+                index_path.display(),
+                dir.display()
+            ))
+        }
         other => other,
     })?;
     let index: KeysetIndex = serde_json::from_slice(&bytes)
         .map_err(|e| PublishError::Keyset(format!("{}: {e}", index_path.display())))?;
-    if index.root.is_empty() || index.root_threshold == 0 || index.root_threshold as usize > index.root.len() {
+    if index.root.is_empty()
+        || index.root_threshold == 0
+        || index.root_threshold as usize > index.root.len()
+    {
         return Err(PublishError::Keyset(format!(
             "{}: root_threshold {} does not fit {} root keys",
             index_path.display(),
@@ -203,7 +232,10 @@ pub fn load(dir: &Path) -> Result<Keyset, PublishError> {
         if dir.join(format!("{stem}.key")).exists() {
             let private = read_private(dir, stem)?;
             if private.public() != public {
-                return Err(PublishError::Keyset(format!("{stem}.key does not match {stem}.pub in {}", dir.display())));
+                return Err(PublishError::Keyset(format!(
+                    "{stem}.key does not match {stem}.pub in {}",
+                    dir.display()
+                )));
             }
             root.push(private);
         }
@@ -247,7 +279,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(dir.path().join("targets.key")).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join("targets.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let err = generate(dir.path(), 1, 1, false).unwrap_err();
@@ -265,7 +300,11 @@ mod tests {
         fs::remove_file(dir.path().join("root-2.key")).unwrap();
         let keys = load(dir.path()).unwrap();
         assert_eq!((keys.root.len(), keys.root_public.len()), (1, 2));
-        fs::copy(dir.path().join("targets.pub"), dir.path().join("root-1.pub")).unwrap();
+        fs::copy(
+            dir.path().join("targets.pub"),
+            dir.path().join("root-1.pub"),
+        )
+        .unwrap();
         let err = load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
     }

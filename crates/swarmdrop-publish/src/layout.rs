@@ -56,7 +56,9 @@ impl Layout {
 
     /// The file of a target under its consistent-snapshot name.
     pub fn target(&self, path: &DropPath, sha256_hex: &str) -> PathBuf {
-        self.root.join("targets").join(path.hash_prefixed(sha256_hex))
+        self.root
+            .join("targets")
+            .join(path.hash_prefixed(sha256_hex))
     }
 
     /// The torrent of an infohash, relative to the published root.
@@ -71,6 +73,8 @@ impl Layout {
 
     /// The provenance envelope for targets version N.
     pub fn provenance(&self, version: u64) -> PathBuf {
-        self.root.join("provenance").join(format!("{version}.dsse.json"))
+        self.root
+            .join("provenance")
+            .join(format!("{version}.dsse.json"))
     }
 }

@@ -143,7 +143,10 @@ pub struct PackReport {
 
 fn check_urls(flag: &str, urls: &[String], schemes: &[&str]) -> Result<(), PublishError> {
     for url in urls {
-        let ok = schemes.iter().any(|s| url.strip_prefix(s).is_some_and(|rest| rest.len() > 3 && rest.starts_with("://")));
+        let ok = schemes.iter().any(|s| {
+            url.strip_prefix(s)
+                .is_some_and(|rest| rest.len() > 3 && rest.starts_with("://"))
+        });
         if !ok || url.chars().any(char::is_whitespace) {
             return Err(PublishError::Layout(format!(
                 "{flag} {url:?} is not a URL with scheme {}",
@@ -173,11 +176,19 @@ pub fn webseed_url(base: &str, path: &DropPath, sha256_hex: &str) -> String {
                 .collect()
         })
         .collect();
-    format!("{}/targets/{}", base.trim_end_matches('/'), encoded.join("/"))
+    format!(
+        "{}/targets/{}",
+        base.trim_end_matches('/'),
+        encoded.join("/")
+    )
 }
 
 /// Packs a drop. See the module documentation.
-pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) -> Result<PackReport, PublishError> {
+pub fn pack(
+    options: &PackOptions,
+    clock: Clock,
+    progress: &dyn PackProgress,
+) -> Result<PackReport, PublishError> {
     let started = clock.now();
     check_urls("--tracker", &options.trackers, &["http", "https", "udp"])?;
     check_urls("--webseed", &options.webseeds, &["http", "https"])?;
@@ -201,9 +212,19 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     let mut published = Vec::with_capacity(assets.len());
     let flusher = Flusher::start();
     for asset in &assets {
-        let piece_length = asset.class.allows_p2p().then(|| piece_length_for(asset.length));
-        let previous = existing.as_ref().and_then(|e| e.targets.get(asset.path.as_str()));
-        let target = Target { source: &asset.source, path: &asset.path, piece_length, previous };
+        let piece_length = asset
+            .class
+            .allows_p2p()
+            .then(|| piece_length_for(asset.length));
+        let previous = existing
+            .as_ref()
+            .and_then(|e| e.targets.get(asset.path.as_str()));
+        let target = Target {
+            source: &asset.source,
+            path: &asset.path,
+            piece_length,
+            previous,
+        };
         let digests = publish_target(&layout, &target, options.link, &flusher, &advance)?;
         published.push((asset, digests, piece_length));
     }
@@ -216,7 +237,11 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
         let sha256 = digests.sha256_hex();
         let p2p = match (piece_length, &digests.pieces) {
             (Some(piece_length), Some(pieces)) => {
-                let webseeds: Vec<String> = options.webseeds.iter().map(|base| webseed_url(base, &asset.path, &sha256)).collect();
+                let webseeds: Vec<String> = options
+                    .webseeds
+                    .iter()
+                    .map(|base| webseed_url(base, &asset.path, &sha256))
+                    .collect();
                 let (bytes, info_hash) = NewTorrent {
                     name: asset.path.file_name(),
                     length: digests.length,
@@ -228,14 +253,22 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
                     creation_date: started.unix(),
                 }
                 .build()
-                .map_err(|source| PublishError::Torrent { file: asset.path.to_string(), source })?;
+                .map_err(|source| PublishError::Torrent {
+                    file: asset.path.to_string(),
+                    source,
+                })?;
                 let torrent = Layout::torrent_relative(&info_hash);
                 torrents.push((torrent.clone(), bytes));
                 Some(P2pInfo {
                     infohash: info_hash,
                     piece_length: *piece_length,
                     torrent,
-                    magnet: magnet_link(&info_hash, asset.path.file_name(), &options.trackers, &webseeds),
+                    magnet: magnet_link(
+                        &info_hash,
+                        asset.path.file_name(),
+                        &options.trackers,
+                        &webseeds,
+                    ),
                 })
             }
             _ => None,
@@ -249,7 +282,9 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
         let target = TargetFile {
             length: digests.length,
             hashes: BTreeMap::from([("sha256".to_owned(), sha256.clone())]),
-            custom: Some(serde_json::to_value(&custom).map_err(|e| PublishError::Layout(e.to_string()))?),
+            custom: Some(
+                serde_json::to_value(&custom).map_err(|e| PublishError::Layout(e.to_string()))?,
+            ),
         };
         targets.insert(asset.path.to_string(), target);
         reports.push(AssetReport {
@@ -286,19 +321,32 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     let release = build_release(
         version,
         targets,
-        ReleaseKeys { targets: &keys.targets, snapshot: &keys.snapshot, timestamp: &keys.timestamp },
+        ReleaseKeys {
+            targets: &keys.targets,
+            snapshot: &keys.snapshot,
+            timestamp: &keys.timestamp,
+        },
         started,
         &options.expiries,
     )?;
     write_atomic(&layout.versioned(version, "targets"), &release.targets)?;
     write_atomic(&layout.versioned(version, "snapshot"), &release.snapshot)?;
 
-    let subjects: Vec<Digested> = reports.iter().map(|r| Digested { name: r.path.clone(), sha256: r.sha256.clone() }).collect();
+    let subjects: Vec<Digested> = reports
+        .iter()
+        .map(|r| Digested {
+            name: r.path.clone(),
+            sha256: r.sha256.clone(),
+        })
+        .collect();
     let statement = PackProvenance {
         drop: policy.drop.name.as_str(),
         version,
         policy: Digested {
-            name: options.policy_file.file_name().map_or_else(|| "policy".into(), |n| n.to_string_lossy().into_owned()),
+            name: options
+                .policy_file
+                .file_name()
+                .map_or_else(|| "policy".into(), |n| n.to_string_lossy().into_owned()),
             sha256: hex::encode(Sha256::digest(&policy_bytes)),
         },
         assets: &subjects,
@@ -310,7 +358,8 @@ pub fn pack(options: &PackOptions, clock: Clock, progress: &dyn PackProgress) ->
     }
     .statement();
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, &[&keys.targets]);
-    let mut envelope_bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| PublishError::Layout(e.to_string()))?;
+    let mut envelope_bytes =
+        serde_json::to_vec_pretty(&envelope).map_err(|e| PublishError::Layout(e.to_string()))?;
     envelope_bytes.push(b'\n');
     write_atomic(&layout.provenance(version), &envelope_bytes)?;
 
@@ -338,12 +387,21 @@ struct Target<'a> {
 /// Hashes an asset and makes sure its hash-named file is in `targets/`. When the last
 /// release had the same path and length and its file is there, hash without copying
 /// first: an unchanged asset is then read once and written never.
-fn publish_target(layout: &Layout, target: &Target<'_>, link: LinkMode, flusher: &Flusher, progress: &(dyn Fn(u64) + Sync)) -> Result<Digests, PublishError> {
+fn publish_target(
+    layout: &Layout,
+    target: &Target<'_>,
+    link: LinkMode,
+    flusher: &Flusher,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Digests, PublishError> {
     let (source, path) = (target.source, target.path);
-    let probably_unchanged = target.previous.and_then(|p| p.hashes.get("sha256").map(|h| (p.length, h))).filter(|(length, hash)| {
-        fs::metadata(layout.target(path, hash)).is_ok_and(|m| m.len() == *length)
-            && fs::metadata(source).is_ok_and(|m| m.len() == *length)
-    });
+    let probably_unchanged = target
+        .previous
+        .and_then(|p| p.hashes.get("sha256").map(|h| (p.length, h)))
+        .filter(|(length, hash)| {
+            fs::metadata(layout.target(path, hash)).is_ok_and(|m| m.len() == *length)
+                && fs::metadata(source).is_ok_and(|m| m.len() == *length)
+        });
     if let Some((_, previous_hash)) = probably_unchanged {
         let digests = digest_file(source, target.piece_length, None, progress)?;
         if &digests.sha256_hex() == previous_hash {
@@ -374,7 +432,11 @@ fn publish_target(layout: &Layout, target: &Target<'_>, link: LinkMode, flusher:
         }
         return Ok(digests);
     }
-    let temp = dir.join(format!(".{}.partial-{}", path.file_name(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.partial-{}",
+        path.file_name(),
+        std::process::id()
+    ));
     let digests = match digest_file(source, target.piece_length, Some(&temp), progress) {
         Ok(d) => d,
         Err(e) => {
@@ -398,7 +460,10 @@ fn write_torrent(layout: &Layout, relative: &str, bytes: &[u8]) -> Result<(), Pu
     let path = layout.join(relative);
     if let Ok(existing) = read_capped(&path, MAX_TORRENT_BYTES) {
         if let (Ok(old), Ok(new)) = (Metainfo::parse(&existing), Metainfo::parse(bytes)) {
-            if old.info_hash == new.info_hash && old.announce_list == new.announce_list && old.url_list == new.url_list {
+            if old.info_hash == new.info_hash
+                && old.announce_list == new.announce_list
+                && old.url_list == new.url_list
+            {
                 return Ok(());
             }
         }
@@ -406,7 +471,12 @@ fn write_torrent(layout: &Layout, relative: &str, bytes: &[u8]) -> Result<(), Pu
     write_atomic(&path, bytes)
 }
 
-fn write_first_root(layout: &Layout, keys: &keyset::Keyset, now: UtcTime, expiries: &Expiries) -> Result<u64, PublishError> {
+fn write_first_root(
+    layout: &Layout,
+    keys: &keyset::Keyset,
+    now: UtcTime,
+    expiries: &Expiries,
+) -> Result<u64, PublishError> {
     let threshold = keys.index.root_threshold as usize;
     if keys.root.len() < threshold {
         return Err(PublishError::Keyset(format!(

@@ -80,18 +80,26 @@ fn read_metadata(path: &Path) -> Result<Vec<u8>, PublishError> {
 }
 
 /// Verifies a published directory; see the module documentation.
-pub fn verify(options: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, PublishError> {
+pub fn verify(
+    options: &VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifyReport, PublishError> {
     let layout = Layout::new(&options.published);
     let trust_on_first_use = options.trusted_root.is_none();
-    let root_path = options.trusted_root.clone().unwrap_or_else(|| layout.versioned(1, "root"));
-    let mut set = TrustedSet::new(&read_metadata(&root_path)?, options.now).map_err(|e| tuf_error(&root_path, e))?;
+    let root_path = options
+        .trusted_root
+        .clone()
+        .unwrap_or_else(|| layout.versioned(1, "root"));
+    let mut set = TrustedSet::new(&read_metadata(&root_path)?, options.now)
+        .map_err(|e| tuf_error(&root_path, e))?;
 
     for _ in 0..MAX_ROOT_ROTATIONS {
         let next = layout.versioned(set.root().version + 1, "root");
         if !next.exists() {
             break;
         }
-        set.update_root(&read_metadata(&next)?).map_err(|e| tuf_error(&next, e))?;
+        set.update_root(&read_metadata(&next)?)
+            .map_err(|e| tuf_error(&next, e))?;
     }
     let timestamp_path = layout.metadata("timestamp.json");
     set.update_timestamp(&read_metadata(&timestamp_path)?)
@@ -100,7 +108,15 @@ pub fn verify(options: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Resul
         .timestamp()
         .and_then(|t| t.meta.get("snapshot.json"))
         .map(|m| m.version)
-        .ok_or_else(|| tuf_error(&timestamp_path, TufError::MissingMeta { parent: Role::Timestamp, name: "snapshot.json".into() }))?;
+        .ok_or_else(|| {
+            tuf_error(
+                &timestamp_path,
+                TufError::MissingMeta {
+                    parent: Role::Timestamp,
+                    name: "snapshot.json".into(),
+                },
+            )
+        })?;
     let snapshot_path = layout.versioned(snapshot_version, "snapshot");
     set.update_snapshot(&read_metadata(&snapshot_path)?, false)
         .map_err(|e| tuf_error(&snapshot_path, e))?;
@@ -108,7 +124,15 @@ pub fn verify(options: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Resul
         .snapshot()
         .and_then(|s| s.meta.get("targets.json"))
         .map(|m| m.version)
-        .ok_or_else(|| tuf_error(&snapshot_path, TufError::MissingMeta { parent: Role::Snapshot, name: "targets.json".into() }))?;
+        .ok_or_else(|| {
+            tuf_error(
+                &snapshot_path,
+                TufError::MissingMeta {
+                    parent: Role::Snapshot,
+                    name: "targets.json".into(),
+                },
+            )
+        })?;
     let targets_path = layout.versioned(targets_version, "targets");
     set.update_targets(&read_metadata(&targets_path)?)
         .map_err(|e| tuf_error(&targets_path, e))?;
@@ -121,9 +145,9 @@ pub fn verify(options: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Resul
             .assets
             .iter()
             .map(|wanted| {
-                targets
-                    .get_key_value(wanted)
-                    .ok_or_else(|| tuf_error(&targets_path, TufError::UnknownTarget(wanted.clone())))
+                targets.get_key_value(wanted).ok_or_else(|| {
+                    tuf_error(&targets_path, TufError::UnknownTarget(wanted.clone()))
+                })
             })
             .collect::<Result<_, _>>()?
     };
@@ -145,32 +169,52 @@ pub fn verify(options: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Resul
     })
 }
 
-fn verify_asset(layout: &Layout, set: &TrustedSet, name: &str, target: &TargetFile, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifiedAsset, PublishError> {
+fn verify_asset(
+    layout: &Layout,
+    set: &TrustedSet,
+    name: &str,
+    target: &TargetFile,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifiedAsset, PublishError> {
     let path = DropPath::new(name)?;
-    let sha256 = target.hashes.get("sha256").ok_or_else(|| PublishError::Mismatch {
-        file: name.to_owned(),
-        problem: "signed targets list no sha256 for it".into(),
-    })?;
+    let sha256 = target
+        .hashes
+        .get("sha256")
+        .ok_or_else(|| PublishError::Mismatch {
+            file: name.to_owned(),
+            problem: "signed targets list no sha256 for it".into(),
+        })?;
     let file = layout.target(&path, sha256);
     let p2p = target.swarmdrop().and_then(|c| c.p2p);
-    let digests = digest_file(&file, p2p.as_ref().map(|p| p.piece_length), None, progress).map_err(|e| match e {
-        PublishError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => PublishError::Mismatch {
-            file: name.to_owned(),
-            problem: format!("missing: {} does not exist", file.display()),
-        },
-        other => other,
-    })?;
+    let digests = digest_file(&file, p2p.as_ref().map(|p| p.piece_length), None, progress)
+        .map_err(|e| match e {
+            PublishError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                PublishError::Mismatch {
+                    file: name.to_owned(),
+                    problem: format!("missing: {} does not exist", file.display()),
+                }
+            }
+            other => other,
+        })?;
     if digests.length != target.length {
         return Err(PublishError::Mismatch {
             file: name.to_owned(),
-            problem: format!("{} is {} bytes, signed targets say {}", file.display(), digests.length, target.length),
+            problem: format!(
+                "{} is {} bytes, signed targets say {}",
+                file.display(),
+                digests.length,
+                target.length
+            ),
         });
     }
     let actual = digests.sha256_hex();
     if !actual.eq_ignore_ascii_case(sha256) {
         return Err(PublishError::Mismatch {
             file: name.to_owned(),
-            problem: format!("{} has sha256 {actual}, signed targets say {sha256}", file.display()),
+            problem: format!(
+                "{} has sha256 {actual}, signed targets say {sha256}",
+                file.display()
+            ),
         });
     }
     // Also through the client's own check, so both agree on what is valid.
@@ -181,10 +225,19 @@ fn verify_asset(layout: &Layout, set: &TrustedSet, name: &str, target: &TargetFi
         let torrent_path = layout.join(&p2p.torrent);
         let bytes = read_capped(&torrent_path, MAX_TORRENT_BYTES)?;
         let torrent_file = torrent_path.display().to_string();
-        let meta = Metainfo::parse(&bytes).map_err(|source| PublishError::Torrent { file: torrent_file.clone(), source })?;
-        let mismatch = |problem: String| PublishError::Mismatch { file: torrent_file.clone(), problem };
+        let meta = Metainfo::parse(&bytes).map_err(|source| PublishError::Torrent {
+            file: torrent_file.clone(),
+            source,
+        })?;
+        let mismatch = |problem: String| PublishError::Mismatch {
+            file: torrent_file.clone(),
+            problem,
+        };
         if meta.info_hash != p2p.infohash {
-            return Err(mismatch(format!("infohash is {}, signed targets say {}", meta.info_hash, p2p.infohash)));
+            return Err(mismatch(format!(
+                "infohash is {}, signed targets say {}",
+                meta.info_hash, p2p.infohash
+            )));
         }
         if meta.length != target.length || meta.piece_length != u64::from(p2p.piece_length) {
             return Err(mismatch(format!(
@@ -201,7 +254,9 @@ fn verify_asset(layout: &Layout, set: &TrustedSet, name: &str, target: &TargetFi
                 .zip(&meta.pieces)
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            return Err(mismatch(format!("piece {first_bad} hash does not match {name}")));
+            return Err(mismatch(format!(
+                "piece {first_bad} hash does not match {name}"
+            )));
         }
         torrent_checked = true;
     }
@@ -212,28 +267,53 @@ fn verify_asset(layout: &Layout, set: &TrustedSet, name: &str, target: &TargetFi
     })
 }
 
-fn verify_provenance(layout: &Layout, set: &TrustedSet, version: u64, targets: &BTreeMap<String, TargetFile>) -> Result<usize, PublishError> {
+fn verify_provenance(
+    layout: &Layout,
+    set: &TrustedSet,
+    version: u64,
+    targets: &BTreeMap<String, TargetFile>,
+) -> Result<usize, PublishError> {
     let path = layout.provenance(version);
     let file = path.display().to_string();
     let bytes = read_metadata(&path)?;
-    let envelope = Envelope::parse(&bytes).map_err(|source| PublishError::Provenance { file: file.clone(), source })?;
+    let envelope = Envelope::parse(&bytes).map_err(|source| PublishError::Provenance {
+        file: file.clone(),
+        source,
+    })?;
     let root = set.root();
-    let role = root.role(Role::Targets).ok_or_else(|| PublishError::Layout("root has no targets role".into()))?;
+    let role = root
+        .role(Role::Targets)
+        .ok_or_else(|| PublishError::Layout("root has no targets role".into()))?;
     let trusted: Vec<(KeyId, PublicKey)> = role
         .keyids
         .iter()
-        .filter_map(|id| root.keys.get(id).and_then(|k| k.public_key().ok()).map(|k| (id.clone(), k)))
+        .filter_map(|id| {
+            root.keys
+                .get(id)
+                .and_then(|k| k.public_key().ok())
+                .map(|k| (id.clone(), k))
+        })
         .collect();
     let payload = envelope
         .verify(IN_TOTO_PAYLOAD_TYPE, &trusted, role.threshold as usize)
-        .map_err(|source| PublishError::Provenance { file: file.clone(), source })?;
-    let statement: serde_json::Value = serde_json::from_slice(&payload).map_err(|e| PublishError::Mismatch {
+        .map_err(|source| PublishError::Provenance {
+            file: file.clone(),
+            source,
+        })?;
+    let statement: serde_json::Value =
+        serde_json::from_slice(&payload).map_err(|e| PublishError::Mismatch {
+            file: file.clone(),
+            problem: format!("statement is not JSON: {e}"),
+        })?;
+    let mismatch = |problem: String| PublishError::Mismatch {
         file: file.clone(),
-        problem: format!("statement is not JSON: {e}"),
-    })?;
-    let mismatch = |problem: String| PublishError::Mismatch { file: file.clone(), problem };
+        problem,
+    };
     if statement["_type"] != swarmdrop_manifest::provenance::STATEMENT_TYPE {
-        return Err(mismatch(format!("statement _type is {}", statement["_type"])));
+        return Err(mismatch(format!(
+            "statement _type is {}",
+            statement["_type"]
+        )));
     }
     let subjects: BTreeMap<String, String> = statement["subject"]
         .as_array()
@@ -241,22 +321,37 @@ fn verify_provenance(layout: &Layout, set: &TrustedSet, version: u64, targets: &
         .iter()
         .map(|s| {
             let name = s["name"].as_str().unwrap_or_default().to_owned();
-            let digest = s["digest"]["sha256"].as_str().unwrap_or_default().to_owned();
+            let digest = s["digest"]["sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             (name, digest)
         })
         .collect();
     let expected: BTreeMap<String, String> = targets
         .iter()
-        .map(|(name, t)| (name.clone(), t.hashes.get("sha256").cloned().unwrap_or_default()))
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                t.hashes.get("sha256").cloned().unwrap_or_default(),
+            )
+        })
         .collect();
     if subjects != expected {
         let differing = expected
             .iter()
             .find(|(name, digest)| subjects.get(*name) != Some(digest))
             .map(|(name, _)| name.clone())
-            .or_else(|| subjects.keys().find(|name| !expected.contains_key(*name)).cloned())
+            .or_else(|| {
+                subjects
+                    .keys()
+                    .find(|name| !expected.contains_key(*name))
+                    .cloned()
+            })
             .unwrap_or_default();
-        return Err(mismatch(format!("statement subjects differ from the signed targets (first: {differing:?})")));
+        return Err(mismatch(format!(
+            "statement subjects differ from the signed targets (first: {differing:?})"
+        )));
     }
     Ok(subjects.len())
 }

@@ -33,8 +33,13 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
     match bench {
         Bench::Pack(args) => {
             let size = parse_size(&args.size).with_context(|| format!("--size {:?}", args.size))?;
-            let options = PackBenchOptions { size, runs: args.runs.max(1), dir: args.dir.clone() };
-            let report = run_pack_bench(&options, &|line| eprintln!("{line}")).context("bench pack")?;
+            let options = PackBenchOptions {
+                size,
+                runs: args.runs.max(1),
+                dir: args.dir.clone(),
+            };
+            let report =
+                run_pack_bench(&options, &|line| eprintln!("{line}")).context("bench pack")?;
             if args.json {
                 super::print_json(&report)?;
             } else {

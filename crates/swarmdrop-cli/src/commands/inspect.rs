@@ -33,9 +33,13 @@ fn describe(bytes: &[u8]) -> anyhow::Result<Value> {
         }
         return Ok(value);
     }
-    let parsed: Value = serde_json::from_slice(bytes).context("not a .torrent (bencode) and not JSON")?;
+    let parsed: Value =
+        serde_json::from_slice(bytes).context("not a .torrent (bencode) and not JSON")?;
     if let Some(signed) = parsed.get("signed") {
-        let keyids: Vec<&Value> = parsed["signatures"].as_array().map(|s| s.iter().map(|s| &s["keyid"]).collect()).unwrap_or_default();
+        let keyids: Vec<&Value> = parsed["signatures"]
+            .as_array()
+            .map(|s| s.iter().map(|s| &s["keyid"]).collect())
+            .unwrap_or_default();
         return Ok(json!({
             "kind": "tuf",
             "role": signed["_type"],
@@ -66,14 +70,25 @@ fn print_human(value: &Value) {
         Some("torrent") => {
             println!("torrent    {}", s(&value["name"]));
             println!("infohash   {}", s(&value["infohash"]));
-            println!("length     {} bytes in {} pieces of {}", value["length"], value["piece_count"], value["piece_length"]);
+            println!(
+                "length     {} bytes in {} pieces of {}",
+                value["length"], value["piece_count"], value["piece_length"]
+            );
             if let Some(files) = value["files"].as_array().filter(|f| f.len() > 1) {
                 for file in files {
                     println!("  file     {} ({} bytes)", s(&file["path"]), file["length"]);
                 }
             }
             for tier in value["announce_list"].as_array().into_iter().flatten() {
-                println!("tracker    {}", tier.as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", "));
+                println!(
+                    "tracker    {}",
+                    tier.as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
             for url in value["url_list"].as_array().into_iter().flatten() {
                 println!("webseed    {}", s(url));
@@ -82,11 +97,29 @@ fn print_human(value: &Value) {
             println!("magnet     {}", s(&value["magnet"]));
         }
         Some("tuf") => {
-            println!("TUF {} metadata, version {}, expires {}", s(&value["role"]), value["version"], s(&value["expires"]));
-            println!("signed by  {}", value["signature_keyids"].as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", "));
+            println!(
+                "TUF {} metadata, version {}, expires {}",
+                s(&value["role"]),
+                value["version"],
+                s(&value["expires"])
+            );
+            println!(
+                "signed by  {}",
+                value["signature_keyids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let signed = &value["signed"];
             for (role, keys) in signed["roles"].as_object().into_iter().flatten() {
-                println!("role       {role}: threshold {} of {}", keys["threshold"], keys["keyids"].as_array().map_or(0, Vec::len));
+                println!(
+                    "role       {role}: threshold {} of {}",
+                    keys["threshold"],
+                    keys["keyids"].as_array().map_or(0, Vec::len)
+                );
             }
             for (name, meta) in signed["meta"].as_object().into_iter().flatten() {
                 println!("pins       {name} version {}", meta["version"]);
@@ -94,19 +127,43 @@ fn print_human(value: &Value) {
             for (path, target) in signed["targets"].as_object().into_iter().flatten() {
                 let custom = &target["custom"];
                 let infohash = custom["p2p"]["infohash"].as_str().unwrap_or("-");
-                println!("target     {path:<40} {:>12}  {:<10} {infohash}", target["length"].to_string(), s(&custom["class"]));
+                println!(
+                    "target     {path:<40} {:>12}  {:<10} {infohash}",
+                    target["length"].to_string(),
+                    s(&custom["class"])
+                );
             }
             println!("(not verified: use `swarmdrop verify`)");
         }
         Some("dsse") => {
             let statement = &value["statement"];
             println!("DSSE envelope, payload {}", s(&value["payload_type"]));
-            println!("signed by  {}", value["signature_keyids"].as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", "));
-            println!("statement  {} / {}", s(&statement["_type"]), s(&statement["predicateType"]));
-            println!("subjects   {}", statement["subject"].as_array().map_or(0, Vec::len));
+            println!(
+                "signed by  {}",
+                value["signature_keyids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "statement  {} / {}",
+                s(&statement["_type"]),
+                s(&statement["predicateType"])
+            );
+            println!(
+                "subjects   {}",
+                statement["subject"].as_array().map_or(0, Vec::len)
+            );
             let run = &statement["predicate"]["runDetails"];
             println!("builder    {}", s(&run["builder"]["id"]));
-            println!("ran        {} to {}", s(&run["metadata"]["startedOn"]), s(&run["metadata"]["finishedOn"]));
+            println!(
+                "ran        {} to {}",
+                s(&run["metadata"]["startedOn"]),
+                s(&run["metadata"]["finishedOn"])
+            );
             println!("(not verified: use `swarmdrop verify`)");
         }
         _ => println!("{value}"),

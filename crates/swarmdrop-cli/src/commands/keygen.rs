@@ -26,12 +26,17 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let root_keys = args.root_keys.unwrap_or(args.root_threshold);
-    let report = swarmdrop_publish::keyset::generate(&args.out, root_keys, args.root_threshold, args.force)
-        .with_context(|| format!("generating keys in {}", args.out.display()))?;
+    let report =
+        swarmdrop_publish::keyset::generate(&args.out, root_keys, args.root_threshold, args.force)
+            .with_context(|| format!("generating keys in {}", args.out.display()))?;
     if args.json {
         super::print_json(&report)?;
     } else {
-        println!("wrote {} files to {}", report.files.len(), report.dir.display());
+        println!(
+            "wrote {} files to {}",
+            report.files.len(),
+            report.dir.display()
+        );
         for (stem, key_id) in &report.key_ids {
             println!("  {stem:<10} {key_id}");
         }

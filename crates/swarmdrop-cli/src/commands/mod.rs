@@ -51,11 +51,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) fn clock_from_env() -> anyhow::Result<Clock> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => {
-            let seconds: i64 = text
-                .trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds"))?;
-            let time = UtcTime::from_unix(seconds).with_context(|| format!("SOURCE_DATE_EPOCH={text:?}"))?;
+            let seconds: i64 = text.trim().parse().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds")
+            })?;
+            let time = UtcTime::from_unix(seconds)
+                .with_context(|| format!("SOURCE_DATE_EPOCH={text:?}"))?;
             Ok(Clock::Fixed(time))
         }
         Err(std::env::VarError::NotPresent) => Ok(Clock::System),
@@ -65,6 +65,9 @@ pub(crate) fn clock_from_env() -> anyhow::Result<Clock> {
 
 /// Prints a value as one line of JSON on stdout.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value).context("serialising output")?);
+    println!(
+        "{}",
+        serde_json::to_string(value).context("serialising output")?
+    );
     Ok(())
 }

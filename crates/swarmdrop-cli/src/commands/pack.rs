@@ -96,24 +96,43 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         link: args.link,
     };
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let clock = super::clock_from_env()?;
-    let report = pack(&options, clock, &Bar(bar)).with_context(|| format!("packing {}", args.dir.display()))?;
+    let report = pack(&options, clock, &Bar(bar))
+        .with_context(|| format!("packing {}", args.dir.display()))?;
     if args.json {
         super::print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     if report.new_version {
-        println!("published version {} of {} ({} assets, {} bytes)", report.version, report.published.display(), report.assets.len(), report.total_bytes);
+        println!(
+            "published version {} of {} ({} assets, {} bytes)",
+            report.version,
+            report.published.display(),
+            report.assets.len(),
+            report.total_bytes
+        );
     } else {
-        println!("no asset changed; {} stays at version {}", report.published.display(), report.version);
+        println!(
+            "no asset changed; {} stays at version {}",
+            report.published.display(),
+            report.version
+        );
     }
     for asset in &report.assets {
         match &asset.p2p {
-            Some(p2p) => println!("  {:<40} {:<10} {:>12}  {}", asset.path, asset.class, asset.length, p2p.infohash),
-            None => println!("  {:<40} {:<10} {:>12}", asset.path, asset.class, asset.length),
+            Some(p2p) => println!(
+                "  {:<40} {:<10} {:>12}  {}",
+                asset.path, asset.class, asset.length, p2p.infohash
+            ),
+            None => println!(
+                "  {:<40} {:<10} {:>12}",
+                asset.path, asset.class, asset.length
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

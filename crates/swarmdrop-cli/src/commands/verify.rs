@@ -39,7 +39,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         assets: args.assets.clone(),
         now,
     };
-    let report = verify(&options, &|_| {}).with_context(|| format!("verification of {} failed", args.published.display()))?;
+    let report = verify(&options, &|_| {})
+        .with_context(|| format!("verification of {} failed", args.published.display()))?;
     if args.json {
         super::print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
@@ -49,7 +50,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     println!(
         "ok: root v{}, timestamp v{}, snapshot v{}, targets v{} at {}",
-        report.root_version, report.timestamp_version, report.snapshot_version, report.targets_version, report.reference_time
+        report.root_version,
+        report.timestamp_version,
+        report.snapshot_version,
+        report.targets_version,
+        report.reference_time
     );
     let torrents = report.assets.iter().filter(|a| a.torrent_checked).count();
     let bytes: u64 = report.assets.iter().map(|a| a.length).sum();

@@ -35,14 +35,23 @@ fn parses_the_design_example() {
     let policy = Policy::parse(GOOD, "drop.toml").unwrap();
     assert_eq!(policy.drop.name.as_str(), "genesis-mint");
     assert_eq!(policy.classes.len(), 2);
-    let class = policy.class_for(&DropPath::new("frames/a/f1.jpg").unwrap()).unwrap();
+    let class = policy
+        .class_for(&DropPath::new("frames/a/f1.jpg").unwrap())
+        .unwrap();
     assert_eq!(class.name.as_str(), "keyframe");
     assert!(class.allows_p2p());
-    let class = policy.class_for(&DropPath::new("checkout/index.html").unwrap()).unwrap();
+    let class = policy
+        .class_for(&DropPath::new("checkout/index.html").unwrap())
+        .unwrap();
     assert!(!class.allows_p2p());
     // `*` does not cross a directory separator.
-    let e = policy.class_for(&DropPath::new("checkout/js/app.js").unwrap()).unwrap_err();
-    assert_eq!(e.problem, PolicyProblem::UnmatchedAsset("checkout/js/app.js".into()));
+    let e = policy
+        .class_for(&DropPath::new("checkout/js/app.js").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        *e.problem,
+        PolicyProblem::UnmatchedAsset("checkout/js/app.js".into())
+    );
     assert!(e.to_string().starts_with("drop.toml: assets: asset"), "{e}");
 }
 
@@ -54,9 +63,13 @@ fn first_matching_glob_wins_then_default() {
     )
     .replace("closes_at = \"2026-12-01T18:30:00Z\"", "closes_at = \"2026-12-01T18:30:00Z\"\ndefault_class = \"keyframe\"");
     let policy = Policy::parse(&text, "drop.toml").unwrap();
-    let special = policy.class_for(&DropPath::new("frames/special.jpg").unwrap()).unwrap();
+    let special = policy
+        .class_for(&DropPath::new("frames/special.jpg").unwrap())
+        .unwrap();
     assert_eq!(special.name.as_str(), "checkout");
-    let other = policy.class_for(&DropPath::new("readme.txt").unwrap()).unwrap();
+    let other = policy
+        .class_for(&DropPath::new("readme.txt").unwrap())
+        .unwrap();
     assert_eq!(other.name.as_str(), "keyframe");
 }
 
@@ -65,43 +78,67 @@ fn unknown_class_names_line_and_field() {
     let e = err(&GOOD.replace("class = \"keyframe\"", "class = \"keyframes\""));
     assert_eq!(e.field, "assets[0].class");
     assert_eq!(e.location, Location(Some((19, 9))));
-    assert!(matches!(e.problem, PolicyProblem::UnknownClass { ref name, .. } if name == "keyframes"));
-    assert!(e.to_string().starts_with("drop.toml:19:9: assets[0].class: unknown class \"keyframes\""), "{e}");
+    assert!(
+        matches!(*e.problem, PolicyProblem::UnknownClass { ref name, .. } if name == "keyframes")
+    );
+    assert!(
+        e.to_string()
+            .starts_with("drop.toml:19:9: assets[0].class: unknown class \"keyframes\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn empty_paths() {
     let e = err(&GOOD.replace("paths = [\"edge\", \"origin\"]", "paths = []"));
-    assert_eq!((e.field.as_str(), e.problem), ("class[0].paths", PolicyProblem::EmptyPaths));
+    assert_eq!(
+        (e.field.as_str(), *e.problem),
+        ("class[0].paths", PolicyProblem::EmptyPaths)
+    );
     assert_eq!(e.location, Location(Some((10, 9))));
 }
 
 #[test]
 fn unknown_and_duplicate_path_names() {
-    let e = err(&GOOD.replace("paths = [\"edge\", \"origin\"]", "paths = [\"edge\", \"cdn\"]"));
-    assert_eq!(e.problem, PolicyProblem::UnknownPath("cdn".into()));
+    let e = err(&GOOD.replace(
+        "paths = [\"edge\", \"origin\"]",
+        "paths = [\"edge\", \"cdn\"]",
+    ));
+    assert_eq!(*e.problem, PolicyProblem::UnknownPath("cdn".into()));
     assert_eq!(e.location, Location(Some((10, 18))));
-    let e = err(&GOOD.replace("paths = [\"edge\", \"origin\"]", "paths = [\"edge\", \"edge\"]"));
-    assert_eq!(e.problem, PolicyProblem::DuplicatePath("edge".into()));
+    let e = err(&GOOD.replace(
+        "paths = [\"edge\", \"origin\"]",
+        "paths = [\"edge\", \"edge\"]",
+    ));
+    assert_eq!(*e.problem, PolicyProblem::DuplicatePath("edge".into()));
 }
 
 #[test]
 fn zero_and_huge_budgets() {
     let e = err(&GOOD.replace("budget_ms = 300", "budget_ms = 0"));
-    assert_eq!((e.field.as_str(), e.problem.clone()), ("class[0].budget_ms", PolicyProblem::ZeroBudget));
+    assert_eq!(
+        (e.field.as_str(), (*e.problem).clone()),
+        ("class[0].budget_ms", PolicyProblem::ZeroBudget)
+    );
     assert_eq!(e.location, Location(Some((9, 13))));
     let e = err(&GOOD.replace("budget_ms = 300", "budget_ms = 100000000"));
-    assert_eq!(e.problem, PolicyProblem::BudgetTooLarge(100_000_000));
+    assert_eq!(*e.problem, PolicyProblem::BudgetTooLarge(100_000_000));
     let e = err(&GOOD.replace("budget_ms = 300", "budget_ms = -5"));
-    assert!(matches!(e.problem, PolicyProblem::Syntax(_)), "{e}");
+    assert!(matches!(*e.problem, PolicyProblem::Syntax(_)), "{e}");
     assert_eq!(e.location.0.map(|(line, _)| line), Some(9));
 }
 
 #[test]
 fn closes_before_opens() {
-    let e = err(&GOOD.replace("closes_at = \"2026-12-01T18:30:00Z\"", "closes_at = \"2026-12-01T17:30:00Z\""));
+    let e = err(&GOOD.replace(
+        "closes_at = \"2026-12-01T18:30:00Z\"",
+        "closes_at = \"2026-12-01T17:30:00Z\"",
+    ));
     assert_eq!(e.field, "drop.closes_at");
-    assert!(matches!(e.problem, PolicyProblem::ClosesBeforeOpens { .. }));
+    assert!(matches!(
+        *e.problem,
+        PolicyProblem::ClosesBeforeOpens { .. }
+    ));
     assert_eq!(e.location, Location(Some((5, 13))));
 }
 
@@ -109,31 +146,46 @@ fn closes_before_opens() {
 fn duplicate_class_names() {
     let e = err(&GOOD.replace("name = \"keyframe\"", "name = \"checkout\""));
     assert_eq!(e.field, "class[1].name");
-    assert_eq!(e.problem, PolicyProblem::DuplicateClass { name: "checkout".into(), first_line: 7 });
+    assert_eq!(
+        *e.problem,
+        PolicyProblem::DuplicateClass {
+            name: "checkout".into(),
+            first_line: 7
+        }
+    );
     assert_eq!(e.location, Location(Some((13, 8))));
 }
 
 #[test]
 fn unknown_fields_and_bad_values_are_named() {
     let e = err(&GOOD.replace("budget_ms = 300", "budget_ms = 300\nbudget = 5"));
-    assert!(matches!(e.problem, PolicyProblem::Syntax(ref m) if m.contains("budget")), "{e}");
+    assert!(
+        matches!(*e.problem, PolicyProblem::Syntax(ref m) if m.contains("budget")),
+        "{e}"
+    );
     assert_eq!(e.location.0.map(|(line, _)| line), Some(10));
-    let e = err(&GOOD.replace("opens_at = \"2026-12-01T18:00:00Z\"", "opens_at = \"tomorrow\""));
+    let e = err(&GOOD.replace(
+        "opens_at = \"2026-12-01T18:00:00Z\"",
+        "opens_at = \"tomorrow\"",
+    ));
     assert_eq!(e.field, "drop.opens_at");
     let e = err(&GOOD.replace("glob = \"frames/**\"", "glob = \"frames/[\""));
     assert_eq!(e.field, "assets[0].glob");
     let e = err(&GOOD.replace("class = \"checkout\"", "class = \"checkout\"\n\n[drop]"));
-    assert!(matches!(e.problem, PolicyProblem::Syntax(_)), "{e}");
+    assert!(matches!(*e.problem, PolicyProblem::Syntax(_)), "{e}");
     let e = err(&GOOD.replace("name = \"genesis-mint\"", "name = \"Genesis Mint\""));
     assert_eq!(e.field, "drop.name");
-    let e = err(&GOOD.replace("closes_at = \"2026-12-01T18:30:00Z\"", "closes_at = \"2026-12-01T18:30:00Z\"\ndefault_class = \"vip\""));
+    let e = err(&GOOD.replace(
+        "closes_at = \"2026-12-01T18:30:00Z\"",
+        "closes_at = \"2026-12-01T18:30:00Z\"\ndefault_class = \"vip\"",
+    ));
     assert_eq!(e.field, "drop.default_class");
 }
 
 #[test]
 fn no_classes() {
     let text = "[drop]\nname = \"x\"\nopens_at = \"2026-12-01T18:00:00Z\"\ncloses_at = \"2026-12-01T19:00:00Z\"\n";
-    assert_eq!(err(text).problem, PolicyProblem::NoClasses);
+    assert_eq!(*err(text).problem, PolicyProblem::NoClasses);
 }
 
 proptest! {

@@ -8,7 +8,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::keys::{KeyId, PublicKey, SigningKey};
 use crate::time::UtcTime;
-use crate::tuf::metadata::{MetaFile, Role, RoleKeys, Root, Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION};
+use crate::tuf::metadata::{
+    MetaFile, Role, RoleKeys, Root, Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION,
+};
 use crate::tuf::sign::{sign_metadata, SignError};
 
 /// How long each role's metadata stays valid, in seconds.
@@ -68,10 +70,16 @@ pub fn new_root(keys: &RolePublicKeys, version: u64, now: UtcTime, expiries: &Ex
         RoleKeys { keyids, threshold }
     };
     let mut roles = BTreeMap::new();
-    roles.insert(Role::Root.name().to_owned(), role(&keys.root, keys.root_threshold));
+    roles.insert(
+        Role::Root.name().to_owned(),
+        role(&keys.root, keys.root_threshold),
+    );
     roles.insert(Role::Targets.name().to_owned(), role(&[keys.targets], 1));
     roles.insert(Role::Snapshot.name().to_owned(), role(&[keys.snapshot], 1));
-    roles.insert(Role::Timestamp.name().to_owned(), role(&[keys.timestamp], 1));
+    roles.insert(
+        Role::Timestamp.name().to_owned(),
+        role(&[keys.timestamp], 1),
+    );
     Root {
         type_: Role::Root.name().to_owned(),
         spec_version: SPEC_VERSION.to_owned(),
@@ -111,7 +119,10 @@ fn pin(version: u64, bytes: &[u8]) -> MetaFile {
     MetaFile {
         version,
         length: Some(bytes.len() as u64),
-        hashes: Some(BTreeMap::from([("sha256".to_owned(), hex::encode(Sha256::digest(bytes)))])),
+        hashes: Some(BTreeMap::from([(
+            "sha256".to_owned(),
+            hex::encode(Sha256::digest(bytes)),
+        )])),
     }
 }
 

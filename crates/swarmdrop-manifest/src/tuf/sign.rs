@@ -20,7 +20,10 @@ pub enum SignError {
 /// The metadata file bytes: `{"signatures": [...], "signed": document}`, pretty-printed
 /// (the signature covers the canonical form, not the layout), one signature per key,
 /// ordered by key id so the output is reproducible.
-pub fn sign_metadata<T: Serialize>(document: &T, keys: &[&SigningKey]) -> Result<Vec<u8>, SignError> {
+pub fn sign_metadata<T: Serialize>(
+    document: &T,
+    keys: &[&SigningKey],
+) -> Result<Vec<u8>, SignError> {
     let signed = serde_json::to_value(document)?;
     let canonical = to_canonical_json(&signed)?;
     let mut signatures: Vec<Signature> = keys

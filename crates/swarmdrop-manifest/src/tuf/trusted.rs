@@ -114,9 +114,14 @@ struct Parsed<T> {
 fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
     let role = T::ROLE;
     let malformed = |detail: String| TufError::Malformed { role, detail };
-    let mut file: Value = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let object = file.as_object_mut().ok_or_else(|| malformed("not a JSON object".into()))?;
-    let signed = object.remove("signed").ok_or_else(|| malformed("no \"signed\" field".into()))?;
+    let mut file: Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let object = file
+        .as_object_mut()
+        .ok_or_else(|| malformed("not a JSON object".into()))?;
+    let signed = object
+        .remove("signed")
+        .ok_or_else(|| malformed("no \"signed\" field".into()))?;
     let signatures: Vec<Signature> = object
         .remove("signatures")
         .map(serde_json::from_value)
@@ -128,9 +133,16 @@ fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
         return Err(malformed(format!("two signatures by key {}", dup.keyid)));
     }
     let canonical = to_canonical_json(&signed).map_err(|e| malformed(e.to_string()))?;
-    let type_name = signed.get("_type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let type_name = signed
+        .get("_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     if type_name != role.name() {
-        return Err(malformed(format!("_type is {type_name:?}, expected {:?}", role.name())));
+        return Err(malformed(format!(
+            "_type is {type_name:?}, expected {:?}",
+            role.name()
+        )));
     }
     let document: T = serde_json::from_value(signed).map_err(|e| malformed(e.to_string()))?;
     Ok(Parsed {
@@ -147,7 +159,13 @@ pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
 }
 
 /// Counts distinct keys of `signer` in `root` with a valid signature; errors below threshold.
-fn check_signatures(root: &Root, signer: Role, role: Role, canonical: &[u8], signatures: &[Signature]) -> Result<(), TufError> {
+fn check_signatures(
+    root: &Root,
+    signer: Role,
+    role: Role,
+    canonical: &[u8],
+    signatures: &[Signature],
+) -> Result<(), TufError> {
     let keys = root.role(signer).ok_or_else(|| TufError::Malformed {
         role: Role::Root,
         detail: format!("no {signer} role"),
@@ -183,26 +201,38 @@ fn check_root_shape(root: &Root) -> Result<(), TufError> {
         detail,
     };
     for role in Role::ALL {
-        let keys = root.role(role).ok_or_else(|| malformed(format!("roles has no {role}")))?;
+        let keys = root
+            .role(role)
+            .ok_or_else(|| malformed(format!("roles has no {role}")))?;
         if keys.threshold == 0 {
             return Err(malformed(format!("{role} threshold is 0")));
         }
         if let Some(missing) = keys.keyids.iter().find(|id| !root.keys.contains_key(*id)) {
-            return Err(malformed(format!("{role} lists key {missing} that is not in keys")));
+            return Err(malformed(format!(
+                "{role} lists key {missing} that is not in keys"
+            )));
         }
     }
     Ok(())
 }
 
 /// Checks `bytes` against a pinned length and any hashes we can compute.
-pub fn check_length_and_hashes(what: &str, bytes: &[u8], length: Option<u64>, hashes: Option<&BTreeMap<String, String>>) -> Result<(), TufError> {
+pub fn check_length_and_hashes(
+    what: &str,
+    bytes: &[u8],
+    length: Option<u64>,
+    hashes: Option<&BTreeMap<String, String>>,
+) -> Result<(), TufError> {
     let mismatch = |detail: String| TufError::LengthOrHashMismatch {
         what: what.to_owned(),
         detail,
     };
     if let Some(length) = length {
         if bytes.len() as u64 != length {
-            return Err(mismatch(format!("length is {} bytes, signed metadata says {length}", bytes.len())));
+            return Err(mismatch(format!(
+                "length is {} bytes, signed metadata says {length}",
+                bytes.len()
+            )));
         }
     }
     if let Some(hashes) = hashes {
@@ -214,12 +244,16 @@ pub fn check_length_and_hashes(what: &str, bytes: &[u8], length: Option<u64>, ha
                 _ => continue,
             };
             if !actual.eq_ignore_ascii_case(expected) {
-                return Err(mismatch(format!("{algorithm} is {actual}, signed metadata says {expected}")));
+                return Err(mismatch(format!(
+                    "{algorithm} is {actual}, signed metadata says {expected}"
+                )));
             }
             checked += 1;
         }
         if checked == 0 {
-            return Err(mismatch("no supported hash algorithm (sha256, sha512) listed".into()));
+            return Err(mismatch(
+                "no supported hash algorithm (sha256, sha512) listed".into(),
+            ));
         }
     }
     Ok(())
@@ -232,7 +266,13 @@ impl TrustedSet {
     pub fn new(root_bytes: &[u8], reference_time: UtcTime) -> Result<Self, TufError> {
         let parsed: Parsed<Root> = parse(root_bytes)?;
         check_root_shape(&parsed.document)?;
-        check_signatures(&parsed.document, Role::Root, Role::Root, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &parsed.document,
+            Role::Root,
+            Role::Root,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         Ok(Self {
             reference_time,
             root: parsed.document,
@@ -278,7 +318,13 @@ impl TrustedSet {
         }
         let parsed: Parsed<Root> = parse(bytes)?;
         check_root_shape(&parsed.document)?;
-        check_signatures(&self.root, Role::Root, Role::Root, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &self.root,
+            Role::Root,
+            Role::Root,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         let expected = self.root.version + 1;
         if parsed.document.version != expected {
             return Err(TufError::BadVersion {
@@ -288,7 +334,13 @@ impl TrustedSet {
                 why: "root versions must increase by one",
             });
         }
-        check_signatures(&parsed.document, Role::Root, Role::Root, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &parsed.document,
+            Role::Root,
+            Role::Root,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         self.root = parsed.document;
         Ok(())
     }
@@ -316,7 +368,13 @@ impl TrustedSet {
         }
         self.check_not_expired(Role::Root, self.root.expires)?;
         let parsed: Parsed<Timestamp> = parse(bytes)?;
-        check_signatures(&self.root, Role::Timestamp, Role::Timestamp, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &self.root,
+            Role::Timestamp,
+            Role::Timestamp,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         let new = parsed.document;
         let new_meta = snapshot_meta(&new)?;
         if let Some(old) = &self.timestamp {
@@ -365,7 +423,13 @@ impl TrustedSet {
             check_length_and_hashes("snapshot.json", bytes, pin.length, pin.hashes.as_ref())?;
         }
         let parsed: Parsed<Snapshot> = parse(bytes)?;
-        check_signatures(&self.root, Role::Snapshot, Role::Snapshot, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &self.root,
+            Role::Snapshot,
+            Role::Snapshot,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         let new = parsed.document;
         if let Some(old) = &self.snapshot {
             for (name, old_file) in &old.meta {
@@ -414,13 +478,22 @@ impl TrustedSet {
             role: Role::Targets,
             why: "snapshot must be loaded first",
         })?;
-        let pin = snapshot.meta.get("targets.json").ok_or_else(|| TufError::MissingMeta {
-            parent: Role::Snapshot,
-            name: "targets.json".into(),
-        })?;
+        let pin = snapshot
+            .meta
+            .get("targets.json")
+            .ok_or_else(|| TufError::MissingMeta {
+                parent: Role::Snapshot,
+                name: "targets.json".into(),
+            })?;
         check_length_and_hashes("targets.json", bytes, pin.length, pin.hashes.as_ref())?;
         let parsed: Parsed<Targets> = parse(bytes)?;
-        check_signatures(&self.root, Role::Targets, Role::Targets, &parsed.canonical, &parsed.signatures)?;
+        check_signatures(
+            &self.root,
+            Role::Targets,
+            Role::Targets,
+            &parsed.canonical,
+            &parsed.signatures,
+        )?;
         if parsed.document.version != pin.version {
             return Err(TufError::BadVersion {
                 role: Role::Targets,
@@ -456,10 +529,13 @@ impl TrustedSet {
 }
 
 fn snapshot_meta(timestamp: &Timestamp) -> Result<&MetaFile, TufError> {
-    timestamp.meta.get("snapshot.json").ok_or_else(|| TufError::MissingMeta {
-        parent: Role::Timestamp,
-        name: "snapshot.json".into(),
-    })
+    timestamp
+        .meta
+        .get("snapshot.json")
+        .ok_or_else(|| TufError::MissingMeta {
+            parent: Role::Timestamp,
+            name: "snapshot.json".into(),
+        })
 }
 
 #[cfg(test)]

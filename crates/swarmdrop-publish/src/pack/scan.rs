@@ -26,10 +26,19 @@ pub(crate) fn scan(dir: &Path, policy: &Policy) -> Result<Vec<FoundAsset>, Publi
         });
     }
     let mut assets = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
-            let path = e.path().map(Path::to_owned).unwrap_or_else(|| dir.to_owned());
-            PublishError::Asset { path, problem: e.to_string() }
+            let path = e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| dir.to_owned());
+            PublishError::Asset {
+                path,
+                problem: e.to_string(),
+            }
         })?;
         let kind = entry.file_type();
         if kind.is_dir() {
@@ -52,7 +61,10 @@ pub(crate) fn scan(dir: &Path, policy: &Policy) -> Result<Vec<FoundAsset>, Publi
             path: source.clone(),
             problem: "is outside the drop directory".into(),
         })?;
-        let segments: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
+        let segments: Option<Vec<&str>> = relative
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect();
         let segments = segments.ok_or_else(|| PublishError::Asset {
             path: source.clone(),
             problem: "has a name that is not UTF-8".into(),
@@ -61,7 +73,10 @@ pub(crate) fn scan(dir: &Path, policy: &Policy) -> Result<Vec<FoundAsset>, Publi
         let class = policy.class_for(&path)?.clone();
         let length = entry
             .metadata()
-            .map_err(|e| PublishError::Asset { path: source.clone(), problem: e.to_string() })?
+            .map_err(|e| PublishError::Asset {
+                path: source.clone(),
+                problem: e.to_string(),
+            })?
             .len();
         assets.push(FoundAsset {
             source,

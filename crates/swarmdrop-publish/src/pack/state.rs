@@ -19,7 +19,10 @@ pub(crate) struct Existing {
     pub(crate) targets: BTreeMap<String, TargetFile>,
 }
 
-fn read_role<T: swarmdrop_manifest::tuf::metadata::RoleDocument>(layout: &Layout, name: &str) -> Result<T, PublishError> {
+fn read_role<T: swarmdrop_manifest::tuf::metadata::RoleDocument>(
+    layout: &Layout,
+    name: &str,
+) -> Result<T, PublishError> {
     let path = layout.metadata(name);
     let bytes = read_capped(&path, MAX_METADATA_BYTES)?;
     parse_unverified::<T>(&bytes).map_err(|source| PublishError::Tuf {
@@ -51,7 +54,11 @@ pub(crate) fn read_existing(layout: &Layout) -> Result<Option<Existing>, Publish
         .meta
         .get("targets.json")
         .map(|m| m.version)
-        .ok_or_else(|| PublishError::Layout(format!("{snapshot_version}.snapshot.json does not list targets.json")))?;
+        .ok_or_else(|| {
+            PublishError::Layout(format!(
+                "{snapshot_version}.snapshot.json does not list targets.json"
+            ))
+        })?;
     let targets: Targets = read_role(layout, &format!("{targets_version}.targets.json"))?;
     let version = timestamp.version.max(snapshot.version).max(targets.version);
     Ok(Some(Existing {
@@ -62,7 +69,11 @@ pub(crate) fn read_existing(layout: &Layout) -> Result<Option<Existing>, Publish
 }
 
 /// Refuses to add a version signed by keys the directory's root does not list.
-pub(crate) fn check_keys_match(existing: &Existing, keys: &Keyset, layout: &Layout) -> Result<(), PublishError> {
+pub(crate) fn check_keys_match(
+    existing: &Existing,
+    keys: &Keyset,
+    layout: &Layout,
+) -> Result<(), PublishError> {
     let listed = |role: Role| -> Vec<KeyId> {
         existing
             .root

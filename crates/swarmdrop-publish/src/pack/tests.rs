@@ -42,7 +42,9 @@ impl Fixture {
         fs::create_dir_all(assets.join("checkout")).unwrap();
         fs::create_dir_all(assets.join("bulk")).unwrap();
         fs::write(assets.join("checkout/index.html"), "<h1>mint</h1>").unwrap();
-        let bulk: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let bulk: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         fs::write(assets.join("bulk/patch.bin"), bulk).unwrap();
         fs::write(dir.path().join("drop.toml"), POLICY).unwrap();
         keyset::generate(&dir.path().join("keys"), 1, 1, false).unwrap();
@@ -88,7 +90,12 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .into_iter()
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -96,13 +103,32 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn pack_then_verify() {
     let f = Fixture::new();
     let report = pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
-    assert_eq!((report.version, report.root_version, report.new_version), (1, 1, true));
-    let bulk = report.assets.iter().find(|a| a.path == "bulk/patch.bin").unwrap();
+    assert_eq!(
+        (report.version, report.root_version, report.new_version),
+        (1, 1, true)
+    );
+    let bulk = report
+        .assets
+        .iter()
+        .find(|a| a.path == "bulk/patch.bin")
+        .unwrap();
     let p2p = bulk.p2p.as_ref().unwrap();
     assert!(f.path("pub").join(&p2p.torrent).exists());
-    assert!(report.assets.iter().find(|a| a.path == "checkout/index.html").unwrap().p2p.is_none());
+    assert!(report
+        .assets
+        .iter()
+        .find(|a| a.path == "checkout/index.html")
+        .unwrap()
+        .p2p
+        .is_none());
     let torrent = Metainfo::parse(&fs::read(f.path("pub").join(&p2p.torrent)).unwrap()).unwrap();
-    assert_eq!(torrent.url_list, vec![format!("http://127.0.0.1:8080/targets/bulk/{}.patch.bin", bulk.sha256)]);
+    assert_eq!(
+        torrent.url_list,
+        vec![format!(
+            "http://127.0.0.1:8080/targets/bulk/{}.patch.bin",
+            bulk.sha256
+        )]
+    );
     let verified = f.verify("pub", T0 + 60).unwrap();
     assert_eq!(verified.assets.len(), 2);
     assert_eq!(verified.provenance_subjects, 2);
@@ -126,7 +152,13 @@ fn repack_adds_a_version_only_when_assets_change() {
     fs::write(f.path("assets/bulk/segment-2.bin"), vec![7u8; 40_000]).unwrap();
     let v2 = pack(&f.options("pub"), at(T0 + 20), &NoProgress).unwrap();
     assert_eq!((v2.version, v2.root_version, v2.new_version), (2, 1, true));
-    for file in ["1.targets.json", "2.targets.json", "1.snapshot.json", "2.snapshot.json", "1.root.json"] {
+    for file in [
+        "1.targets.json",
+        "2.targets.json",
+        "1.snapshot.json",
+        "2.snapshot.json",
+        "1.root.json",
+    ] {
         assert!(f.path("pub/metadata").join(file).exists(), "{file}");
     }
     assert!(!f.path("pub/metadata/2.root.json").exists());
@@ -136,7 +168,12 @@ fn repack_adds_a_version_only_when_assets_change() {
     fs::write(f.path("assets/checkout/index.html"), "<h1>mint v2</h1>").unwrap();
     let v3 = pack(&f.options("pub"), at(T0 + 40), &NoProgress).unwrap();
     assert_eq!(v3.version, 3);
-    assert_eq!(fs::read_dir(f.path("pub/targets/checkout")).unwrap().count(), 2);
+    assert_eq!(
+        fs::read_dir(f.path("pub/targets/checkout"))
+            .unwrap()
+            .count(),
+        2
+    );
     f.verify("pub", T0 + 50).unwrap();
 }
 
@@ -144,21 +181,35 @@ fn repack_adds_a_version_only_when_assets_change() {
 fn verify_names_what_is_wrong() {
     let f = Fixture::new();
     let report = pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
-    let html = report.assets.iter().find(|a| a.path == "checkout/index.html").unwrap();
+    let html = report
+        .assets
+        .iter()
+        .find(|a| a.path == "checkout/index.html")
+        .unwrap();
     let file = f.path("pub").join(&html.target);
     let mut bytes = fs::read(&file).unwrap();
     bytes[0] ^= 1;
     fs::write(&file, &bytes).unwrap();
     let err = f.verify("pub", T0 + 60).unwrap_err().to_string();
-    assert!(err.contains("checkout/index.html") && err.contains("sha256"), "{err}");
+    assert!(
+        err.contains("checkout/index.html") && err.contains("sha256"),
+        "{err}"
+    );
     bytes[0] ^= 1;
     fs::write(&file, &bytes).unwrap();
 
     let err = f.verify("pub", T0 + 2 * 86_400).unwrap_err().to_string();
-    assert!(err.contains("timestamp") && err.contains("expired"), "{err}");
+    assert!(
+        err.contains("timestamp") && err.contains("expired"),
+        "{err}"
+    );
 
     // A torrent whose pieces do not match its asset.
-    let bulk = report.assets.iter().find(|a| a.path == "bulk/patch.bin").unwrap();
+    let bulk = report
+        .assets
+        .iter()
+        .find(|a| a.path == "bulk/patch.bin")
+        .unwrap();
     let torrent_path = f.path("pub").join(&bulk.p2p.as_ref().unwrap().torrent);
     let original = fs::read(&torrent_path).unwrap();
     fs::write(&torrent_path, &original[..original.len() - 5]).unwrap();
@@ -168,7 +219,8 @@ fn verify_names_what_is_wrong() {
 
     // Tampered provenance.
     let prov = f.path("pub/provenance/1.dsse.json");
-    let mut envelope: serde_json::Value = serde_json::from_slice(&fs::read(&prov).unwrap()).unwrap();
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&fs::read(&prov).unwrap()).unwrap();
     envelope["payloadType"] = "text/plain".into();
     fs::write(&prov, serde_json::to_vec(&envelope).unwrap()).unwrap();
     let err = f.verify("pub", T0 + 60).unwrap_err().to_string();
@@ -180,20 +232,29 @@ fn refuses_other_keys_symlinks_and_unmatched_assets() {
     let f = Fixture::new();
     pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
     keyset::generate(&f.path("keys"), 1, 1, true).unwrap();
-    let err = pack(&f.options("pub"), at(T0), &NoProgress).unwrap_err().to_string();
+    let err = pack(&f.options("pub"), at(T0), &NoProgress)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("other keys"), "{err}");
 
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink("/etc/hostname", f.path("assets/checkout/link")).unwrap();
-        let err = pack(&f.options("pub2"), at(T0), &NoProgress).unwrap_err().to_string();
+        let err = pack(&f.options("pub2"), at(T0), &NoProgress)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("symbolic link"), "{err}");
         fs::remove_file(f.path("assets/checkout/link")).unwrap();
     }
 
     fs::write(f.path("assets/readme.txt"), "hi").unwrap();
-    let err = pack(&f.options("pub3"), at(T0), &NoProgress).unwrap_err().to_string();
-    assert!(err.contains("readme.txt") && err.contains("default_class"), "{err}");
+    let err = pack(&f.options("pub3"), at(T0), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("readme.txt") && err.contains("default_class"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -208,5 +269,8 @@ fn bad_flags_are_named() {
 #[test]
 fn webseed_urls_encode_segments() {
     let path = DropPath::new("frames/a b#1.png").unwrap();
-    assert_eq!(webseed_url("http://h/base/", &path, "ff"), "http://h/base/targets/frames/ff.a%20b%231.png");
+    assert_eq!(
+        webseed_url("http://h/base/", &path, "ff"),
+        "http://h/base/targets/frames/ff.a%20b%231.png"
+    );
 }

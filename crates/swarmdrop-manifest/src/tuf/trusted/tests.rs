@@ -24,7 +24,9 @@ fn now() -> UtcTime {
 impl Repo {
     fn new(root_count: u8) -> Self {
         Self {
-            root_keys: (0..root_count).map(|i| SigningKey::from_seed([10 + i; 32])).collect(),
+            root_keys: (0..root_count)
+                .map(|i| SigningKey::from_seed([10 + i; 32]))
+                .collect(),
             targets: SigningKey::from_seed([1; 32]),
             snapshot: SigningKey::from_seed([2; 32]),
             timestamp: SigningKey::from_seed([3; 32]),
@@ -47,13 +49,22 @@ impl Repo {
         sign_metadata(&self.root_doc(threshold, 1), &signers).unwrap()
     }
 
-    fn release(&self, version: u64, files: &[(&str, &[u8])], expiries: &Expiries, at: UtcTime) -> crate::tuf::release::Release {
+    fn release(
+        &self,
+        version: u64,
+        files: &[(&str, &[u8])],
+        expiries: &Expiries,
+        at: UtcTime,
+    ) -> crate::tuf::release::Release {
         let targets = files
             .iter()
             .map(|(path, bytes)| {
                 let file = TargetFile {
                     length: bytes.len() as u64,
-                    hashes: BTreeMap::from([("sha256".to_owned(), hex::encode(Sha256::digest(bytes)))]),
+                    hashes: BTreeMap::from([(
+                        "sha256".to_owned(),
+                        hex::encode(Sha256::digest(bytes)),
+                    )]),
                     custom: None,
                 };
                 ((*path).to_owned(), file)
@@ -79,12 +90,23 @@ fn load(root: &[u8], release: &crate::tuf::release::Release) -> Result<TrustedSe
 #[test]
 fn walks_a_good_release_and_checks_targets() {
     let repo = Repo::new(1);
-    let release = repo.release(1, &[("frames/a.png", b"frame")], &Expiries::default(), now());
+    let release = repo.release(
+        1,
+        &[("frames/a.png", b"frame")],
+        &Expiries::default(),
+        now(),
+    );
     let set = load(&repo.root(1), &release).unwrap();
     assert!(set.verify_target("frames/a.png", b"frame").is_ok());
     let err = set.verify_target("frames/a.png", b"frama").unwrap_err();
-    assert!(matches!(err, TufError::LengthOrHashMismatch { .. }), "{err}");
-    assert!(matches!(set.verify_target("nope", b""), Err(TufError::UnknownTarget(_))));
+    assert!(
+        matches!(err, TufError::LengthOrHashMismatch { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        set.verify_target("nope", b""),
+        Err(TufError::UnknownTarget(_))
+    ));
 }
 
 #[test]
@@ -95,7 +117,18 @@ fn timestamp_rollback_is_refused() {
     let mut set = TrustedSet::new(&repo.root(1), now()).unwrap();
     set.update_timestamp(&v2.timestamp).unwrap();
     let err = set.update_timestamp(&v1.timestamp).unwrap_err();
-    assert!(matches!(err, TufError::BadVersion { role: Role::Timestamp, got: 1, why: "rollback", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::BadVersion {
+                role: Role::Timestamp,
+                got: 1,
+                why: "rollback",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,25 +140,55 @@ fn mix_and_match_is_refused() {
     let mut set = TrustedSet::new(&repo.root(1), now()).unwrap();
     set.update_timestamp(&v2.timestamp).unwrap();
     let err = set.update_snapshot(&v1.snapshot, false).unwrap_err();
-    assert!(matches!(err, TufError::LengthOrHashMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, TufError::LengthOrHashMismatch { .. }),
+        "{err}"
+    );
     // v2 snapshot with v1 targets.
     set.update_snapshot(&v2.snapshot, false).unwrap();
     let err = set.update_targets(&v1.targets).unwrap_err();
-    assert!(matches!(err, TufError::LengthOrHashMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, TufError::LengthOrHashMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn expired_metadata_is_refused_by_role() {
     let repo = Repo::new(1);
-    let short = Expiries { timestamp: 60, ..Expiries::default() };
+    let short = Expiries {
+        timestamp: 60,
+        ..Expiries::default()
+    };
     let past = UtcTime::from_unix(NOW - 3600).unwrap();
     let release = repo.release(1, &[("a", b"1")], &short, past);
     let err = load(&repo.root(1), &release).unwrap_err();
-    assert!(matches!(err, TufError::Expired { role: Role::Timestamp, .. }), "{err}");
-    let short = Expiries { targets: 60, ..Expiries::default() };
+    assert!(
+        matches!(
+            err,
+            TufError::Expired {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let short = Expiries {
+        targets: 60,
+        ..Expiries::default()
+    };
     let release = repo.release(1, &[("a", b"1")], &short, past);
     let err = load(&repo.root(1), &release).unwrap_err();
-    assert!(matches!(err, TufError::Expired { role: Role::Targets, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::Expired {
+                role: Role::Targets,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,7 +198,18 @@ fn metadata_signed_by_an_unknown_key_is_refused() {
     rogue.timestamp = SigningKey::from_seed([99; 32]);
     let release = rogue.release(1, &[("a", b"1")], &Expiries::default(), now());
     let err = load(&repo.root(1), &release).unwrap_err();
-    assert!(matches!(err, TufError::Unsigned { role: Role::Timestamp, valid: 0, threshold: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::Unsigned {
+                role: Role::Timestamp,
+                valid: 0,
+                threshold: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +225,17 @@ fn threshold_counts_distinct_keys_only() {
     let err = TrustedSet::new(&doubled, now()).unwrap_err();
     assert!(matches!(err, TufError::Malformed { .. }), "{err}");
     let err = TrustedSet::new(&once, now()).unwrap_err();
-    assert!(matches!(err, TufError::Unsigned { valid: 1, threshold: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::Unsigned {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let twice = sign_metadata(&doc, &[&repo.root_keys[0], &repo.root_keys[2]]).unwrap();
     assert!(TrustedSet::new(&twice, now()).is_ok());
 }
@@ -164,11 +248,20 @@ fn root_rotation_needs_old_and_new_thresholds() {
     let mut set = TrustedSet::new(&old.root(1), now()).unwrap();
     let v2 = new.root_doc(1, 2);
     let only_new = sign_metadata(&v2, &[&new.root_keys[0]]).unwrap();
-    assert!(matches!(set.update_root(&only_new), Err(TufError::Unsigned { .. })));
+    assert!(matches!(
+        set.update_root(&only_new),
+        Err(TufError::Unsigned { .. })
+    ));
     let only_old = sign_metadata(&v2, &[&old.root_keys[0]]).unwrap();
-    assert!(matches!(set.update_root(&only_old), Err(TufError::Unsigned { .. })));
+    assert!(matches!(
+        set.update_root(&only_old),
+        Err(TufError::Unsigned { .. })
+    ));
     let skip = sign_metadata(&new.root_doc(1, 3), &[&old.root_keys[0], &new.root_keys[0]]).unwrap();
-    assert!(matches!(set.update_root(&skip), Err(TufError::BadVersion { .. })));
+    assert!(matches!(
+        set.update_root(&skip),
+        Err(TufError::BadVersion { .. })
+    ));
     let both = sign_metadata(&v2, &[&old.root_keys[0], &new.root_keys[0]]).unwrap();
     set.update_root(&both).unwrap();
     assert_eq!(set.root().version, 2);
@@ -179,10 +272,19 @@ fn calls_out_of_order_are_refused() {
     let repo = Repo::new(1);
     let release = repo.release(1, &[("a", b"1")], &Expiries::default(), now());
     let mut set = TrustedSet::new(&repo.root(1), now()).unwrap();
-    assert!(matches!(set.update_targets(&release.targets), Err(TufError::OutOfOrder { .. })));
-    assert!(matches!(set.update_snapshot(&release.snapshot, false), Err(TufError::OutOfOrder { .. })));
+    assert!(matches!(
+        set.update_targets(&release.targets),
+        Err(TufError::OutOfOrder { .. })
+    ));
+    assert!(matches!(
+        set.update_snapshot(&release.snapshot, false),
+        Err(TufError::OutOfOrder { .. })
+    ));
     set.update_timestamp(&release.timestamp).unwrap();
-    assert!(matches!(set.update_root(&repo.root(1)), Err(TufError::OutOfOrder { .. })));
+    assert!(matches!(
+        set.update_root(&repo.root(1)),
+        Err(TufError::OutOfOrder { .. })
+    ));
 }
 
 #[test]
@@ -191,13 +293,26 @@ fn wrong_type_is_refused() {
     let release = repo.release(1, &[("a", b"1")], &Expiries::default(), now());
     let mut set = TrustedSet::new(&repo.root(1), now()).unwrap();
     let err = set.update_timestamp(&release.snapshot).unwrap_err();
-    assert!(matches!(err, TufError::Malformed { role: Role::Timestamp, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::Malformed {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 fn normalised(bytes: &[u8]) -> Option<serde_json::Value> {
     let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     for sig in value.get_mut("signatures")?.as_array_mut()? {
-        if let Some(text) = sig.get("sig").and_then(|s| s.as_str()).map(str::to_ascii_lowercase) {
+        if let Some(text) = sig
+            .get("sig")
+            .and_then(|s| s.as_str())
+            .map(str::to_ascii_lowercase)
+        {
             sig["sig"] = serde_json::Value::String(text);
         }
     }
