@@ -244,10 +244,30 @@ impl<'de> Deserialize<'de> for InfoHash {
     }
 }
 
+/// Percent-encodes everything but RFC 3986 unreserved characters and the bytes in
+/// `keep` (`b"/"` to encode a path, `b""` for a query value).
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') || keep.contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("a b/c#d%é", b"/"), "a%20b/c%23d%25%C3%A9");
+        assert_eq!(percent_encode("http://x/y", b""), "http%3A%2F%2Fx%2Fy");
+    }
 
     #[test]
     fn drop_paths() {

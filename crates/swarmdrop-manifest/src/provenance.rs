@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::model::percent_encode;
 use crate::time::UtcTime;
 
 /// The in-toto statement type.
@@ -55,12 +56,12 @@ impl PackProvenance<'_> {
             .map(|a| json!({ "name": a.name, "digest": { "sha256": a.sha256 } }))
             .collect();
         let mut dependencies = vec![json!({
-            "uri": format!("file:{}", self.policy.name),
+            "uri": format!("file:{}", percent_encode(&self.policy.name, b"/")),
             "name": "policy",
             "digest": { "sha256": self.policy.sha256 },
         })];
         dependencies.extend(self.assets.iter().map(|a| {
-            json!({ "uri": format!("file:{}", a.name), "name": a.name, "digest": { "sha256": a.sha256 } })
+            json!({ "uri": format!("file:{}", percent_encode(&a.name, b"/")), "name": a.name, "digest": { "sha256": a.sha256 } })
         }));
         let statement = json!({
             "_type": STATEMENT_TYPE,

@@ -8,7 +8,7 @@
 use sha1::{Digest as _, Sha1};
 use swarmdrop_bencode::{Decoder, Dict, EncodeError, Value, Writer};
 
-use crate::model::InfoHash;
+use crate::model::{percent_encode, InfoHash};
 
 /// What is wrong with a torrent file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -372,29 +372,17 @@ pub fn magnet_link(
     let mut link = format!(
         "magnet:?xt=urn:btih:{}&dn={}",
         info_hash.to_hex(),
-        percent_encode(name)
+        percent_encode(name, b"")
     );
     for tracker in trackers {
         link.push_str("&tr=");
-        link.push_str(&percent_encode(tracker));
+        link.push_str(&percent_encode(tracker, b""));
     }
     for webseed in webseeds {
         link.push_str("&ws=");
-        link.push_str(&percent_encode(webseed));
+        link.push_str(&percent_encode(webseed, b""));
     }
     link
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use swarmdrop_manifest::torrent::{magnet_link, Metainfo, NewTorrent};
 use swarmdrop_manifest::tuf::metadata::{P2pInfo, TargetCustom, TargetFile};
 use swarmdrop_manifest::tuf::release::{build_release, new_root, Expiries, ReleaseKeys};
 use swarmdrop_manifest::tuf::sign_metadata;
+use swarmdrop_manifest::model::percent_encode;
 use swarmdrop_manifest::{DropPath, UtcTime};
 
 use crate::digest::{digest_file, Digests};
@@ -160,27 +161,8 @@ fn check_urls(flag: &str, urls: &[String], schemes: &[&str]) -> Result<(), Publi
 /// The webseed URL of one target: the base, `targets/`, and the hash-prefixed path with
 /// each segment percent-encoded.
 pub fn webseed_url(base: &str, path: &DropPath, sha256_hex: &str) -> String {
-    let encoded: Vec<String> = path
-        .hash_prefixed(sha256_hex)
-        .split('/')
-        .map(|segment| {
-            segment
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                        char::from(b).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    format!(
-        "{}/targets/{}",
-        base.trim_end_matches('/'),
-        encoded.join("/")
-    )
+    let encoded = percent_encode(&path.hash_prefixed(sha256_hex), b"/");
+    format!("{}/targets/{encoded}", base.trim_end_matches('/'))
 }
 
 /// Packs a drop. See the module documentation.

@@ -211,27 +211,12 @@ pub struct Targets {
 pub trait RoleDocument: Serialize + for<'de> Deserialize<'de> {
     /// Which role this document is.
     const ROLE: Role;
-    /// The `_type` field.
-    fn type_name(&self) -> &str;
-    /// The version.
-    fn version(&self) -> u64;
-    /// The expiry.
-    fn expires(&self) -> UtcTime;
 }
 
 macro_rules! role_document {
     ($ty:ty, $role:expr) => {
         impl RoleDocument for $ty {
             const ROLE: Role = $role;
-            fn type_name(&self) -> &str {
-                &self.type_
-            }
-            fn version(&self) -> u64 {
-                self.version
-            }
-            fn expires(&self) -> UtcTime {
-                self.expires
-            }
         }
     };
 }

@@ -144,6 +144,8 @@ fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
             role.name()
         )));
     }
+    let spec_version = signed.get("spec_version").and_then(Value::as_str).unwrap_or("").to_owned();
+    check_spec_version(role, &spec_version)?;
     let document: T = serde_json::from_value(signed).map_err(|e| malformed(e.to_string()))?;
     Ok(Parsed {
         document,
@@ -158,14 +160,10 @@ pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
     parse::<T>(bytes).map(|parsed| parsed.document)
 }
 
-/// Counts distinct keys of `signer` in `root` with a valid signature; errors below threshold.
-fn check_signatures(
-    root: &Root,
-    signer: Role,
-    role: Role,
-    canonical: &[u8],
-    signatures: &[Signature],
-) -> Result<(), TufError> {
+/// Counts distinct keys of `signer` in `root` with a valid signature; errors below
+/// threshold. Distinct means distinct public keys, not distinct key ids: a root that
+/// lists one key under two ids must not let one signature count twice.
+fn check_signatures(root: &Root, signer: Role, role: Role, canonical: &[u8], signatures: &[Signature]) -> Result<(), TufError> {
     let keys = root.role(signer).ok_or_else(|| TufError::Malformed {
         role: Role::Root,
         detail: format!("no {signer} role"),
@@ -174,13 +172,11 @@ fn check_signatures(
     let valid = signatures
         .iter()
         .filter(|s| allowed.contains(&s.keyid))
-        .filter(|s| {
-            let Some(public) = root.keys.get(&s.keyid).and_then(|k| k.public_key().ok()) else {
-                return false;
-            };
-            hex::decode(&s.sig).is_ok_and(|sig| public.verify(canonical, &sig))
+        .filter_map(|s| {
+            let public = root.keys.get(&s.keyid).and_then(|k| k.public_key().ok())?;
+            let signature = hex::decode(&s.sig).ok()?;
+            public.verify(canonical, &signature).then(|| public.to_hex())
         })
-        .map(|s| &s.keyid)
         .collect::<BTreeSet<_>>()
         .len();
     let valid = u32::try_from(valid).unwrap_or(u32::MAX);
@@ -195,11 +191,25 @@ fn check_signatures(
     Ok(())
 }
 
+/// The major version of the TUF specification we implement.
+const SPEC_MAJOR: &str = "1";
+
+fn check_spec_version(role: Role, spec_version: &str) -> Result<(), TufError> {
+    if spec_version.split('.').next() != Some(SPEC_MAJOR) {
+        return Err(TufError::Malformed {
+            role,
+            detail: format!("spec_version {spec_version:?} is not a 1.x version of TUF"),
+        });
+    }
+    Ok(())
+}
+
 fn check_root_shape(root: &Root) -> Result<(), TufError> {
     let malformed = |detail: String| TufError::Malformed {
         role: Role::Root,
         detail,
     };
+    check_spec_version(Role::Root, &root.spec_version)?;
     for role in Role::ALL {
         let keys = root
             .role(role)
@@ -325,7 +335,12 @@ impl TrustedSet {
             &parsed.canonical,
             &parsed.signatures,
         )?;
-        let expected = self.root.version + 1;
+        let expected = self.root.version.checked_add(1).ok_or(TufError::BadVersion {
+            role: Role::Root,
+            got: parsed.document.version,
+            expected: "a version after u64::MAX, which cannot exist".into(),
+            why: "the trusted root's version is already the largest possible",
+        })?;
         if parsed.document.version != expected {
             return Err(TufError::BadVersion {
                 role: Role::Root,
@@ -524,6 +539,27 @@ impl TrustedSet {
     pub fn verify_target(&self, path: &str, bytes: &[u8]) -> Result<&TargetFile, TufError> {
         let target = self.target(path)?;
         check_length_and_hashes(path, bytes, Some(target.length), Some(&target.hashes))?;
+        Ok(target)
+    }
+
+    /// Checks a target streamed elsewhere, by its length and SHA-256, against the
+    /// signed metadata (which must list a SHA-256 for it).
+    pub fn verify_target_digest(&self, path: &str, length: u64, sha256_hex: &str) -> Result<&TargetFile, TufError> {
+        let target = self.target(path)?;
+        let mismatch = |detail: String| TufError::LengthOrHashMismatch {
+            what: path.to_owned(),
+            detail,
+        };
+        if length != target.length {
+            return Err(mismatch(format!("length is {length} bytes, signed metadata says {}", target.length)));
+        }
+        let expected = target
+            .hashes
+            .get("sha256")
+            .ok_or_else(|| mismatch("signed metadata lists no sha256 for it".into()))?;
+        if !expected.eq_ignore_ascii_case(sha256_hex) {
+            return Err(mismatch(format!("sha256 is {sha256_hex}, signed metadata says {expected}")));
+        }
         Ok(target)
     }
 }

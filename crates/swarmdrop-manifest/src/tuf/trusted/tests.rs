@@ -241,6 +241,51 @@ fn threshold_counts_distinct_keys_only() {
 }
 
 #[test]
+fn one_key_listed_under_two_ids_counts_once() {
+    let repo = Repo::new(2);
+    let mut doc = repo.root_doc(2, 1);
+    // List root key 0 a second time under a made-up id, and drop key 1 from the role.
+    let key = repo.root_keys[0].public();
+    let alias = crate::keys::KeyId("00".repeat(32));
+    doc.keys.insert(alias.clone(), key.to_tuf_key());
+    doc.roles.get_mut("root").unwrap().keyids = vec![key.key_id(), alias.clone()];
+    let signed = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
+    // Duplicate the one signature under the alias id.
+    let mut file: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+    let mut sig = file["signatures"][0].clone();
+    sig["keyid"] = serde_json::Value::String(alias.0);
+    file["signatures"].as_array_mut().unwrap().push(sig);
+    let err = TrustedSet::new(&serde_json::to_vec(&file).unwrap(), now()).unwrap_err();
+    assert!(matches!(err, TufError::Unsigned { valid: 1, threshold: 2, .. }), "{err}");
+}
+
+#[test]
+fn other_spec_major_versions_and_version_overflow_are_refused() {
+    let repo = Repo::new(1);
+    let mut doc = repo.root_doc(1, 1);
+    doc.spec_version = "2.0.0".into();
+    let signed = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
+    assert!(matches!(TrustedSet::new(&signed, now()), Err(TufError::Malformed { .. })));
+    let mut doc = repo.root_doc(1, u64::MAX);
+    let max = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
+    let mut set = TrustedSet::new(&max, now()).unwrap();
+    doc.version = 1;
+    let next = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
+    assert!(matches!(set.update_root(&next), Err(TufError::BadVersion { .. })));
+}
+
+#[test]
+fn streamed_targets_are_checked_by_digest() {
+    let repo = Repo::new(1);
+    let release = repo.release(1, &[("a", b"abc")], &Expiries::default(), now());
+    let set = load(&repo.root(1), &release).unwrap();
+    let sha = hex::encode(Sha256::digest(b"abc"));
+    assert!(set.verify_target_digest("a", 3, &sha).is_ok());
+    assert!(set.verify_target_digest("a", 4, &sha).is_err());
+    assert!(set.verify_target_digest("a", 3, &"00".repeat(32)).is_err());
+}
+
+#[test]
 fn root_rotation_needs_old_and_new_thresholds() {
     let old = Repo::new(1);
     let mut new = Repo::new(0);
