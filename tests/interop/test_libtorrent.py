@@ -127,7 +127,8 @@ def test_one_torrent_per_p2p_target(pristine_published):
             expected[info["custom"]["p2p"]["infohash"]] = path
         else:
             assert "p2p" not in info["custom"], f"{path} (class {cls}) must not have custom.p2p"
-    got = {p.stem for p in torrents_of(pristine_published)}
+    # torrents/<infohash>.<first 16 hex of the torrent's sha256>.torrent
+    got = {p.name.split(".")[0] for p in torrents_of(pristine_published)}
     assert got == set(expected), (
         f"torrents/ does not match p2p targets:\n"
         f"  torrents without target: {sorted(got - set(expected))}\n"
@@ -139,7 +140,7 @@ def test_one_torrent_per_p2p_target(pristine_published):
 def test_libtorrent_agrees_with_inspect(swarmdrop, tracked_published, pristine_published):
     torrents = torrents_of(tracked_published)
     assert torrents, "no torrents published"
-    pristine_ih = {p.stem for p in torrents_of(pristine_published)}
+    pristine_ih = {p.name.split(".")[0] for p in torrents_of(pristine_published)}
     for path in torrents:
         ti = lt.torrent_info(str(path))
         j = swarmdrop.inspect_json(path)
@@ -147,7 +148,7 @@ def test_libtorrent_agrees_with_inspect(swarmdrop, tracked_published, pristine_p
         where = f"{path.name}"
         assert j.get("kind") == "torrent", f"{where}: kind {j.get('kind')!r}"
         assert j["infohash"] == ih, f"{where}: inspect infohash {j['infohash']} != libtorrent {ih}"
-        assert path.stem == ih, f"{where}: file name does not match libtorrent's v1 infohash {ih}"
+        assert path.name.split(".")[0] == ih, f"{where}: file name does not start with libtorrent's v1 infohash {ih}"
         assert ih in pristine_ih, f"{where}: infohash must not depend on --tracker/--webseed"
         assert j["name"] == ti.name(), f"{where}: name {j['name']!r} != {ti.name()!r}"
         assert j["length"] == ti.total_size(), f"{where}: length {j['length']} != {ti.total_size()}"

@@ -146,8 +146,9 @@ pub fn run_pack_bench(
         return Err(BenchError::Usage("--size must be at least 1MiB".into()));
     }
     let temp;
+    // Our own subdirectory, never DIR itself: DIR may hold real keys or a real drop.
     let work = match &options.dir {
-        Some(dir) => dir.clone(),
+        Some(dir) => dir.join("swarmdrop-bench-pack"),
         None => {
             temp = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
             temp.path().to_owned()
@@ -161,7 +162,7 @@ pub fn run_pack_bench(
         options.size >> 20,
         work.display()
     ));
-    let _ = fs::remove_dir_all(&assets);
+    let _ = fs::remove_dir_all(&work);
     let files = generate(&assets, options.size)?;
     fs::write(&policy, POLICY).map_err(io(policy.display().to_string()))?;
     swarmdrop_publish::keyset::generate(&keys, 1, 1, true)?;

@@ -339,13 +339,18 @@ impl<'a> Cursor<'a> {
                     }
                     let key = self.bytes()?;
                     let problem = match (entries.last(), seen.as_mut()) {
-                        (_, Some(set)) => (!set.insert(key)).then_some(DecodeErrorKind::DuplicateKey),
+                        (_, Some(set)) => {
+                            (!set.insert(key)).then_some(DecodeErrorKind::DuplicateKey)
+                        }
                         (Some((previous, _)), None) => match key.cmp(previous) {
                             Ordering::Greater => None,
                             Ordering::Equal => Some(DecodeErrorKind::DuplicateKey),
-                            Ordering::Less if self.settings.require_sorted_keys => Some(DecodeErrorKind::UnsortedKeys),
+                            Ordering::Less if self.settings.require_sorted_keys => {
+                                Some(DecodeErrorKind::UnsortedKeys)
+                            }
                             Ordering::Less => {
-                                let mut set: BTreeSet<&'a [u8]> = entries.iter().map(|(k, _)| *k).collect();
+                                let mut set: BTreeSet<&'a [u8]> =
+                                    entries.iter().map(|(k, _)| *k).collect();
                                 let duplicate = !set.insert(key);
                                 seen = Some(set);
                                 duplicate.then_some(DecodeErrorKind::DuplicateKey)

@@ -3,9 +3,10 @@
 //! A release is visible once `timestamp.json` is renamed into place; every target it
 //! names must be on disk first, or a crash could publish a timestamp whose files are
 //! gone. Syncing each target right after writing it would stall the next file's
-//! hashing on the disk, so a flusher thread syncs finished files (and their
-//! directories, for the renames) while hashing goes on; `pack` waits for it before
-//! writing the timestamp.
+//! hashing on the disk, so a flusher thread syncs finished files while hashing goes
+//! on, then every directory from theirs up to the published root (so renames and
+//! newly made directories are durable too); `pack` waits for it before writing the
+//! timestamp.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -22,7 +23,8 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn start() -> Self {
+    /// Starts a flusher for files under `root`.
+    pub(crate) fn start(root: PathBuf) -> Self {
         let (files, incoming) = channel::<PathBuf>();
         let worker = std::thread::spawn(move || -> Result<(), PublishError> {
             let mut dirs = BTreeSet::new();
@@ -31,8 +33,12 @@ impl Flusher {
                 if let Err(e) = fs::File::open(&path).and_then(|f| f.sync_all()) {
                     first_error.get_or_insert(PublishError::io(&path, e));
                 }
-                if let Some(dir) = path.parent() {
-                    dirs.insert(dir.to_owned());
+                let mut dir = path.parent();
+                while let Some(d) = dir {
+                    if !dirs.insert(d.to_owned()) || d == root {
+                        break;
+                    }
+                    dir = d.parent().filter(|_| d.starts_with(&root));
                 }
             }
             for dir in dirs {

@@ -35,8 +35,9 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, PublishError> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a
-/// rename, so readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` through a synced temporary file in the same directory and a
+/// rename, then syncs the directory, so readers see the old file or the new one, never
+/// half of one, and a crash after return cannot lose it.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| PublishError::io(dir, e))?;
@@ -55,6 +56,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError
         let _ = fs::remove_file(&temp);
         return Err(PublishError::io(path, e));
     }
+    // Not every platform can open a directory to sync it; the file itself is synced.
+    let _ = fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(())
 }
 

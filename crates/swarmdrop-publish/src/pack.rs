@@ -9,6 +9,10 @@
 
 mod scan;
 mod state;
+mod targets;
+
+use state::Existing;
+use targets::{publish_target, Target};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,16 +22,17 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use swarmdrop_manifest::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use swarmdrop_manifest::hashing::piece_length_for;
+use swarmdrop_manifest::model::percent_encode;
 use swarmdrop_manifest::policy::Policy;
 use swarmdrop_manifest::provenance::{Digested, PackProvenance};
 use swarmdrop_manifest::torrent::{magnet_link, Metainfo, NewTorrent};
 use swarmdrop_manifest::tuf::metadata::{P2pInfo, TargetCustom, TargetFile};
-use swarmdrop_manifest::tuf::release::{build_release, new_root, Expiries, ReleaseKeys};
+use swarmdrop_manifest::tuf::release::{
+    build_release, new_root, resign_timestamp, Expiries, ReleaseKeys,
+};
 use swarmdrop_manifest::tuf::sign_metadata;
-use swarmdrop_manifest::model::percent_encode;
-use swarmdrop_manifest::{DropPath, UtcTime};
+use swarmdrop_manifest::{DropPath, InfoHash, UtcTime};
 
-use crate::digest::{digest_file, Digests};
 use crate::flush::Flusher;
 use crate::fsutil::{read_capped, write_atomic};
 use crate::keyset;
@@ -125,6 +130,18 @@ pub struct AssetReport {
     pub p2p: Option<P2pInfo>,
 }
 
+/// What a pack run did to the published directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackOutcome {
+    /// A new release (targets, snapshot, timestamp) was published.
+    NewVersion,
+    /// No asset changed; the release stays as it was.
+    Unchanged,
+    /// No asset changed; `timestamp.json` was re-signed because it was past half its life.
+    TimestampRefreshed,
+}
+
 /// What `pack` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PackReport {
@@ -134,8 +151,12 @@ pub struct PackReport {
     pub version: u64,
     /// The root version.
     pub root_version: u64,
-    /// False when nothing changed and no version was added.
+    /// What happened.
+    pub outcome: PackOutcome,
+    /// True for [`PackOutcome::NewVersion`].
     pub new_version: bool,
+    /// When the current `timestamp.json` expires.
+    pub timestamp_expires: UtcTime,
     /// Total asset bytes.
     pub total_bytes: u64,
     /// Assets, by drop path.
@@ -165,6 +186,43 @@ pub fn webseed_url(base: &str, path: &DropPath, sha256_hex: &str) -> String {
     format!("{}/targets/{encoded}", base.trim_end_matches('/'))
 }
 
+/// Refuses an output directory inside the drop: the next pack would publish it.
+fn check_out_not_in_assets(options: &PackOptions) -> Result<(), PublishError> {
+    let assets = fs::canonicalize(&options.assets_dir)
+        .map_err(|e| PublishError::io(&options.assets_dir, e))?;
+    let out =
+        fs::canonicalize(&options.out_dir).map_err(|e| PublishError::io(&options.out_dir, e))?;
+    if out.starts_with(&assets) {
+        return Err(PublishError::Layout(format!(
+            "--out {} is inside the drop directory {}; the next pack would publish it",
+            options.out_dir.display(),
+            options.assets_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on `PUBLISHED/.swarmdrop-pack.lock` while packing: two packs
+/// at once would both write version N+1.
+fn lock(layout: &Layout) -> Result<fs::File, PublishError> {
+    let path = layout.root().join(".swarmdrop-pack.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| PublishError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(PublishError::Layout(format!(
+            "another swarmdrop pack is writing {} (lock {} is held)",
+            layout.root().display(),
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(PublishError::io(&path, e)),
+    }
+}
+
 /// Packs a drop. See the module documentation.
 pub fn pack(
     options: &PackOptions,
@@ -175,14 +233,19 @@ pub fn pack(
     check_urls("--tracker", &options.trackers, &["http", "https", "udp"])?;
     check_urls("--webseed", &options.webseeds, &["http", "https"])?;
     let policy_bytes = read_capped(&options.policy_file, MAX_POLICY_BYTES)?;
-    let policy_text = std::str::from_utf8(&policy_bytes).map_err(|_| PublishError::Asset {
-        path: options.policy_file.clone(),
-        problem: "policy file is not UTF-8".into(),
+    let policy_text = std::str::from_utf8(&policy_bytes).map_err(|_| {
+        PublishError::Layout(format!(
+            "{}: the policy file is not UTF-8",
+            options.policy_file.display()
+        ))
     })?;
     let policy = Policy::parse(policy_text, &options.policy_file.display().to_string())?;
-    let assets = scan::scan(&options.assets_dir, &policy)?;
     let keys = keyset::load(&options.keys_dir)?;
     let layout = Layout::new(&options.out_dir);
+    fs::create_dir_all(layout.root()).map_err(|e| PublishError::io(layout.root(), e))?;
+    check_out_not_in_assets(options)?;
+    let assets = scan::scan(&options.assets_dir, &policy)?;
+    let _lock = lock(&layout)?;
     let existing = state::read_existing(&layout)?;
     if let Some(existing) = &existing {
         state::check_keys_match(existing, &keys, &layout)?;
@@ -192,7 +255,7 @@ pub fn pack(
     progress.begin(assets.len(), total_bytes);
     let advance = |n: u64| progress.advance(n);
     let mut published = Vec::with_capacity(assets.len());
-    let flusher = Flusher::start();
+    let flusher = Flusher::start(layout.root().to_owned());
     for asset in &assets {
         let piece_length = asset
             .class
@@ -214,7 +277,6 @@ pub fn pack(
 
     let mut targets = BTreeMap::new();
     let mut reports = Vec::with_capacity(published.len());
-    let mut torrents = Vec::new();
     for (asset, digests, piece_length) in &published {
         let sha256 = digests.sha256_hex();
         let p2p = match (piece_length, &digests.pieces) {
@@ -239,8 +301,23 @@ pub fn pack(
                     file: asset.path.to_string(),
                     source,
                 })?;
-                let torrent = Layout::torrent_relative(&info_hash);
-                torrents.push((torrent.clone(), bytes));
+                let previous = existing
+                    .as_ref()
+                    .and_then(|e| e.targets.get(asset.path.as_str()))
+                    .and_then(|t| t.swarmdrop())
+                    .and_then(|c| c.p2p);
+                let torrent = match previous.filter(|p| {
+                    torrent_reusable(&layout, p, &info_hash, &options.trackers, &webseeds)
+                }) {
+                    // Same swarm, trackers and webseeds: keep the torrent file (and so its
+                    // creation date) clients and caches already have.
+                    Some(previous) => previous.torrent,
+                    None => {
+                        let torrent = Layout::torrent_relative(&info_hash, &bytes);
+                        write_new(&layout.join(&torrent), &bytes, &flusher)?;
+                        torrent
+                    }
+                };
                 Some(P2pInfo {
                     infohash: info_hash,
                     piece_length: *piece_length,
@@ -278,20 +355,45 @@ pub fn pack(
             p2p,
         });
     }
-    for (relative, bytes) in &torrents {
-        write_torrent(&layout, relative, bytes)?;
-    }
 
-    if let Some(existing) = &existing {
-        if existing.targets == targets {
-            return Ok(PackReport {
-                published: options.out_dir.clone(),
-                version: existing.version,
-                root_version: existing.root.version,
-                new_version: false,
-                total_bytes,
-                assets: reports,
-            });
+    let report = |version, root_version, outcome, timestamp_expires| PackReport {
+        published: options.out_dir.clone(),
+        version,
+        root_version,
+        outcome,
+        new_version: outcome == PackOutcome::NewVersion,
+        timestamp_expires,
+        total_bytes,
+        assets: reports.clone(),
+    };
+    if let Some(Existing {
+        root,
+        version,
+        targets: old,
+        timestamp: Some(timestamp),
+    }) = &existing
+    {
+        if *old == targets {
+            flusher.finish()?;
+            // Nothing to release; keep the release fresh if its timestamp is past half its life.
+            let half_life = started.plus_seconds(options.expiries.timestamp / 2);
+            if timestamp.expires > half_life {
+                return Ok(report(
+                    *version,
+                    root.version,
+                    PackOutcome::Unchanged,
+                    timestamp.expires,
+                ));
+            }
+            let bytes = resign_timestamp(timestamp, &keys.timestamp, started, &options.expiries)?;
+            write_atomic(&layout.metadata("timestamp.json"), &bytes)?;
+            let expires = started.plus_seconds(options.expiries.timestamp);
+            return Ok(report(
+                *version,
+                root.version,
+                PackOutcome::TimestampRefreshed,
+                expires,
+            ));
         }
     }
 
@@ -299,18 +401,13 @@ pub fn pack(
         Some(existing) => existing.root.version,
         None => write_first_root(&layout, &keys, started, &options.expiries)?,
     };
-    let version = existing.as_ref().map_or(1, |e| e.version + 1);
-    let release = build_release(
-        version,
-        targets,
-        ReleaseKeys {
-            targets: &keys.targets,
-            snapshot: &keys.snapshot,
-            timestamp: &keys.timestamp,
-        },
-        started,
-        &options.expiries,
-    )?;
+    let version = existing.as_ref().map_or(0, |e| e.version).saturating_add(1);
+    let release_keys = ReleaseKeys {
+        targets: &keys.targets,
+        snapshot: &keys.snapshot,
+        timestamp: &keys.timestamp,
+    };
+    let release = build_release(version, targets, release_keys, started, &options.expiries)?;
     write_atomic(&layout.versioned(version, "targets"), &release.targets)?;
     write_atomic(&layout.versioned(version, "snapshot"), &release.snapshot)?;
 
@@ -348,109 +445,45 @@ pub fn pack(
     // Last: the one file that makes the new release visible, once every target is durable.
     flusher.finish()?;
     write_atomic(&layout.metadata("timestamp.json"), &release.timestamp)?;
-    Ok(PackReport {
-        published: options.out_dir.clone(),
+    Ok(report(
         version,
         root_version,
-        new_version: true,
-        total_bytes,
-        assets: reports,
-    })
+        PackOutcome::NewVersion,
+        started.plus_seconds(options.expiries.timestamp),
+    ))
 }
 
-/// One asset on its way into `targets/`.
-struct Target<'a> {
-    source: &'a Path,
-    path: &'a DropPath,
-    piece_length: Option<u32>,
-    previous: Option<&'a TargetFile>,
-}
-
-/// Hashes an asset and makes sure its hash-named file is in `targets/`. When the last
-/// release had the same path and length and its file is there, hash without copying
-/// first: an unchanged asset is then read once and written never.
-fn publish_target(
+/// True when the previous release's torrent for an asset describes the same swarm
+/// with the same trackers and webseeds, so it can stay the asset's torrent.
+fn torrent_reusable(
     layout: &Layout,
-    target: &Target<'_>,
-    link: LinkMode,
-    flusher: &Flusher,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Digests, PublishError> {
-    let (source, path) = (target.source, target.path);
-    let probably_unchanged = target
-        .previous
-        .and_then(|p| p.hashes.get("sha256").map(|h| (p.length, h)))
-        .filter(|(length, hash)| {
-            fs::metadata(layout.target(path, hash)).is_ok_and(|m| m.len() == *length)
-                && fs::metadata(source).is_ok_and(|m| m.len() == *length)
-        });
-    if let Some((_, previous_hash)) = probably_unchanged {
-        let digests = digest_file(source, target.piece_length, None, progress)?;
-        if &digests.sha256_hex() == previous_hash {
-            return Ok(digests);
-        }
+    previous: &P2pInfo,
+    info_hash: &InfoHash,
+    trackers: &[String],
+    webseeds: &[String],
+) -> bool {
+    if previous.infohash != *info_hash || !Layout::is_torrent_relative(info_hash, &previous.torrent)
+    {
+        return false;
     }
-    let placeholder = layout.target(path, "partial");
-    let dir = placeholder.parent().unwrap_or(layout.root()).to_owned();
-    fs::create_dir_all(&dir).map_err(|e| PublishError::io(&dir, e))?;
-    if link == LinkMode::Hardlink {
-        let before = fs::metadata(source).map_err(|e| PublishError::io(source, e))?;
-        let digests = digest_file(source, target.piece_length, None, progress)?;
-        let final_path = layout.target(path, &digests.sha256_hex());
-        if !final_path.exists() {
-            if fs::hard_link(source, &final_path).is_err() {
-                // Another filesystem, or one without links: copy instead.
-                fs::copy(source, &final_path).map_err(|e| PublishError::io(&final_path, e))?;
-                flusher.sync(final_path.clone());
-            }
-            let after = fs::metadata(&final_path).map_err(|e| PublishError::io(&final_path, e))?;
-            if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
-                let _ = fs::remove_file(&final_path);
-                return Err(PublishError::Asset {
-                    path: source.to_owned(),
-                    problem: "changed while it was being packed; pack again".into(),
-                });
-            }
-        }
-        return Ok(digests);
-    }
-    let temp = dir.join(format!(
-        ".{}.partial-{}",
-        path.file_name(),
-        std::process::id()
-    ));
-    let digests = match digest_file(source, target.piece_length, Some(&temp), progress) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = fs::remove_file(&temp);
-            return Err(e);
-        }
+    let Ok(bytes) = read_capped(&layout.join(&previous.torrent), MAX_TORRENT_BYTES) else {
+        return false;
     };
-    let final_path = layout.target(path, &digests.sha256_hex());
-    if final_path.exists() {
-        fs::remove_file(&temp).map_err(|e| PublishError::io(&temp, e))?;
-    } else {
-        fs::rename(&temp, &final_path).map_err(|e| PublishError::io(&final_path, e))?;
-        flusher.sync(final_path);
-    }
-    Ok(digests)
+    let Ok(meta) = Metainfo::parse(&bytes) else {
+        return false;
+    };
+    let tiers: Vec<Vec<String>> = trackers.iter().map(|t| vec![t.clone()]).collect();
+    meta.info_hash == *info_hash && meta.announce_list == tiers && meta.url_list == webseeds
 }
 
-/// Torrents are named by infohash; the file is rewritten only when its trackers or
-/// webseeds changed, so an unchanged asset's torrent keeps its bytes.
-fn write_torrent(layout: &Layout, relative: &str, bytes: &[u8]) -> Result<(), PublishError> {
-    let path = layout.join(relative);
-    if let Ok(existing) = read_capped(&path, MAX_TORRENT_BYTES) {
-        if let (Ok(old), Ok(new)) = (Metainfo::parse(&existing), Metainfo::parse(bytes)) {
-            if old.info_hash == new.info_hash
-                && old.announce_list == new.announce_list
-                && old.url_list == new.url_list
-            {
-                return Ok(());
-            }
-        }
+/// Writes an immutable, content-named file unless it is already there.
+fn write_new(path: &Path, bytes: &[u8], flusher: &Flusher) -> Result<(), PublishError> {
+    if fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        return Ok(());
     }
-    write_atomic(&path, bytes)
+    write_atomic(path, bytes)?;
+    flusher.sync(path.to_owned());
+    Ok(())
 }
 
 fn write_first_root(

@@ -94,12 +94,21 @@ pub fn verify(
         .map_err(|e| tuf_error(&root_path, e))?;
 
     for _ in 0..MAX_ROOT_ROTATIONS {
+        if set.root().version == u64::MAX {
+            break;
+        }
         let next = layout.versioned(set.root().version + 1, "root");
         if !next.exists() {
             break;
         }
         set.update_root(&read_metadata(&next)?)
             .map_err(|e| tuf_error(&next, e))?;
+    }
+    if !set.root().consistent_snapshot {
+        return Err(PublishError::Layout(format!(
+            "root version {} does not use consistent snapshots; swarmdrop publishes and verifies only that layout",
+            set.root().version
+        )));
     }
     let timestamp_path = layout.metadata("timestamp.json");
     set.update_timestamp(&read_metadata(&timestamp_path)?)
@@ -153,7 +162,14 @@ pub fn verify(
     };
     let mut assets = Vec::with_capacity(selected.len());
     for (name, target) in selected {
-        assets.push(verify_asset(&layout, &set, name, target, progress)?);
+        assets.push(verify_asset(
+            &layout,
+            &set,
+            &targets_path,
+            name,
+            target,
+            progress,
+        )?);
     }
     let provenance_subjects = verify_provenance(&layout, &set, targets_version, &targets)?;
 
@@ -169,23 +185,80 @@ pub fn verify(
     })
 }
 
+/// Piece lengths a published torrent may have: powers of two from 16 KiB to 256 MiB.
+/// Checked before hashing, since the piece hasher keeps 20 bytes per piece.
+fn valid_piece_length(piece_length: u32) -> bool {
+    piece_length.is_power_of_two() && (16 * 1024..=256 * 1024 * 1024).contains(&piece_length)
+}
+
 fn verify_asset(
     layout: &Layout,
     set: &TrustedSet,
+    targets_file: &Path,
     name: &str,
     target: &TargetFile,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifiedAsset, PublishError> {
-    let path = DropPath::new(name)?;
+    let in_targets = |problem: String| PublishError::Mismatch {
+        file: targets_file.display().to_string(),
+        problem: format!("{name}: {problem}"),
+    };
+    let path = DropPath::new(name).map_err(|e| in_targets(e.to_string()))?;
     let sha256 = target
         .hashes
         .get("sha256")
-        .ok_or_else(|| PublishError::Mismatch {
-            file: name.to_owned(),
-            problem: "signed targets list no sha256 for it".into(),
-        })?;
-    let file = layout.target(&path, sha256);
+        .ok_or_else(|| in_targets("lists no sha256".into()))?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(in_targets(format!(
+            "sha256 {sha256:?} is not 64 hex digits"
+        )));
+    }
+    let file = layout.target(&path, &sha256.to_ascii_lowercase());
+
+    // The torrent first: its piece length, checked, decides how the asset is hashed.
     let p2p = target.swarmdrop().and_then(|c| c.p2p);
+    let torrent = match &p2p {
+        Some(p2p) => {
+            if !valid_piece_length(p2p.piece_length) {
+                return Err(in_targets(format!(
+                    "piece length {} is not a power of two from 16 KiB to 256 MiB",
+                    p2p.piece_length
+                )));
+            }
+            if !Layout::is_torrent_relative(&p2p.infohash, &p2p.torrent) {
+                return Err(in_targets(format!(
+                    "torrent path {:?} is not a torrent name for {}",
+                    p2p.torrent, p2p.infohash
+                )));
+            }
+            let torrent_path = layout.join(&p2p.torrent);
+            let bytes = read_capped(&torrent_path, MAX_TORRENT_BYTES)?;
+            let torrent_file = torrent_path.display().to_string();
+            let meta = Metainfo::parse(&bytes).map_err(|source| PublishError::Torrent {
+                file: torrent_file.clone(),
+                source,
+            })?;
+            let mismatch = |problem: String| PublishError::Mismatch {
+                file: torrent_file.clone(),
+                problem,
+            };
+            if meta.info_hash != p2p.infohash {
+                return Err(mismatch(format!(
+                    "infohash is {}, signed targets say {}",
+                    meta.info_hash, p2p.infohash
+                )));
+            }
+            if meta.length != target.length || meta.piece_length != u64::from(p2p.piece_length) {
+                return Err(mismatch(format!(
+                    "describes {} bytes in pieces of {}; signed targets say {} bytes in pieces of {}",
+                    meta.length, meta.piece_length, target.length, p2p.piece_length
+                )));
+            }
+            Some((torrent_file, meta))
+        }
+        None => None,
+    };
+
     let digests = digest_file(&file, p2p.as_ref().map(|p| p.piece_length), None, progress)
         .map_err(|e| match e {
             PublishError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -196,74 +269,28 @@ fn verify_asset(
             }
             other => other,
         })?;
-    if digests.length != target.length {
-        return Err(PublishError::Mismatch {
-            file: name.to_owned(),
-            problem: format!(
-                "{} is {} bytes, signed targets say {}",
-                file.display(),
-                digests.length,
-                target.length
-            ),
-        });
-    }
-    let actual = digests.sha256_hex();
-    if !actual.eq_ignore_ascii_case(sha256) {
-        return Err(PublishError::Mismatch {
-            file: name.to_owned(),
-            problem: format!(
-                "{} has sha256 {actual}, signed targets say {sha256}",
-                file.display()
-            ),
-        });
-    }
-    // Also through the client's own check, so both agree on what is valid.
-    set.target(name).map_err(|e| tuf_error(&file, e))?;
+    set.verify_target_digest(name, digests.length, &digests.sha256_hex())
+        .map_err(|source| tuf_error(&file, source))?;
 
-    let mut torrent_checked = false;
-    if let Some(p2p) = p2p {
-        let torrent_path = layout.join(&p2p.torrent);
-        let bytes = read_capped(&torrent_path, MAX_TORRENT_BYTES)?;
-        let torrent_file = torrent_path.display().to_string();
-        let meta = Metainfo::parse(&bytes).map_err(|source| PublishError::Torrent {
-            file: torrent_file.clone(),
-            source,
-        })?;
-        let mismatch = |problem: String| PublishError::Mismatch {
-            file: torrent_file.clone(),
-            problem,
-        };
-        if meta.info_hash != p2p.infohash {
-            return Err(mismatch(format!(
-                "infohash is {}, signed targets say {}",
-                meta.info_hash, p2p.infohash
-            )));
+    if let Some((torrent_file, meta)) = &torrent {
+        if let Some(first_bad) = digests
+            .pieces
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .zip(&meta.pieces)
+            .position(|(a, b)| a != b)
+        {
+            return Err(PublishError::Mismatch {
+                file: torrent_file.clone(),
+                problem: format!("piece {first_bad} hash does not match {name}"),
+            });
         }
-        if meta.length != target.length || meta.piece_length != u64::from(p2p.piece_length) {
-            return Err(mismatch(format!(
-                "describes {} bytes in pieces of {}; signed targets say {} bytes in pieces of {}",
-                meta.length, meta.piece_length, target.length, p2p.piece_length
-            )));
-        }
-        if digests.pieces.as_deref() != Some(meta.pieces.as_slice()) {
-            let first_bad = digests
-                .pieces
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .zip(&meta.pieces)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            return Err(mismatch(format!(
-                "piece {first_bad} hash does not match {name}"
-            )));
-        }
-        torrent_checked = true;
     }
     Ok(VerifiedAsset {
         path: name.to_owned(),
         length: digests.length,
-        torrent_checked,
+        torrent_checked: torrent.is_some(),
     })
 }
 
@@ -354,4 +381,34 @@ fn verify_provenance(
         )));
     }
     Ok(subjects.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piece_lengths_from_signed_metadata_are_bounded() {
+        assert!(valid_piece_length(16 * 1024));
+        assert!(valid_piece_length(1 << 28));
+        for bad in [0, 1, 16 * 1024 - 1, 3 << 14, 1 << 29] {
+            assert!(!valid_piece_length(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn torrent_paths_from_signed_metadata_stay_in_torrents() {
+        let ih = swarmdrop_manifest::InfoHash([0xab; 20]);
+        let good = Layout::torrent_relative(&ih, b"d4:infod...e");
+        assert!(Layout::is_torrent_relative(&ih, &good));
+        for bad in [
+            format!("../{good}"),
+            format!("/{good}"),
+            format!("torrents/{}.torrent", ih),
+            format!("torrents/{}.../../x.torrent", ih),
+            good.replace("abab", "cdcd"),
+        ] {
+            assert!(!Layout::is_torrent_relative(&ih, &bad), "{bad}");
+        }
+    }
 }

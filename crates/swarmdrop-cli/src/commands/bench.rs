@@ -21,7 +21,8 @@ pub(crate) struct PackArgs {
     /// Runs of each command; the median is reported.
     #[arg(long, value_name = "N", default_value_t = 3)]
     runs: u32,
-    /// Working directory (default: a fresh temporary directory, removed afterwards).
+    /// Where to put the generated drop (in DIR/swarmdrop-bench-pack/, which is replaced);
+    /// default: a temporary directory, removed afterwards.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Print one JSON object on stdout (progress stays on stderr).

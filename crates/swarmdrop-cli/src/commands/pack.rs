@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use swarmdrop_manifest::time::parse_duration;
 use swarmdrop_manifest::tuf::release::Expiries;
-use swarmdrop_publish::pack::{pack, LinkMode, PackOptions, PackProgress};
+use swarmdrop_publish::pack::{pack, Clock, LinkMode, PackOptions, PackOutcome, PackProgress};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -104,24 +104,29 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let clock = super::clock_from_env()?;
     let report = pack(&options, clock, &Bar(bar))
         .with_context(|| format!("packing {}", args.dir.display()))?;
+    if report.timestamp_expires <= Clock::System.now() {
+        eprintln!(
+            "warning: timestamp.json expires at {}, which has passed (SOURCE_DATE_EPOCH in the past?); clients will refuse this release",
+            report.timestamp_expires
+        );
+    }
     if args.json {
         super::print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if report.new_version {
-        println!(
-            "published version {} of {} ({} assets, {} bytes)",
+    let published = report.published.display();
+    match report.outcome {
+        PackOutcome::NewVersion => println!(
+            "published version {} of {published} ({} assets, {} bytes)",
             report.version,
-            report.published.display(),
             report.assets.len(),
             report.total_bytes
-        );
-    } else {
-        println!(
-            "no asset changed; {} stays at version {}",
-            report.published.display(),
-            report.version
-        );
+        ),
+        PackOutcome::Unchanged => println!("no asset changed; {published} stays at version {}", report.version),
+        PackOutcome::TimestampRefreshed => println!(
+            "no asset changed; re-signed timestamp.json of {published} (version {} now expires at {})",
+            report.version, report.timestamp_expires
+        ),
     }
     for asset in &report.assets {
         match &asset.p2p {

@@ -167,3 +167,19 @@ pub fn build_release(
         timestamp: timestamp_bytes,
     })
 }
+
+/// A new `timestamp.json` pinning the same snapshot as `previous`, one version later,
+/// with a fresh expiry: how a publisher keeps an unchanged release fresh.
+pub fn resign_timestamp(
+    previous: &Timestamp,
+    key: &SigningKey,
+    now: UtcTime,
+    expiries: &Expiries,
+) -> Result<Vec<u8>, SignError> {
+    let timestamp = Timestamp {
+        version: previous.version.saturating_add(1),
+        expires: now.plus_seconds(expiries.timestamp),
+        ..previous.clone()
+    };
+    sign_metadata(&timestamp, &[key])
+}

@@ -144,7 +144,11 @@ fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
             role.name()
         )));
     }
-    let spec_version = signed.get("spec_version").and_then(Value::as_str).unwrap_or("").to_owned();
+    let spec_version = signed
+        .get("spec_version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     check_spec_version(role, &spec_version)?;
     let document: T = serde_json::from_value(signed).map_err(|e| malformed(e.to_string()))?;
     Ok(Parsed {
@@ -163,7 +167,13 @@ pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
 /// Counts distinct keys of `signer` in `root` with a valid signature; errors below
 /// threshold. Distinct means distinct public keys, not distinct key ids: a root that
 /// lists one key under two ids must not let one signature count twice.
-fn check_signatures(root: &Root, signer: Role, role: Role, canonical: &[u8], signatures: &[Signature]) -> Result<(), TufError> {
+fn check_signatures(
+    root: &Root,
+    signer: Role,
+    role: Role,
+    canonical: &[u8],
+    signatures: &[Signature],
+) -> Result<(), TufError> {
     let keys = root.role(signer).ok_or_else(|| TufError::Malformed {
         role: Role::Root,
         detail: format!("no {signer} role"),
@@ -175,7 +185,9 @@ fn check_signatures(root: &Root, signer: Role, role: Role, canonical: &[u8], sig
         .filter_map(|s| {
             let public = root.keys.get(&s.keyid).and_then(|k| k.public_key().ok())?;
             let signature = hex::decode(&s.sig).ok()?;
-            public.verify(canonical, &signature).then(|| public.to_hex())
+            public
+                .verify(canonical, &signature)
+                .then(|| public.to_hex())
         })
         .collect::<BTreeSet<_>>()
         .len();
@@ -335,12 +347,16 @@ impl TrustedSet {
             &parsed.canonical,
             &parsed.signatures,
         )?;
-        let expected = self.root.version.checked_add(1).ok_or(TufError::BadVersion {
-            role: Role::Root,
-            got: parsed.document.version,
-            expected: "a version after u64::MAX, which cannot exist".into(),
-            why: "the trusted root's version is already the largest possible",
-        })?;
+        let expected = self
+            .root
+            .version
+            .checked_add(1)
+            .ok_or(TufError::BadVersion {
+                role: Role::Root,
+                got: parsed.document.version,
+                expected: "a version after u64::MAX, which cannot exist".into(),
+                why: "the trusted root's version is already the largest possible",
+            })?;
         if parsed.document.version != expected {
             return Err(TufError::BadVersion {
                 role: Role::Root,
@@ -544,21 +560,31 @@ impl TrustedSet {
 
     /// Checks a target streamed elsewhere, by its length and SHA-256, against the
     /// signed metadata (which must list a SHA-256 for it).
-    pub fn verify_target_digest(&self, path: &str, length: u64, sha256_hex: &str) -> Result<&TargetFile, TufError> {
+    pub fn verify_target_digest(
+        &self,
+        path: &str,
+        length: u64,
+        sha256_hex: &str,
+    ) -> Result<&TargetFile, TufError> {
         let target = self.target(path)?;
         let mismatch = |detail: String| TufError::LengthOrHashMismatch {
             what: path.to_owned(),
             detail,
         };
         if length != target.length {
-            return Err(mismatch(format!("length is {length} bytes, signed metadata says {}", target.length)));
+            return Err(mismatch(format!(
+                "length is {length} bytes, signed metadata says {}",
+                target.length
+            )));
         }
         let expected = target
             .hashes
             .get("sha256")
             .ok_or_else(|| mismatch("signed metadata lists no sha256 for it".into()))?;
         if !expected.eq_ignore_ascii_case(sha256_hex) {
-            return Err(mismatch(format!("sha256 is {sha256_hex}, signed metadata says {expected}")));
+            return Err(mismatch(format!(
+                "sha256 is {sha256_hex}, signed metadata says {expected}"
+            )));
         }
         Ok(target)
     }

@@ -11,12 +11,15 @@ use crate::keyset::Keyset;
 use crate::layout::{Layout, MAX_METADATA_BYTES};
 use crate::PublishError;
 
-/// The latest release in a published directory.
+/// What a published directory holds: its root and, unless a first pack stopped before
+/// writing `timestamp.json`, its latest release.
 #[derive(Debug, Clone)]
 pub(crate) struct Existing {
     pub(crate) root: Root,
+    /// The highest version of targets, snapshot and timestamp (0 before any release).
     pub(crate) version: u64,
     pub(crate) targets: BTreeMap<String, TargetFile>,
+    pub(crate) timestamp: Option<Timestamp>,
 }
 
 fn read_role<T: swarmdrop_manifest::tuf::metadata::RoleDocument>(
@@ -43,12 +46,26 @@ pub(crate) fn read_existing(layout: &Layout) -> Result<Option<Existing>, Publish
         return Ok(None);
     }
     let root: Root = read_role(layout, "root.json")?;
+    if !layout.metadata("timestamp.json").exists() {
+        // A first pack stopped after writing root: nothing was released, start over.
+        return Ok(Some(Existing {
+            root,
+            version: 0,
+            targets: BTreeMap::new(),
+            timestamp: None,
+        }));
+    }
     let timestamp: Timestamp = read_role(layout, "timestamp.json")?;
     let snapshot_version = timestamp
         .meta
         .get("snapshot.json")
         .map(|m| m.version)
-        .ok_or_else(|| PublishError::Layout("timestamp.json does not list snapshot.json".into()))?;
+        .ok_or_else(|| {
+            PublishError::Layout(format!(
+                "{} does not list snapshot.json",
+                layout.metadata("timestamp.json").display()
+            ))
+        })?;
     let snapshot: Snapshot = read_role(layout, &format!("{snapshot_version}.snapshot.json"))?;
     let targets_version = snapshot
         .meta
@@ -65,6 +82,7 @@ pub(crate) fn read_existing(layout: &Layout) -> Result<Option<Existing>, Publish
         root,
         version,
         targets: targets.targets,
+        timestamp: Some(timestamp),
     }))
 }
 

@@ -2,7 +2,9 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
+use crate::layout::Layout;
 use crate::verify::{verify, VerifyOptions};
+use swarmdrop_manifest::torrent::Metainfo;
 
 const POLICY: &str = r#"
 [drop]
@@ -273,4 +275,101 @@ fn webseed_urls_encode_segments() {
         webseed_url("http://h/base/", &path, "ff"),
         "http://h/base/targets/frames/ff.a%20b%231.png"
     );
+}
+
+#[test]
+fn a_second_pack_at_the_same_time_is_refused() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.path("pub")).unwrap();
+    let held = fs::File::create(f.path("pub/.swarmdrop-pack.lock")).unwrap();
+    held.lock().unwrap();
+    let err = pack(&f.options("pub"), at(T0), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another swarmdrop pack"), "{err}");
+    held.unlock().unwrap();
+    pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
+}
+
+#[test]
+fn output_inside_the_drop_is_refused() {
+    let f = Fixture::new();
+    let err = pack(&f.options("assets/published"), at(T0), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inside the drop directory"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn hardlink_mode_links_and_copy_mode_unlinks() {
+    use std::os::unix::fs::MetadataExt as _;
+    let f = Fixture::new();
+    let mut options = f.options("pub");
+    options.link = LinkMode::Hardlink;
+    let report = pack(&options, at(T0), &NoProgress).unwrap();
+    let bulk = report
+        .assets
+        .iter()
+        .find(|a| a.path == "bulk/patch.bin")
+        .unwrap();
+    let source = fs::metadata(f.path("assets/bulk/patch.bin")).unwrap();
+    let published = f.path("pub").join(&bulk.target);
+    assert_eq!(fs::metadata(&published).unwrap().ino(), source.ino());
+    f.verify("pub", T0 + 60).unwrap();
+    // Copy mode over the same directory: nothing changed, but the links become copies.
+    let again = pack(&f.options("pub"), at(T0 + 10), &NoProgress).unwrap();
+    assert_eq!(again.outcome, PackOutcome::Unchanged);
+    assert_ne!(fs::metadata(&published).unwrap().ino(), source.ino());
+    f.verify("pub", T0 + 60).unwrap();
+}
+
+#[test]
+fn a_first_pack_that_stopped_before_the_timestamp_can_be_redone() {
+    let f = Fixture::new();
+    pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
+    fs::remove_file(f.path("pub/metadata/timestamp.json")).unwrap();
+    let report = pack(&f.options("pub"), at(T0 + 5), &NoProgress).unwrap();
+    assert_eq!(
+        (report.version, report.outcome),
+        (1, PackOutcome::NewVersion)
+    );
+    f.verify("pub", T0 + 60).unwrap();
+}
+
+#[test]
+fn an_unchanged_release_gets_a_fresh_timestamp_past_half_its_life() {
+    let f = Fixture::new();
+    pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
+    let early = pack(&f.options("pub"), at(T0 + 3600), &NoProgress).unwrap();
+    assert_eq!(early.outcome, PackOutcome::Unchanged);
+    let late = pack(&f.options("pub"), at(T0 + 13 * 3600), &NoProgress).unwrap();
+    assert_eq!(late.outcome, PackOutcome::TimestampRefreshed);
+    assert_eq!(late.timestamp_expires.unix(), T0 + 13 * 3600 + 86_400);
+    // Past the first timestamp's expiry, the release still verifies.
+    let verified = f.verify("pub", T0 + 86_400 + 3600).unwrap();
+    assert_eq!(
+        (verified.timestamp_version, verified.targets_version),
+        (2, 1)
+    );
+    // The next real release goes past every version seen.
+    fs::write(f.path("assets/checkout/new.html"), "new").unwrap();
+    let next = pack(&f.options("pub"), at(T0 + 14 * 3600), &NoProgress).unwrap();
+    assert_eq!(next.version, 3);
+    f.verify("pub", T0 + 15 * 3600).unwrap();
+}
+
+#[test]
+fn torrent_files_are_content_named_and_never_rewritten() {
+    let f = Fixture::new();
+    let v1 = pack(&f.options("pub"), at(T0), &NoProgress).unwrap();
+    let mut options = f.options("pub");
+    options.trackers = vec!["udp://127.0.0.1:6969".into()];
+    let v2 = pack(&options, at(T0 + 10), &NoProgress).unwrap();
+    let torrent = |r: &PackReport| r.assets.iter().find_map(|a| a.p2p.clone()).unwrap();
+    let (t1, t2) = (torrent(&v1), torrent(&v2));
+    assert_eq!(t1.infohash, t2.infohash);
+    assert_ne!(t1.torrent, t2.torrent);
+    assert!(f.path("pub").join(&t1.torrent).exists() && f.path("pub").join(&t2.torrent).exists());
+    assert!(Layout::is_torrent_relative(&t1.infohash, &t1.torrent));
 }

@@ -256,7 +256,17 @@ fn one_key_listed_under_two_ids_counts_once() {
     sig["keyid"] = serde_json::Value::String(alias.0);
     file["signatures"].as_array_mut().unwrap().push(sig);
     let err = TrustedSet::new(&serde_json::to_vec(&file).unwrap(), now()).unwrap_err();
-    assert!(matches!(err, TufError::Unsigned { valid: 1, threshold: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TufError::Unsigned {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -265,13 +275,19 @@ fn other_spec_major_versions_and_version_overflow_are_refused() {
     let mut doc = repo.root_doc(1, 1);
     doc.spec_version = "2.0.0".into();
     let signed = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
-    assert!(matches!(TrustedSet::new(&signed, now()), Err(TufError::Malformed { .. })));
+    assert!(matches!(
+        TrustedSet::new(&signed, now()),
+        Err(TufError::Malformed { .. })
+    ));
     let mut doc = repo.root_doc(1, u64::MAX);
     let max = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
     let mut set = TrustedSet::new(&max, now()).unwrap();
     doc.version = 1;
     let next = sign_metadata(&doc, &[&repo.root_keys[0]]).unwrap();
-    assert!(matches!(set.update_root(&next), Err(TufError::BadVersion { .. })));
+    assert!(matches!(
+        set.update_root(&next),
+        Err(TufError::BadVersion { .. })
+    ));
 }
 
 #[test]
