@@ -64,6 +64,17 @@ fn describe(bytes: &[u8]) -> anyhow::Result<Value> {
     bail!("JSON, but neither TUF metadata (no \"signed\") nor a DSSE envelope (no \"payloadType\")")
 }
 
+/// The strings of a JSON array, comma-separated.
+fn joined(list: &Value) -> String {
+    let items: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        .collect();
+    items.join(", ")
+}
+
 fn print_human(value: &Value) {
     let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
     match value["kind"].as_str() {
@@ -80,15 +91,7 @@ fn print_human(value: &Value) {
                 }
             }
             for tier in value["announce_list"].as_array().into_iter().flatten() {
-                println!(
-                    "tracker    {}",
-                    tier.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                println!("tracker    {}", joined(tier));
             }
             for url in value["url_list"].as_array().into_iter().flatten() {
                 println!("webseed    {}", s(url));
@@ -103,16 +106,7 @@ fn print_human(value: &Value) {
                 value["version"],
                 s(&value["expires"])
             );
-            println!(
-                "signed by  {}",
-                value["signature_keyids"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(s)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            println!("signed by  {}", joined(&value["signature_keyids"]));
             let signed = &value["signed"];
             for (role, keys) in signed["roles"].as_object().into_iter().flatten() {
                 println!(
@@ -138,16 +132,7 @@ fn print_human(value: &Value) {
         Some("dsse") => {
             let statement = &value["statement"];
             println!("DSSE envelope, payload {}", s(&value["payload_type"]));
-            println!(
-                "signed by  {}",
-                value["signature_keyids"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(s)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            println!("signed by  {}", joined(&value["signature_keyids"]));
             println!(
                 "statement  {} / {}",
                 s(&statement["_type"]),

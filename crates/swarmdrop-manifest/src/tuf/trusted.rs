@@ -158,6 +158,13 @@ fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
     })
 }
 
+impl<T: RoleDocument> Parsed<T> {
+    /// Checks that a threshold of `signer`'s keys in `root` signed this document.
+    fn check_signed_by(&self, root: &Root, signer: Role) -> Result<(), TufError> {
+        check_signatures(root, signer, T::ROLE, &self.canonical, &self.signatures)
+    }
+}
+
 /// Reads a role document without checking signatures, versions or expiry: for the
 /// publisher reading back its own directory, never for a client deciding what to trust.
 pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
@@ -288,13 +295,7 @@ impl TrustedSet {
     pub fn new(root_bytes: &[u8], reference_time: UtcTime) -> Result<Self, TufError> {
         let parsed: Parsed<Root> = parse(root_bytes)?;
         check_root_shape(&parsed.document)?;
-        check_signatures(
-            &parsed.document,
-            Role::Root,
-            Role::Root,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&parsed.document, Role::Root)?;
         Ok(Self {
             reference_time,
             root: parsed.document,
@@ -340,13 +341,7 @@ impl TrustedSet {
         }
         let parsed: Parsed<Root> = parse(bytes)?;
         check_root_shape(&parsed.document)?;
-        check_signatures(
-            &self.root,
-            Role::Root,
-            Role::Root,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&self.root, Role::Root)?;
         let expected = self
             .root
             .version
@@ -365,13 +360,7 @@ impl TrustedSet {
                 why: "root versions must increase by one",
             });
         }
-        check_signatures(
-            &parsed.document,
-            Role::Root,
-            Role::Root,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&parsed.document, Role::Root)?;
         self.root = parsed.document;
         Ok(())
     }
@@ -399,13 +388,7 @@ impl TrustedSet {
         }
         self.check_not_expired(Role::Root, self.root.expires)?;
         let parsed: Parsed<Timestamp> = parse(bytes)?;
-        check_signatures(
-            &self.root,
-            Role::Timestamp,
-            Role::Timestamp,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&self.root, Role::Timestamp)?;
         let new = parsed.document;
         let new_meta = snapshot_meta(&new)?;
         if let Some(old) = &self.timestamp {
@@ -454,13 +437,7 @@ impl TrustedSet {
             check_length_and_hashes("snapshot.json", bytes, pin.length, pin.hashes.as_ref())?;
         }
         let parsed: Parsed<Snapshot> = parse(bytes)?;
-        check_signatures(
-            &self.root,
-            Role::Snapshot,
-            Role::Snapshot,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&self.root, Role::Snapshot)?;
         let new = parsed.document;
         if let Some(old) = &self.snapshot {
             for (name, old_file) in &old.meta {
@@ -518,13 +495,7 @@ impl TrustedSet {
             })?;
         check_length_and_hashes("targets.json", bytes, pin.length, pin.hashes.as_ref())?;
         let parsed: Parsed<Targets> = parse(bytes)?;
-        check_signatures(
-            &self.root,
-            Role::Targets,
-            Role::Targets,
-            &parsed.canonical,
-            &parsed.signatures,
-        )?;
+        parsed.check_signed_by(&self.root, Role::Targets)?;
         if parsed.document.version != pin.version {
             return Err(TufError::BadVersion {
                 role: Role::Targets,

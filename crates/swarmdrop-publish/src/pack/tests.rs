@@ -373,3 +373,41 @@ fn torrent_files_are_content_named_and_never_rewritten() {
     assert!(f.path("pub").join(&t1.torrent).exists() && f.path("pub").join(&t2.torrent).exists());
     assert!(Layout::is_torrent_relative(&t1.infohash, &t1.torrent));
 }
+
+mod determinism {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn drop_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+        let name = prop_oneof![
+            "checkout/[a-z]{1,8}\\.html",
+            "bulk/[a-z]{1,8}\\.bin",
+            "bulk/[a-z]{1,4}/[a-z ]{1,8}\\.bin",
+        ];
+        let content = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            (any::<u8>(), 1usize..70_000).prop_map(|(byte, len)| vec![byte; len]),
+        ];
+        proptest::collection::btree_map(name, content, 1..5).prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Any drop, packed twice with the same keys and clock, gives identical trees.
+        #[test]
+        fn pack_is_deterministic(files in drop_files(), seconds in 1_700_000_000i64..1_900_000_000) {
+            let f = Fixture::new();
+            fs::remove_dir_all(f.path("assets")).unwrap();
+            for (name, bytes) in &files {
+                let path = f.path("assets").join(name);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, bytes).unwrap();
+            }
+            pack(&f.options("a"), at(seconds), &NoProgress).unwrap();
+            pack(&f.options("b"), at(seconds), &NoProgress).unwrap();
+            prop_assert_eq!(tree(&f.path("a")), tree(&f.path("b")));
+        }
+    }
+}
