@@ -1,9 +1,11 @@
 //! The subcommands.
 
 mod bench;
+mod gateway;
 mod inspect;
 mod keygen;
 mod pack;
+mod token;
 mod verify;
 
 use std::process::ExitCode;
@@ -32,6 +34,11 @@ enum Command {
     Verify(verify::Args),
     /// Show a .torrent, a TUF metadata file or a DSSE envelope.
     Inspect(inspect::Args),
+    /// Run the edge identity gateway: wallet sign-in (SIWE), anonymous proof-of-work, tokens.
+    Gateway(gateway::Args),
+    /// Work with gateway tokens offline.
+    #[command(subcommand)]
+    Token(token::Token),
     /// Run a benchmark against a baseline in the same run and print ratios.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -43,6 +50,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pack(args) => pack::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Gateway(args) => gateway::run(&args),
+        Command::Token(token) => token::run(&token),
         Command::Bench(bench) => bench::run(&bench),
     }
 }
