@@ -2,6 +2,8 @@
 //! on the same inputs and reports ratios, so a noisy machine moves both.
 #![warn(missing_docs)]
 
+pub mod identity;
+mod loopback_http;
 pub mod pack;
 
 use std::collections::BTreeMap;

@@ -124,8 +124,7 @@ impl TokenRejection {
 
 /// The key id of a public key: 16 hex digits of SHA-256 of its bytes.
 pub fn key_id(key: &PublicKey) -> String {
-    let bytes = hex::decode(key.to_hex()).unwrap_or_default();
-    hex::encode(&Sha256::digest(bytes)[..8])
+    hex::encode(&Sha256::digest(key.to_bytes())[..8])
 }
 
 /// Signs tokens with one key.
@@ -228,6 +227,23 @@ impl TokenVerifier {
     pub fn with_revocations(mut self, revoked: impl IntoIterator<Item = String>) -> Self {
         self.revoked = revoked.into_iter().collect();
         self
+    }
+
+    /// Like [`TokenVerifier::verify`], also returning the id of the key that signed it.
+    pub fn verify_with_kid(
+        &self,
+        token: &str,
+        now: UtcTime,
+        class: Option<&str>,
+    ) -> Result<(Claims, String), TokenRejection> {
+        let claims = self.verify(token, now, class)?;
+        // The footer is authenticated now that the signature verified.
+        let kid = Untrusted::parse(token)
+            .ok()
+            .and_then(|u| serde_json::from_slice::<Footer>(u.footer()).ok())
+            .map(|f| f.kid)
+            .unwrap_or_default();
+        Ok((claims, kid))
     }
 
     /// Verifies `token` at `now`; with `class`, also that it grants that class.

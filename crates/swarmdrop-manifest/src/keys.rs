@@ -142,6 +142,11 @@ impl PublicKey {
         pem_encode("PUBLIC KEY", &der)
     }
 
+    /// The 32 key bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.inner.to_bytes()
+    }
+
     /// Lowercase hex of the 32 key bytes.
     pub fn to_hex(&self) -> String {
         hex::encode(self.inner.as_bytes())

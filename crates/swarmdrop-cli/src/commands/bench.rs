@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
 
@@ -11,6 +12,24 @@ use swarmdrop_bench::parse_size;
 pub(crate) enum Bench {
     /// Pack a generated drop and compare with `openssl dgst -sha256` / `-sha1` on the same files.
     Pack(PackArgs),
+    /// Token and SIWE verification against raw ed25519 / secp256k1, and latency under a flood.
+    Identity(IdentityArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct IdentityArgs {
+    /// Seconds per throughput measurement.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    seconds: f64,
+    /// Seconds of flood for the latency measurement.
+    #[arg(long, value_name = "S", default_value_t = 3.0)]
+    flood_seconds: f64,
+    /// Concurrent flooding connections from 127.0.0.1.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    flood_connections: usize,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +60,21 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             };
             let report =
                 run_pack_bench(&options, &|line| eprintln!("{line}")).context("bench pack")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Identity(args) => {
+            let options = IdentityBenchOptions {
+                seconds: args.seconds.clamp(0.1, 60.0),
+                flood_seconds: args.flood_seconds.clamp(0.5, 60.0),
+                flood_connections: args.flood_connections.clamp(1, 256),
+            };
+            let report = run_identity_bench(&options, &|line| eprintln!("{line}"))
+                .context("bench identity")?;
             if args.json {
                 super::print_json(&report)?;
             } else {

@@ -71,10 +71,12 @@ pub(crate) fn run(token: &Token) -> anyhow::Result<ExitCode> {
         Some(text) => UtcTime::parse(text).context("--at")?,
         None => Clock::System.now(),
     };
-    match verifier.verify(args.token.trim(), now, args.class.as_deref()) {
-        Ok(claims) => {
+    match verifier.verify_with_kid(args.token.trim(), now, args.class.as_deref()) {
+        Ok((claims, kid)) => {
             if args.json {
-                super::print_json(&claims)?;
+                let mut value = serde_json::to_value(&claims)?;
+                value["kid"] = serde_json::Value::String(kid);
+                super::print_json(&value)?;
             } else {
                 println!(
                     "ok: {} ({}) for drop {}, classes {}, until {}",
