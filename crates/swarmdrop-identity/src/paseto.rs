@@ -78,7 +78,7 @@ impl Untrusted {
             return Err(PasetoError::Malformed("shorter than a signature"));
         }
         let footer = match footer {
-            Some(f) if f.is_empty() => return Err(PasetoError::Malformed("empty footer part")),
+            Some("") => return Err(PasetoError::Malformed("empty footer part")),
             Some(f) => URL_SAFE_NO_PAD
                 .decode(f)
                 .map_err(|_| PasetoError::Malformed("footer is not base64url"))?,

@@ -1,0 +1,21 @@
+//! Tokens: any bytes through the offline verifier, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use swarmdrop_identity::token::TokenVerifier;
+use swarmdrop_manifest::keys::SigningKey;
+use swarmdrop_manifest::UtcTime;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let verifier = TokenVerifier::new()
+        .with_key(SigningKey::from_seed([1; 32]).public())
+        .for_drop("d");
+    let _ = verifier.verify(
+        token,
+        UtcTime::saturating_from_unix(1_800_000_000),
+        Some("bulk"),
+    );
+});
