@@ -89,7 +89,11 @@ impl<'buf> Writer<'buf> {
 impl<'buf> DictWriter<'_, 'buf> {
     /// Writes `key` and returns the writer for its value, which must be written next.
     pub fn key(&mut self, key: &str) -> Result<&mut Writer<'buf>, EncodeError> {
-        let key = key.as_bytes();
+        self.key_bytes(key.as_bytes())
+    }
+
+    /// Writes a binary key (an info hash, say) and returns the writer for its value.
+    pub fn key_bytes(&mut self, key: &[u8]) -> Result<&mut Writer<'buf>, EncodeError> {
         if let Some(previous) = &self.previous {
             if key <= previous.as_slice() {
                 return Err(EncodeError::KeyOrder {

@@ -1,0 +1,6 @@
+//! The tracker's protocol and swarm logic, without IO.
+
+pub mod connection;
+pub mod http;
+pub mod swarm;
+pub mod udp;
