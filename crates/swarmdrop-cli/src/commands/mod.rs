@@ -6,6 +6,7 @@ mod inspect;
 mod keygen;
 mod pack;
 mod token;
+mod tracker;
 mod verify;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run the edge identity gateway: wallet sign-in (SIWE), anonymous proof-of-work, tokens.
     Gateway(gateway::Args),
+    /// Run the BitTorrent tracker (HTTP and UDP), token-gated for private drops.
+    Tracker(tracker::Args),
     /// Work with gateway tokens offline.
     #[command(subcommand)]
     Token(token::Token),
@@ -52,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Token(token) => token::run(&token),
+        Command::Tracker(args) => tracker::run(&args),
         Command::Bench(bench) => bench::run(&bench),
     }
 }

@@ -1,0 +1,72 @@
+//! The tokio servers around the protocol core.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod state;
+pub mod udp;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::TrackerConfig;
+pub use state::{Tracker, TrackerError, TrackerEvent};
+
+/// Bound listeners, ready to serve.
+pub struct Listeners {
+    /// The HTTP listener, if enabled.
+    pub http: Option<tokio::net::TcpListener>,
+    /// The UDP socket, if enabled.
+    pub udp: Option<tokio::net::UdpSocket>,
+}
+
+/// Binds the configured listeners.
+pub async fn bind(config: &TrackerConfig) -> std::io::Result<Listeners> {
+    let http = if config.http.is_empty() {
+        None
+    } else {
+        Some(tokio::net::TcpListener::bind(&config.http).await?)
+    };
+    let udp = if config.udp.is_empty() {
+        None
+    } else {
+        Some(tokio::net::UdpSocket::bind(&config.udp).await?)
+    };
+    Ok(Listeners { http, udp })
+}
+
+/// Builds the tracker (with its webhook sink) and serves both listeners until one fails.
+pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), TrackerError> {
+    let (sender, receiver) = if config.webhook.url.is_empty() {
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(config.webhook.queue.max(1));
+        (Some(tx), Some(rx))
+    };
+    let tracker = Arc::new(Tracker::new(config, sender)?);
+    if let Some(rx) = receiver {
+        tokio::spawn(webhook::run(tracker.clone(), rx));
+    }
+    let expiry = tracker.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            expiry.expire();
+        }
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = listeners.http {
+        let app = http::router(tracker.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tasks.spawn(async move { axum::serve(listener, app).await });
+    }
+    if let Some(socket) = listeners.udp {
+        tasks.spawn(udp::serve(tracker.clone(), socket));
+    }
+    match tasks.join_next().await {
+        Some(Ok(Err(e))) => Err(TrackerError(format!("listener failed: {e}"))),
+        Some(Err(e)) => Err(TrackerError(format!("listener task failed: {e}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,129 @@
+//! The UDP tracker: one task reading datagrams and answering each in place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+
+use super::state::{AnnounceRequest, Tracker};
+use crate::proto::udp::{
+    parse_request, write_announce, write_connect, write_error, write_scrape, UdpParseError,
+    UdpRequest,
+};
+
+fn unix_now(tracker: &Tracker) -> u64 {
+    u64::try_from(tracker.now().unix()).unwrap_or(0)
+}
+
+/// Answers one datagram into `out` (left empty when nothing should be sent).
+pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let request = match parse_request(packet) {
+        Ok(request) => request,
+        Err(UdpParseError::Sendable {
+            transaction_id,
+            message,
+        }) => {
+            tracker.refuse("udp", from, None, "malformed_request", message.to_owned());
+            write_error(out, transaction_id, message);
+            return;
+        }
+        Err(UdpParseError::Unsendable(message)) => {
+            tracker.refuse("udp", from, None, "malformed_request", message.to_owned());
+            return;
+        }
+    };
+    let now = unix_now(tracker);
+    match request {
+        UdpRequest::Connect { transaction_id } => {
+            write_connect(out, transaction_id, tracker.ids.make(&from, now))
+        }
+        UdpRequest::Announce(a) => {
+            if !tracker.ids.check(a.connection_id, &from, now) {
+                let refusal = tracker.refuse(
+                    "udp",
+                    from,
+                    Some(&a.info_hash),
+                    "bad_connection_id",
+                    "connection id unknown or expired; connect again".into(),
+                );
+                write_error(out, a.transaction_id, &refusal.message);
+                return;
+            }
+            // BEP 41: the URL path, e.g. "/announce/<token>".
+            let token = a
+                .url_data
+                .split('?')
+                .next()
+                .and_then(|path| path.strip_prefix("/announce/"))
+                .filter(|t| !t.is_empty());
+            let numwant = u32::try_from(a.num_want).ok();
+            let answer = tracker.announce(&AnnounceRequest {
+                protocol: "udp",
+                peer: SocketAddr::new(from.ip(), a.port),
+                info_hash: a.info_hash,
+                left: a.left,
+                event: a.event,
+                numwant,
+                token,
+            });
+            match answer {
+                Err(refusal) => write_error(out, a.transaction_id, &refusal.message),
+                Ok(answer) => {
+                    // A client gets peers of its own address family (BEP 15).
+                    let peers: Vec<SocketAddr> = answer
+                        .peers
+                        .into_iter()
+                        .filter(|p| p.is_ipv4() == from.is_ipv4())
+                        .collect();
+                    write_announce(
+                        out,
+                        a.transaction_id,
+                        tracker.config.interval,
+                        answer.stats.leechers,
+                        answer.stats.seeders,
+                        &peers,
+                    );
+                }
+            }
+        }
+        UdpRequest::Scrape {
+            connection_id,
+            transaction_id,
+            info_hashes,
+        } => {
+            if !tracker.ids.check(connection_id, &from, now) {
+                let refusal = tracker.refuse(
+                    "udp",
+                    from,
+                    None,
+                    "bad_connection_id",
+                    "connection id unknown or expired; connect again".into(),
+                );
+                write_error(out, transaction_id, &refusal.message);
+                return;
+            }
+            match tracker.scrape("udp", from, &info_hashes, None) {
+                Ok(stats) => write_scrape(out, transaction_id, &stats),
+                Err(refusal) => write_error(out, transaction_id, &refusal.message),
+            }
+        }
+    }
+}
+
+/// Serves datagrams on `socket` until the task is dropped.
+pub async fn serve(tracker: Arc<Tracker>, socket: UdpSocket) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::with_capacity(2048);
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        let started = Instant::now();
+        handle(&tracker, from, &buf[..n], &mut out);
+        if !out.is_empty() {
+            // A full socket buffer or an unreachable peer must not stop the server.
+            let _ = socket.send_to(&out, from).await;
+        }
+        tracker.metrics.udp_latency.observe(started.elapsed());
+    }
+}
