@@ -73,8 +73,11 @@ pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, QueryError> {
     Ok(out)
 }
 
+/// One decoded `key=value` pair.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// The query's `key=value` pairs, percent-decoded.
-fn pairs(query: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, QueryError> {
+fn pairs(query: &[u8]) -> Result<Vec<Pair>, QueryError> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(QueryError(format!(
             "query longer than {MAX_QUERY_BYTES} bytes"

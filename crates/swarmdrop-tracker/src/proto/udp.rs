@@ -170,7 +170,7 @@ pub fn parse_request(b: &[u8]) -> Result<UdpRequest, UdpParseError> {
         }
         2 => {
             let body = &b[16..];
-            if body.is_empty() || body.len() % 20 != 0 {
+            if body.is_empty() || !body.len().is_multiple_of(20) {
                 return Err(sendable("scrape needs whole 20-byte info hashes"));
             }
             if body.len() / 20 > MAX_SCRAPE_HASHES {

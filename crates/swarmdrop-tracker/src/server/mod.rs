@@ -70,3 +70,6 @@ pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), Trac
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;
