@@ -5,6 +5,7 @@
 pub mod identity;
 mod loopback_http;
 pub mod pack;
+pub mod tracker;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

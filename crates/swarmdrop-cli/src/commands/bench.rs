@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
+use swarmdrop_bench::tracker::{run_tracker_bench, TrackerBenchOptions};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Bench {
@@ -14,6 +15,27 @@ pub(crate) enum Bench {
     Pack(PackArgs),
     /// Token and SIWE verification against raw ed25519 / secp256k1, and latency under a flood.
     Identity(IdentityArgs),
+    /// Our UDP tracker against aquatic_udp under aquatic's load generator (built on first use).
+    Tracker(TrackerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrackerArgs {
+    /// Seconds of load per tracker.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    seconds: u32,
+    /// Simulated peers.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    peers: u32,
+    /// Simulated swarms.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    swarms: u32,
+    /// Where aquatic's binaries live (built into DIR/bin on first use).
+    #[arg(long, value_name = "DIR", default_value = "target/bench-tools")]
+    tools: PathBuf,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +82,22 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             };
             let report =
                 run_pack_bench(&options, &|line| eprintln!("{line}")).context("bench pack")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Tracker(args) => {
+            let options = TrackerBenchOptions {
+                seconds: args.seconds.clamp(10, 600),
+                tools: args.tools.clone(),
+                peers: args.peers.max(1),
+                swarms: args.swarms.max(1),
+            };
+            let report = run_tracker_bench(&options, &|line| eprintln!("{line}"))
+                .context("bench tracker")?;
             if args.json {
                 super::print_json(&report)?;
             } else {

@@ -153,7 +153,10 @@ impl TrackerConfig {
                 "{file}: shards, max_swarms and max_peers_per_swarm must be at least 1"
             ));
         }
-        if config.rate_limit.per_ip_per_second.is_nan() || config.rate_limit.per_ip_per_second <= 0.0 || config.rate_limit.per_ip_burst == 0 {
+        if config.rate_limit.per_ip_per_second.is_nan()
+            || config.rate_limit.per_ip_per_second <= 0.0
+            || config.rate_limit.per_ip_burst == 0
+        {
             return Err(format!(
                 "{file}: rate_limit rate and burst must be positive"
             ));

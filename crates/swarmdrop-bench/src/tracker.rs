@@ -1,0 +1,267 @@
+//! `swarmdrop bench tracker`: our UDP tracker and aquatic_udp under the same load from
+//! aquatic's own load generator, one tracker worker against one generator worker, one
+//! after the other in the same run. The load is the issue's memory scenario: a million
+//! simulated peers across 10,000 swarms.
+//!
+//! The aquatic tools are built from crates.io on first use into `--tools DIR` (minutes
+//! on two cores); `.ci/run` does not build them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{round3, BenchError, BenchReport};
+
+/// Options.
+#[derive(Debug, Clone)]
+pub struct TrackerBenchOptions {
+    /// Seconds of load per tracker.
+    pub seconds: u32,
+    /// Where the aquatic binaries are (installed into `DIR/bin` when missing).
+    pub tools: PathBuf,
+    /// Simulated peers.
+    pub peers: u32,
+    /// Simulated swarms.
+    pub swarms: u32,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+    let what = what.into();
+    move |source| BenchError::Io { what, source }
+}
+
+fn ensure_tool(
+    tools: &Path,
+    name: &str,
+    locked: bool,
+    log: &dyn Fn(&str),
+) -> Result<PathBuf, BenchError> {
+    let path = tools.join("bin").join(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    log(&format!(
+        "building {name} from crates.io into {} (a few minutes, once)",
+        tools.display()
+    ));
+    let mut command = Command::new("cargo");
+    command
+        .args(["install", "--quiet", name, "--root"])
+        .arg(tools);
+    if locked {
+        command.arg("--locked");
+    }
+    let status = command.status().map_err(|e| BenchError::Baseline {
+        tool: name.into(),
+        problem: format!("cannot run cargo install: {e}"),
+    })?;
+    if !status.success() || !path.exists() {
+        return Err(BenchError::Baseline {
+            tool: name.into(),
+            problem: format!("cargo install {name} failed ({status})"),
+        });
+    }
+    Ok(path)
+}
+
+fn free_udp_port() -> Result<u16, BenchError> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(io("finding a free UDP port"))?;
+    Ok(socket
+        .local_addr()
+        .map_err(io("finding a free UDP port"))?
+        .port())
+}
+
+/// Peak resident memory of a process, from /proc (kB → bytes).
+fn peak_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ours(work: &Path) -> Result<(Running, u16), BenchError> {
+    let config = work.join("swarmdrop-tracker.toml");
+    std::fs::write(
+        &config,
+        "http = \"\"\nudp = \"127.0.0.1:0\"\nopen = true\nmax_swarms = 4000000\nmax_peers_per_swarm = 4000000\nnumwant_max = 30\n\
+         [rate_limit]\nper_ip_per_second = 1e12\nper_ip_burst = 4000000000\nmax_tracked = 1000\n",
+    )
+    .map_err(io(config.display().to_string()))?;
+    let exe = std::env::current_exe().map_err(io("locating the swarmdrop binary"))?;
+    let mut child = Command::new(exe)
+        .arg("tracker")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("starting swarmdrop tracker"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| BenchError::Usage("no stderr from swarmdrop tracker".into()))?;
+    let running = Running { child };
+    for line in BufReader::new(stderr).lines() {
+        let line = line.map_err(io("reading swarmdrop tracker's output"))?;
+        if let Some(addr) = line.strip_prefix("listening tracker-udp ") {
+            let port = addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| BenchError::Usage(format!("bad listening line {line:?}")))?;
+            return Ok((running, port));
+        }
+    }
+    Err(BenchError::Usage(
+        "swarmdrop tracker exited before listening".into(),
+    ))
+}
+
+fn start_aquatic(binary: &Path, work: &Path) -> Result<(Running, u16), BenchError> {
+    let port = free_udp_port()?;
+    let config = work.join("aquatic_udp.toml");
+    std::fs::write(
+        &config,
+        format!("socket_workers = 1\n[network]\naddress = \"127.0.0.1:{port}\"\n"),
+    )
+    .map_err(io(config.display().to_string()))?;
+    let log = work.join("aquatic_udp.log");
+    let log_file = std::fs::File::create(&log).map_err(io(log.display().to_string()))?;
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(io("starting aquatic_udp"))?;
+    let mut running = Running { child };
+    // aquatic prints nothing when ready; give it a moment to bind, and make sure it lives.
+    std::thread::sleep(Duration::from_millis(500));
+    if let Ok(Some(status)) = running.child.try_wait() {
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(BenchError::Baseline {
+            tool: "aquatic_udp".into(),
+            problem: format!("exited at start ({status}): {}", output.trim()),
+        });
+    }
+    Ok((running, port))
+}
+
+/// Runs the load generator against `port`; returns responses per second.
+fn load(
+    generator: &Path,
+    work: &Path,
+    port: u16,
+    options: &TrackerBenchOptions,
+) -> Result<f64, BenchError> {
+    let config = work.join(format!("load-{port}.toml"));
+    let summarize = options.seconds.saturating_sub(5).max(5);
+    std::fs::write(
+        &config,
+        format!(
+            "server_address = \"127.0.0.1:{port}\"\nworkers = 1\nduration = {}\nsummarize_last = {summarize}\nextra_statistics = false\n\
+             [requests]\nnumber_of_torrents = {}\nnumber_of_peers = {}\n",
+            options.seconds.max(summarize),
+            options.swarms,
+            options.peers
+        ),
+    )
+    .map_err(io(config.display().to_string()))?;
+    let output = Command::new(generator)
+        .arg("-c")
+        .arg(&config)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(io("running aquatic_udp_load_test"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Average responses per second: "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| BenchError::Baseline {
+            tool: "aquatic_udp_load_test".into(),
+            problem: format!("no summary in its output ({})", output.status),
+        })
+}
+
+/// Runs the benchmark.
+pub fn run_tracker_bench(
+    options: &TrackerBenchOptions,
+    log: &dyn Fn(&str),
+) -> Result<BenchReport, BenchError> {
+    let generator = ensure_tool(&options.tools, "aquatic_udp_load_test", true, log)?;
+    // aquatic_udp's locked dependencies no longer build on current Rust; build unlocked.
+    let aquatic = ensure_tool(&options.tools, "aquatic_udp", false, log)?;
+    let work = tempfile::tempdir().map_err(io("temporary directory"))?;
+    let mut figures = BTreeMap::new();
+    for name in ["ours", "aquatic"] {
+        let (running, port) = if name == "ours" {
+            start_ours(work.path())?
+        } else {
+            start_aquatic(&aquatic, work.path())?
+        };
+        log(&format!(
+            "{name}: {} s of load on 127.0.0.1:{port}, {} peers across {} swarms",
+            options.seconds, options.peers, options.swarms
+        ));
+        let started = Instant::now();
+        let rate = load(&generator, work.path(), port, options)?;
+        if rate < 1.0 {
+            return Err(BenchError::Baseline {
+                tool: name.into(),
+                problem: "answered no requests under load".into(),
+            });
+        }
+        let memory = peak_memory(running.child.id()).unwrap_or(0);
+        log(&format!(
+            "{name}: {rate:.0} responses/s, peak memory {} MiB ({:.0} s)",
+            memory >> 20,
+            started.elapsed().as_secs_f64()
+        ));
+        figures.insert(format!("{name}_resp_per_s"), rate.round());
+        figures.insert(format!("{name}_peak_memory_bytes"), memory as f64);
+    }
+    let ours = figures.get("ours_resp_per_s").copied().unwrap_or(0.0);
+    let theirs = figures.get("aquatic_resp_per_s").copied().unwrap_or(0.0);
+    let our_memory = figures
+        .get("ours_peak_memory_bytes")
+        .copied()
+        .unwrap_or(0.0);
+    let their_memory = figures
+        .get("aquatic_peak_memory_bytes")
+        .copied()
+        .unwrap_or(0.0);
+    Ok(BenchReport {
+        name: "tracker-udp".into(),
+        figures,
+        ratios: BTreeMap::from([
+            ("vs_aquatic".to_owned(), round3(ours / theirs.max(1.0))),
+            ("memory_vs_aquatic".to_owned(), round3(our_memory / their_memory.max(1.0))),
+        ]),
+        targets: BTreeMap::from([
+            ("vs_aquatic".to_owned(), ">= 1.0".to_owned()),
+            ("memory_vs_aquatic".to_owned(), "<= 1.0 (lower is better), and ours <= 128 MiB".to_owned()),
+        ]),
+        notes: vec![
+            "responses per second from aquatic_udp_load_test's summary (one worker), same config for both trackers".into(),
+            "peak memory is VmHWM of the tracker process after the run".into(),
+            "the HTTP comparison with aquatic_http is not implemented yet".into(),
+        ],
+    })
+}
