@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+const EVENTS: [&str; 4] = ["none", "completed", "started", "stopped"];
 const BUCKETS: [f64; 10] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
 ];
@@ -52,7 +53,8 @@ impl Histogram {
 /// Everything the tracker counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    announces: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// By protocol (http, udp) and event (none, completed, started, stopped).
+    announces: [[AtomicU64; 4]; 2],
     scrapes: Mutex<BTreeMap<&'static str, u64>>,
     refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Latency of HTTP requests.
@@ -89,7 +91,9 @@ pub struct Gauges {
 impl Metrics {
     /// Counts an announce.
     pub fn announce(&self, protocol: &'static str, event: &'static str) {
-        bump(&self.announces, (protocol, event));
+        let p = usize::from(protocol == "udp");
+        let e = EVENTS.iter().position(|x| *x == event).unwrap_or(0);
+        self.announces[p][e].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a scrape.
@@ -106,9 +110,12 @@ impl Metrics {
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
         out.push_str("# HELP swarmdrop_tracker_announces_total Announces by protocol and event.\n# TYPE swarmdrop_tracker_announces_total counter\n");
-        if let Ok(map) = self.announces.lock() {
-            for ((protocol, event), n) in map.iter() {
-                let _ = writeln!(out, "swarmdrop_tracker_announces_total{{protocol=\"{protocol}\",event=\"{event}\"}} {n}");
+        for (p, protocol) in ["http", "udp"].iter().enumerate() {
+            for (e, event) in EVENTS.iter().enumerate() {
+                let n = self.announces[p][e].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "swarmdrop_tracker_announces_total{{protocol=\"{protocol}\",event=\"{event}\"}} {n}");
+                }
             }
         }
         out.push_str("# HELP swarmdrop_tracker_scrapes_total Scrapes by protocol.\n# TYPE swarmdrop_tracker_scrapes_total counter\n");

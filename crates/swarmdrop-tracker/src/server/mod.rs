@@ -19,7 +19,7 @@ pub struct Listeners {
     /// The HTTP listener, if enabled.
     pub http: Option<tokio::net::TcpListener>,
     /// The UDP socket, if enabled.
-    pub udp: Option<tokio::net::UdpSocket>,
+    pub udp: Option<std::net::UdpSocket>,
 }
 
 /// Binds the configured listeners.
@@ -32,7 +32,7 @@ pub async fn bind(config: &TrackerConfig) -> std::io::Result<Listeners> {
     let udp = if config.udp.is_empty() {
         None
     } else {
-        Some(tokio::net::UdpSocket::bind(&config.udp).await?)
+        Some(std::net::UdpSocket::bind(&config.udp)?)
     };
     Ok(Listeners { http, udp })
 }
@@ -62,7 +62,8 @@ pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), Trac
         tasks.spawn(async move { axum::serve(listener, app).await });
     }
     if let Some(socket) = listeners.udp {
-        tasks.spawn(udp::serve(tracker.clone(), socket));
+        let udp_tracker = tracker.clone();
+        tasks.spawn_blocking(move || udp::serve_blocking(&udp_tracker, &socket));
     }
     match tasks.join_next().await {
         Some(Ok(Err(e))) => Err(TrackerError(format!("listener failed: {e}"))),

@@ -103,11 +103,25 @@ pub struct AnnounceRequest<'a> {
     pub token: Option<&'a str>,
 }
 
+/// A per-thread xorshift generator seeded once from the OS: peer selection needs
+/// spread, not secrecy, and a system call per announce would cost more than the rest.
 fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    // Peer selection only needs spread, not secrecy; a failed RNG gives start 0.
-    let _ = getrandom::getrandom(&mut bytes);
-    u64::from_le_bytes(bytes)
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut bytes = [0u8; 8];
+            let _ = getrandom::getrandom(&mut bytes);
+            u64::from_le_bytes(bytes) | 1
+        });
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    })
 }
 
 impl Tracker {
@@ -183,10 +197,11 @@ impl Tracker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Publishes an event; a full queue drops it and counts the drop.
-    pub(crate) fn emit(&self, event: TrackerEvent) {
+    /// Publishes an event (built only when someone listens); a full queue drops it
+    /// and counts the drop.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> TrackerEvent) {
         if let Some(events) = &self.events {
-            if events.try_send(event).is_err() {
+            if events.try_send(event()).is_err() {
                 self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -202,7 +217,7 @@ impl Tracker {
         message: String,
     ) -> Refusal {
         self.metrics.refusal(protocol, code);
-        self.emit(TrackerEvent {
+        self.emit(|| TrackerEvent {
             kind: "refused",
             info_hash: info_hash.map(InfoHash::to_hex).unwrap_or_default(),
             protocol,
@@ -313,7 +328,7 @@ impl Tracker {
             _ if outcome.completed => "completed",
             _ => "announce",
         };
-        self.emit(TrackerEvent {
+        self.emit(|| TrackerEvent {
             kind,
             info_hash: request.info_hash.to_hex(),
             protocol: request.protocol,
@@ -350,7 +365,7 @@ impl Tracker {
                 }
             })
             .collect();
-        self.emit(TrackerEvent {
+        self.emit(|| TrackerEvent {
             kind: "scrape",
             info_hash: hashes.first().map(InfoHash::to_hex).unwrap_or_default(),
             protocol,

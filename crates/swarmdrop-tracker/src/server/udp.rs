@@ -1,10 +1,7 @@
 //! The UDP tracker: one task reading datagrams and answering each in place.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
-
-use tokio::net::UdpSocket;
 
 use super::state::{AnnounceRequest, Tracker};
 use crate::proto::udp::{
@@ -112,17 +109,28 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
     }
 }
 
-/// Serves datagrams on `socket` until the task is dropped.
-pub async fn serve(tracker: Arc<Tracker>, socket: UdpSocket) -> std::io::Result<()> {
+/// Serves datagrams on a dedicated thread with a blocking socket: one receive and one
+/// send per request, no async machinery on the hot path. Returns when the socket fails.
+pub fn serve_blocking(tracker: &Tracker, socket: &std::net::UdpSocket) -> std::io::Result<()> {
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::with_capacity(2048);
     loop {
-        let (n, from) = socket.recv_from(&mut buf).await?;
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            // A peer's ICMP unreachable surfaces here on some systems; it is not ours.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
         let started = Instant::now();
-        handle(&tracker, from, &buf[..n], &mut out);
+        handle(tracker, from, &buf[..n], &mut out);
         if !out.is_empty() {
             // A full socket buffer or an unreachable peer must not stop the server.
-            let _ = socket.send_to(&out, from).await;
+            let _ = socket.send_to(&out, from);
         }
         tracker.metrics.udp_latency.observe(started.elapsed());
     }
