@@ -8,7 +8,7 @@
 //! swarm; peers that stop announcing expire.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use swarmdrop_manifest::InfoHash;
 
@@ -25,30 +25,70 @@ pub struct Limits {
     pub peer_ttl: u64,
 }
 
+/// A peer's address in 18 bytes (IPv4 as IPv4-mapped IPv6) instead of the 32 of a
+/// `SocketAddr`: at a million peers the difference is tens of megabytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PeerKey {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl From<SocketAddr> for PeerKey {
+    fn from(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        PeerKey {
+            ip,
+            port: addr.port(),
+        }
+    }
+}
+
+impl PeerKey {
+    fn addr(self) -> SocketAddr {
+        let v6 = Ipv6Addr::from(self.ip);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), self.port),
+            None => SocketAddr::new(IpAddr::V6(v6), self.port),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Peer {
-    addr: SocketAddr,
+    key: PeerKey,
+    /// Unix seconds (u32 lasts until 2106).
+    expires: u32,
     seeder: bool,
-    expires: u64,
 }
 
 #[derive(Debug, Default)]
 struct Swarm {
     peers: Vec<Peer>,
-    index: HashMap<SocketAddr, usize>,
+    index: HashMap<PeerKey, u32>,
     seeders: usize,
     completed: u32,
+}
+
+fn until(now: u64, ttl: u64) -> u32 {
+    u32::try_from(now.saturating_add(ttl)).unwrap_or(u32::MAX)
+}
+
+fn expired(peer: &Peer, now: u64) -> bool {
+    u64::from(peer.expires) <= now
 }
 
 impl Swarm {
     fn remove_at(&mut self, at: usize) {
         let peer = self.peers.swap_remove(at);
-        self.index.remove(&peer.addr);
+        self.index.remove(&peer.key);
         if peer.seeder {
             self.seeders -= 1;
         }
         if let Some(moved) = self.peers.get(at) {
-            self.index.insert(moved.addr, at);
+            self.index.insert(moved.key, at as u32);
         }
     }
 
@@ -105,7 +145,7 @@ pub struct Swarms {
 /// Approximate bytes one peer costs: its entry and its index slot (the hash map's
 /// load factor and control bytes included).
 pub const BYTES_PER_PEER: usize =
-    std::mem::size_of::<Peer>() + (std::mem::size_of::<(SocketAddr, usize)>() + 1) * 8 / 7;
+    std::mem::size_of::<Peer>() + (std::mem::size_of::<(PeerKey, u32)>() + 1) * 8 / 7;
 
 impl Swarms {
     /// An empty shard.
@@ -148,7 +188,8 @@ impl Swarms {
         let swarm = self.swarms.entry(info_hash).or_default();
         let seeder = left == 0;
         let mut completed = false;
-        match (swarm.index.get(&addr).copied(), event) {
+        let key = PeerKey::from(addr);
+        match (swarm.index.get(&key).map(|at| *at as usize), event) {
             (Some(at), AnnounceEvent::Stopped) => {
                 swarm.remove_at(at);
                 self.peers -= 1;
@@ -163,7 +204,7 @@ impl Swarms {
                     swarm.seeders -= 1;
                 }
                 peer.seeder = seeder;
-                peer.expires = now + self.limits.peer_ttl;
+                peer.expires = until(now, self.limits.peer_ttl);
             }
             (None, _) => {
                 if swarm.peers.len() >= self.limits.max_peers_per_swarm {
@@ -171,7 +212,7 @@ impl Swarms {
                     let before = swarm.peers.len();
                     let mut at = 0;
                     while at < swarm.peers.len() {
-                        if swarm.peers[at].expires <= now {
+                        if expired(&swarm.peers[at], now) {
                             swarm.remove_at(at);
                         } else {
                             at += 1;
@@ -182,11 +223,11 @@ impl Swarms {
                         return Err(SwarmFull::TooManyPeers);
                     }
                 }
-                swarm.index.insert(addr, swarm.peers.len());
+                swarm.index.insert(key, swarm.peers.len() as u32);
                 swarm.peers.push(Peer {
-                    addr,
+                    key,
                     seeder,
-                    expires: now + self.limits.peer_ttl,
+                    expires: until(now, self.limits.peer_ttl),
                 });
                 if seeder {
                     swarm.seeders += 1;
@@ -203,7 +244,7 @@ impl Swarms {
         let peers = if event == AnnounceEvent::Stopped {
             Vec::new()
         } else {
-            pick(swarm, addr, seeder, want, random, now)
+            pick(swarm, key, seeder, want, random, now)
         };
         let stats = swarm.stats();
         if swarm.peers.is_empty() {
@@ -230,7 +271,7 @@ impl Swarms {
         self.swarms.retain(|_, swarm| {
             let mut at = 0;
             while at < swarm.peers.len() {
-                if swarm.peers[at].expires <= now {
+                if expired(&swarm.peers[at], now) {
                     swarm.remove_at(at);
                     removed += 1;
                 } else {
@@ -257,7 +298,7 @@ impl Swarms {
 /// for a seeder, leechers only. Each group is walked from a random start.
 fn pick(
     swarm: &Swarm,
-    me: SocketAddr,
+    me: PeerKey,
     me_seeder: bool,
     want: usize,
     random: u64,
@@ -276,8 +317,8 @@ fn pick(
                 return out;
             }
             let peer = &swarm.peers[(start + k) % n];
-            if peer.seeder == wanted_seeder && peer.addr != me && peer.expires > now {
-                out.push(peer.addr);
+            if peer.seeder == wanted_seeder && peer.key != me && !expired(peer, now) {
+                out.push(peer.key.addr());
             }
         }
     }
@@ -354,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn addresses_survive_the_compact_form() {
+        for text in [
+            "127.0.0.1:6881",
+            "[::1]:6881",
+            "[2001:db8::7]:1",
+            "10.1.2.3:65535",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_eq!(PeerKey::from(addr).addr(), addr);
+        }
+        assert!(BYTES_PER_PEER < 64, "{BYTES_PER_PEER}");
+    }
+
+    #[test]
     fn limits_hold() {
         let mut s = Swarms::new(limits());
         for i in 0..3 {
@@ -408,7 +463,7 @@ mod tests {
                     prop_assert_eq!(swarm.peers.iter().filter(|p| p.seeder).count(), swarm.seeders);
                     prop_assert!(swarm.peers.len() <= 4);
                     for (at, p) in swarm.peers.iter().enumerate() {
-                        prop_assert_eq!(swarm.index.get(&p.addr), Some(&at));
+                        prop_assert_eq!(swarm.index.get(&p.key), Some(&(at as u32)));
                     }
                 }
                 prop_assert!(s.swarm_count() <= 2);
