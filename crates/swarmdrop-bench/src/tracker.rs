@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{round3, BenchError, BenchReport};
 
@@ -96,12 +96,36 @@ impl Drop for Running {
     }
 }
 
-fn start_ours(work: &Path) -> Result<(Running, u16), BenchError> {
+/// Which tracker protocol a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// BEP 15.
+    Udp,
+    /// BEP 3 over HTTP/1.1 (keep-alive, no TLS).
+    Http,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+fn start_ours(work: &Path, protocol: Protocol) -> Result<(Running, u16), BenchError> {
     let config = work.join("swarmdrop-tracker.toml");
+    let (http, udp) = match protocol {
+        Protocol::Udp => ("", "127.0.0.1:0"),
+        Protocol::Http => ("127.0.0.1:0", ""),
+    };
     std::fs::write(
         &config,
-        "http = \"\"\nudp = \"127.0.0.1:0\"\nopen = true\nmax_swarms = 4000000\nmax_peers_per_swarm = 4000000\nnumwant_max = 30\n\
-         [rate_limit]\nper_ip_per_second = 1e12\nper_ip_burst = 4000000000\nmax_tracked = 1000\n",
+        format!(
+            "http = \"{http}\"\nudp = \"{udp}\"\nopen = true\nmax_swarms = 4000000\nmax_peers_per_swarm = 4000000\nnumwant_max = 30\n\
+             [rate_limit]\nper_ip_per_second = 1e12\nper_ip_burst = 4000000000\nmax_tracked = 1000\n"
+        ),
     )
     .map_err(io(config.display().to_string()))?;
     let exe = std::env::current_exe().map_err(io("locating the swarmdrop binary"))?;
@@ -120,7 +144,7 @@ fn start_ours(work: &Path) -> Result<(Running, u16), BenchError> {
     let running = Running { child };
     for line in BufReader::new(stderr).lines() {
         let line = line.map_err(io("reading swarmdrop tracker's output"))?;
-        if let Some(addr) = line.strip_prefix("listening tracker-udp ") {
+        if let Some(addr) = line.strip_prefix(&format!("listening tracker-{} ", protocol.name())) {
             let port = addr
                 .rsplit(':')
                 .next()
@@ -134,15 +158,22 @@ fn start_ours(work: &Path) -> Result<(Running, u16), BenchError> {
     ))
 }
 
-fn start_aquatic(binary: &Path, work: &Path) -> Result<(Running, u16), BenchError> {
+fn start_aquatic(
+    binary: &Path,
+    work: &Path,
+    protocol: Protocol,
+) -> Result<(Running, u16), BenchError> {
     let port = free_udp_port()?;
-    let config = work.join("aquatic_udp.toml");
-    std::fs::write(
-        &config,
-        format!("socket_workers = 1\n[network]\naddress = \"127.0.0.1:{port}\"\n"),
-    )
-    .map_err(io(config.display().to_string()))?;
-    let log = work.join("aquatic_udp.log");
+    let p = protocol.name();
+    let config = work.join(format!("aquatic_{p}.toml"));
+    let text = match protocol {
+        Protocol::Udp => format!("socket_workers = 1\n[network]\naddress = \"127.0.0.1:{port}\"\n"),
+        Protocol::Http => format!(
+            "socket_workers = 1\n[network]\naddress = \"127.0.0.1:{port}\"\nenable_tls = false\n"
+        ),
+    };
+    std::fs::write(&config, text).map_err(io(config.display().to_string()))?;
+    let log = work.join(format!("aquatic_{p}.log"));
     let log_file = std::fs::File::create(&log).map_err(io(log.display().to_string()))?;
     let child = Command::new(binary)
         .arg("-c")
@@ -150,14 +181,14 @@ fn start_aquatic(binary: &Path, work: &Path) -> Result<(Running, u16), BenchErro
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(io("starting aquatic_udp"))?;
+        .map_err(io(format!("starting aquatic_{p}")))?;
     let mut running = Running { child };
     // aquatic prints nothing when ready; give it a moment to bind, and make sure it lives.
     std::thread::sleep(Duration::from_millis(500));
     if let Ok(Some(status)) = running.child.try_wait() {
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(BenchError::Baseline {
-            tool: "aquatic_udp".into(),
+            tool: format!("aquatic_{p}"),
             problem: format!("exited at start ({status}): {}", output.trim()),
         });
     }
@@ -170,98 +201,128 @@ fn load(
     work: &Path,
     port: u16,
     options: &TrackerBenchOptions,
+    protocol: Protocol,
 ) -> Result<f64, BenchError> {
     let config = work.join(format!("load-{port}.toml"));
     let summarize = options.seconds.saturating_sub(5).max(5);
-    std::fs::write(
-        &config,
-        format!(
+    let text = match protocol {
+        Protocol::Http => format!(
+            "server_address = \"127.0.0.1:{port}\"\nnum_workers = 1\nnum_connections = 128\nduration = {}\nkeep_alive = true\nenable_tls = false\n\
+             [torrents]\nnumber_of_torrents = {}\n",
+            options.seconds, options.swarms
+        ),
+        Protocol::Udp => format!(
             "server_address = \"127.0.0.1:{port}\"\nworkers = 1\nduration = {}\nsummarize_last = {summarize}\nextra_statistics = false\n\
              [requests]\nnumber_of_torrents = {}\nnumber_of_peers = {}\n",
             options.seconds.max(summarize),
             options.swarms,
             options.peers
         ),
-    )
-    .map_err(io(config.display().to_string()))?;
+    };
+    std::fs::write(&config, text).map_err(io(config.display().to_string()))?;
+    let tool = format!("aquatic_{}_load_test", protocol.name());
     let output = Command::new(generator)
         .arg("-c")
         .arg(&config)
         .stderr(Stdio::inherit())
         .output()
-        .map_err(io("running aquatic_udp_load_test"))?;
+        .map_err(io(format!("running {tool}")))?;
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("Average responses per second: "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .ok_or_else(|| BenchError::Baseline {
-            tool: "aquatic_udp_load_test".into(),
+            tool,
             problem: format!("no summary in its output ({})", output.status),
         })
 }
 
-/// Runs the benchmark.
-pub fn run_tracker_bench(
+fn measure(
+    protocol: Protocol,
     options: &TrackerBenchOptions,
+    work: &Path,
     log: &dyn Fn(&str),
-) -> Result<BenchReport, BenchError> {
-    let generator = ensure_tool(&options.tools, "aquatic_udp_load_test", true, log)?;
-    // aquatic_udp's locked dependencies no longer build on current Rust; build unlocked.
-    let aquatic = ensure_tool(&options.tools, "aquatic_udp", false, log)?;
-    let work = tempfile::tempdir().map_err(io("temporary directory"))?;
-    let mut figures = BTreeMap::new();
+    figures: &mut BTreeMap<String, f64>,
+) -> Result<(), BenchError> {
+    let p = protocol.name();
+    let generator = ensure_tool(&options.tools, &format!("aquatic_{p}_load_test"), true, log)?;
+    // aquatic's trackers' locked dependencies no longer build on current Rust; build unlocked.
+    let aquatic = ensure_tool(&options.tools, &format!("aquatic_{p}"), false, log)?;
     for name in ["ours", "aquatic"] {
         let (running, port) = if name == "ours" {
-            start_ours(work.path())?
+            start_ours(work, protocol)?
         } else {
-            start_aquatic(&aquatic, work.path())?
+            start_aquatic(&aquatic, work, protocol)?
         };
         log(&format!(
-            "{name}: {} s of load on 127.0.0.1:{port}, {} peers across {} swarms",
-            options.seconds, options.peers, options.swarms
+            "{p} {name}: {} s of load on 127.0.0.1:{port}",
+            options.seconds
         ));
-        let started = Instant::now();
-        let rate = load(&generator, work.path(), port, options)?;
+        let rate = load(&generator, work, port, options, protocol)?;
         if rate < 1.0 {
             return Err(BenchError::Baseline {
-                tool: name.into(),
+                tool: format!("{name} ({p})"),
                 problem: "answered no requests under load".into(),
             });
         }
         let memory = peak_memory(running.child.id()).unwrap_or(0);
         log(&format!(
-            "{name}: {rate:.0} responses/s, peak memory {} MiB ({:.0} s)",
-            memory >> 20,
-            started.elapsed().as_secs_f64()
+            "{p} {name}: {rate:.0} responses/s, peak memory {} MiB",
+            memory >> 20
         ));
-        figures.insert(format!("{name}_resp_per_s"), rate.round());
-        figures.insert(format!("{name}_peak_memory_bytes"), memory as f64);
+        figures.insert(format!("{p}_{name}_resp_per_s"), rate.round());
+        figures.insert(format!("{p}_{name}_peak_memory_bytes"), memory as f64);
     }
-    let ours = figures.get("ours_resp_per_s").copied().unwrap_or(0.0);
-    let theirs = figures.get("aquatic_resp_per_s").copied().unwrap_or(0.0);
-    let our_memory = figures
-        .get("ours_peak_memory_bytes")
-        .copied()
-        .unwrap_or(0.0);
-    let their_memory = figures
-        .get("aquatic_peak_memory_bytes")
-        .copied()
-        .unwrap_or(0.0);
+    Ok(())
+}
+
+/// Runs the benchmark for the given protocols.
+pub fn run_tracker_bench(
+    options: &TrackerBenchOptions,
+    protocols: &[Protocol],
+    log: &dyn Fn(&str),
+) -> Result<BenchReport, BenchError> {
+    let work = tempfile::tempdir().map_err(io("temporary directory"))?;
+    let mut figures = BTreeMap::new();
+    for protocol in protocols {
+        measure(*protocol, options, work.path(), log, &mut figures)?;
+    }
+    let get = |key: &str| figures.get(key).copied().unwrap_or(0.0);
+    let mut ratios = BTreeMap::new();
+    let mut targets = BTreeMap::new();
+    if protocols.contains(&Protocol::Udp) {
+        ratios.insert(
+            "vs_aquatic".to_owned(),
+            round3(get("udp_ours_resp_per_s") / get("udp_aquatic_resp_per_s").max(1.0)),
+        );
+        ratios.insert(
+            "memory_vs_aquatic".to_owned(),
+            round3(
+                get("udp_ours_peak_memory_bytes") / get("udp_aquatic_peak_memory_bytes").max(1.0),
+            ),
+        );
+        targets.insert("vs_aquatic".to_owned(), ">= 1.0".to_owned());
+        targets.insert(
+            "memory_vs_aquatic".to_owned(),
+            "<= 1.0 (lower is better), and ours <= 128 MiB".to_owned(),
+        );
+    }
+    if protocols.contains(&Protocol::Http) {
+        ratios.insert(
+            "http_vs_aquatic".to_owned(),
+            round3(get("http_ours_resp_per_s") / get("http_aquatic_resp_per_s").max(1.0)),
+        );
+        targets.insert("http_vs_aquatic".to_owned(), ">= 1.0".to_owned());
+    }
     Ok(BenchReport {
-        name: "tracker-udp".into(),
+        name: "tracker".into(),
         figures,
-        ratios: BTreeMap::from([
-            ("vs_aquatic".to_owned(), round3(ours / theirs.max(1.0))),
-            ("memory_vs_aquatic".to_owned(), round3(our_memory / their_memory.max(1.0))),
-        ]),
-        targets: BTreeMap::from([
-            ("vs_aquatic".to_owned(), ">= 1.0".to_owned()),
-            ("memory_vs_aquatic".to_owned(), "<= 1.0 (lower is better), and ours <= 128 MiB".to_owned()),
-        ]),
+        ratios,
+        targets,
         notes: vec![
-            "responses per second from aquatic_udp_load_test's summary (one worker), same config for both trackers".into(),
+            "responses per second from the aquatic load testers' summaries (one worker), the same config for both trackers".into(),
+            "UDP load: the given peers across the given swarms; HTTP load: 128 keep-alive connections over the given swarms".into(),
             "peak memory is VmHWM of the tracker process after the run".into(),
-            "the HTTP comparison with aquatic_http is not implemented yet".into(),
         ],
     })
 }

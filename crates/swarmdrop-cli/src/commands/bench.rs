@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
-use swarmdrop_bench::tracker::{run_tracker_bench, TrackerBenchOptions};
+use swarmdrop_bench::tracker::{run_tracker_bench, Protocol, TrackerBenchOptions};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Bench {
@@ -30,6 +30,9 @@ pub(crate) struct TrackerArgs {
     /// Simulated swarms.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     swarms: u32,
+    /// Protocols to measure: udp, http or both.
+    #[arg(long, value_name = "P", default_value = "both")]
+    protocol: String,
     /// Where aquatic's binaries live (built into DIR/bin on first use).
     #[arg(long, value_name = "DIR", default_value = "target/bench-tools")]
     tools: PathBuf,
@@ -96,7 +99,13 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
                 peers: args.peers.max(1),
                 swarms: args.swarms.max(1),
             };
-            let report = run_tracker_bench(&options, &|line| eprintln!("{line}"))
+            let protocols = match args.protocol.as_str() {
+                "udp" => vec![Protocol::Udp],
+                "http" => vec![Protocol::Http],
+                "both" => vec![Protocol::Udp, Protocol::Http],
+                other => anyhow::bail!("--protocol {other:?}: expected udp, http or both"),
+            };
+            let report = run_tracker_bench(&options, &protocols, &|line| eprintln!("{line}"))
                 .context("bench tracker")?;
             if args.json {
                 super::print_json(&report)?;
