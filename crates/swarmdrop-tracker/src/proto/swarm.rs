@@ -405,7 +405,7 @@ mod tests {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(PeerKey::from(addr).addr(), addr);
         }
-        assert!(BYTES_PER_PEER < 64, "{BYTES_PER_PEER}");
+        const { assert!(BYTES_PER_PEER < 64) };
     }
 
     #[test]
