@@ -158,7 +158,7 @@ impl Tracker {
             max_peers_per_swarm: config.max_peers_per_swarm,
             peer_ttl: config.peer_ttl,
         };
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 16];
         getrandom::getrandom(&mut key)
             .map_err(|e| TrackerError(format!("the OS random number generator failed: {e}")))?;
         let rate = &config.rate_limit;
