@@ -67,13 +67,10 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
             });
             match answer {
                 Err(refusal) => write_error(out, a.transaction_id, &refusal.message),
-                Ok(answer) => {
-                    // A client gets peers of its own address family (BEP 15).
-                    let peers: Vec<SocketAddr> = answer
-                        .peers
-                        .into_iter()
-                        .filter(|p| p.is_ipv4() == from.is_ipv4())
-                        .collect();
+                Ok(mut answer) => {
+                    // A client gets peers of its own address family (BEP 15), filtered in place.
+                    answer.peers.retain(|p| p.is_ipv4() == from.is_ipv4());
+                    let peers = answer.peers;
                     write_announce(
                         out,
                         a.transaction_id,
