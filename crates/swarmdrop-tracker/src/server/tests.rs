@@ -77,22 +77,38 @@ fn udp_connect_announce_and_peers() {
 }
 
 #[test]
-fn udp_refuses_forged_connection_ids_and_junk() {
+fn udp_never_answers_unverified_sources() {
     let (t, _) = tracker("");
     let mut out = Vec::new();
+    // A made-up id, and an id made for another address: dropped without a reply, so a
+    // spoofed source gets nothing sent its way.
     handle(&t, from(1), &announce_packet(12345, 0, 6881, ""), &mut out);
-    assert_eq!(&out[..4], &3u32.to_be_bytes());
-    assert!(String::from_utf8_lossy(&out[8..]).contains("connection id"));
-    // An id for another address is no good either.
+    assert!(out.is_empty());
     let cid = connect(&t, from(2));
     handle(&t, from(1), &announce_packet(cid, 0, 6881, ""), &mut out);
+    assert!(out.is_empty());
+    // A malformed request with someone else's id gets no error either...
+    handle(
+        &t,
+        from(1),
+        &announce_packet(cid, 0, 6881, "")[..60],
+        &mut out,
+    );
+    assert!(out.is_empty());
+    // ...but with its own verified id the client hears what was wrong.
+    handle(
+        &t,
+        from(2),
+        &announce_packet(cid, 0, 6881, "")[..60],
+        &mut out,
+    );
     assert_eq!(&out[..4], &3u32.to_be_bytes());
     handle(&t, from(1), &[1, 2, 3], &mut out);
     assert!(out.is_empty(), "too short to answer");
     assert!(t
         .metrics
         .render(&t.gauges())
-        .contains("reason=\"bad_connection_id\"} 2"));
+        .contains("reason=\"bad_connection_id\"} 3"));
 }
 
 #[test]

@@ -13,17 +13,36 @@ fn unix_now(tracker: &Tracker) -> u64 {
     u64::try_from(tracker.now().unix()).unwrap_or(0)
 }
 
+/// The connection id a datagram claims (its first 8 bytes), if it has one.
+fn claimed_connection_id(packet: &[u8]) -> Option<u64> {
+    packet
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+}
+
 /// Answers one datagram into `out` (left empty when nothing should be sent).
+///
+/// Only a connect, or a request whose connection id checks out for its source address,
+/// ever gets a reply. A spoofed source cannot hold a valid id, so nothing we send can be
+/// aimed at a victim: bad ids and junk are dropped silently and counted.
 pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    let now = unix_now(tracker);
     let request = match parse_request(packet) {
         Ok(request) => request,
         Err(UdpParseError::Sendable {
             transaction_id,
             message,
         }) => {
-            tracker.refuse("udp", from, None, "malformed_request", message.to_owned());
-            write_error(out, transaction_id, message);
+            let verified =
+                claimed_connection_id(packet).is_some_and(|id| tracker.ids.check(id, &from, now));
+            if verified {
+                tracker.refuse("udp", from, None, "malformed_request", message.to_owned());
+                write_error(out, transaction_id, message);
+            } else {
+                tracker.refuse("udp", from, None, "bad_connection_id", message.to_owned());
+            }
             return;
         }
         Err(UdpParseError::Unsendable(message)) => {
@@ -31,21 +50,19 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
             return;
         }
     };
-    let now = unix_now(tracker);
     match request {
         UdpRequest::Connect { transaction_id } => {
             write_connect(out, transaction_id, tracker.ids.make(&from, now))
         }
         UdpRequest::Announce(a) => {
             if !tracker.ids.check(a.connection_id, &from, now) {
-                let refusal = tracker.refuse(
+                tracker.refuse(
                     "udp",
                     from,
                     Some(&a.info_hash),
                     "bad_connection_id",
-                    "connection id unknown or expired; connect again".into(),
+                    "connection id unknown or expired".into(),
                 );
-                write_error(out, a.transaction_id, &refusal.message);
                 return;
             }
             // BEP 41: the URL path, e.g. "/announce/<token>".
@@ -88,14 +105,13 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
             info_hashes,
         } => {
             if !tracker.ids.check(connection_id, &from, now) {
-                let refusal = tracker.refuse(
+                tracker.refuse(
                     "udp",
                     from,
                     None,
                     "bad_connection_id",
-                    "connection id unknown or expired; connect again".into(),
+                    "connection id unknown or expired".into(),
                 );
-                write_error(out, transaction_id, &refusal.message);
                 return;
             }
             match tracker.scrape("udp", from, &info_hashes, None) {
