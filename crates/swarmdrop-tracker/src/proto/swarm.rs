@@ -1,25 +1,31 @@
 //! Swarms: who is in each torrent, sans IO. The server keeps several of these behind
 //! separate locks, one per shard of the info-hash space.
 //!
-//! Each swarm is a vector of peers plus an index by address, so adding, updating and
-//! removing are O(1) and picking peers is a random walk from a random start. Leechers
-//! are sent seeders first (what they need most), seeders only leechers (they need
-//! nothing from other seeders). Everything is bounded: swarms per shard and peers per
-//! swarm; peers that stop announcing expire.
+//! Each swarm keeps its seeders and its leechers in two vectors plus one index by
+//! address, so adding, updating, moving between groups and removing are O(1), and
+//! picking `want` peers costs O(want): a walk of the wanted group from a random start.
+//! Leechers are sent seeders first (what they need most), seeders only leechers (they
+//! need nothing from other seeders). Everything is bounded: swarms per shard and peers
+//! per swarm; peers that stop announcing expire.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use swarmdrop_manifest::InfoHash;
 
 use super::udp::{AnnounceEvent, ScrapeStats};
 
+/// Maps keyed by what peers send. foldhash with a per-process random seed: several times
+/// cheaper than SipHash on this hot path, and an attacker who cannot learn the seed cannot
+/// aim collisions (peer keys also carry the sender's own address, which it cannot choose
+/// freely past the connection-id check).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Limits of one shard.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Most swarms.
     pub max_swarms: usize,
-    /// Most peers in one swarm.
+    /// Most peers in one swarm (at most 2^31).
     pub max_peers_per_swarm: usize,
     /// Seconds a peer stays without announcing again.
     pub peer_ttl: u64,
@@ -54,6 +60,10 @@ impl PeerKey {
             None => SocketAddr::new(IpAddr::V6(v6), self.port),
         }
     }
+
+    fn is_ipv4(self) -> bool {
+        self.ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,14 +71,31 @@ struct Peer {
     key: PeerKey,
     /// Unix seconds (u32 lasts until 2106).
     expires: u32,
-    seeder: bool,
+}
+
+/// Where a peer sits: its group in the top bit, its position in the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot(u32);
+
+const SEEDER_BIT: u32 = 1 << 31;
+
+impl Slot {
+    fn new(seeder: bool, at: usize) -> Self {
+        Slot(at as u32 | if seeder { SEEDER_BIT } else { 0 })
+    }
+    fn seeder(self) -> bool {
+        self.0 & SEEDER_BIT != 0
+    }
+    fn at(self) -> usize {
+        (self.0 & !SEEDER_BIT) as usize
+    }
 }
 
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: Vec<Peer>,
-    index: HashMap<PeerKey, u32>,
-    seeders: usize,
+    seeders: Vec<Peer>,
+    leechers: Vec<Peer>,
+    index: HashMap<PeerKey, Slot>,
     completed: u32,
 }
 
@@ -81,32 +108,87 @@ fn expired(peer: &Peer, now: u64) -> bool {
 }
 
 impl Swarm {
-    fn remove_at(&mut self, at: usize) {
-        let peer = self.peers.swap_remove(at);
-        self.index.remove(&peer.key);
-        if peer.seeder {
-            self.seeders -= 1;
-        }
-        if let Some(moved) = self.peers.get(at) {
-            self.index.insert(moved.key, at as u32);
+    fn group(&mut self, seeder: bool) -> &mut Vec<Peer> {
+        if seeder {
+            &mut self.seeders
+        } else {
+            &mut self.leechers
         }
     }
 
+    fn len(&self) -> usize {
+        self.seeders.len() + self.leechers.len()
+    }
+
+    fn insert(&mut self, peer: Peer, seeder: bool) {
+        let group = self.group(seeder);
+        group.push(peer);
+        let slot = Slot::new(seeder, group.len() - 1);
+        self.index.insert(peer.key, slot);
+    }
+
+    fn remove(&mut self, slot: Slot) -> Peer {
+        let group = self.group(slot.seeder());
+        let peer = group.swap_remove(slot.at());
+        let moved = group.get(slot.at()).map(|p| p.key);
+        self.index.remove(&peer.key);
+        if let Some(moved) = moved {
+            self.index.insert(moved, slot);
+        }
+        peer
+    }
+
+    /// Removes expired peers; returns how many.
+    fn expire(&mut self, now: u64) -> usize {
+        let mut removed = 0;
+        for seeder in [true, false] {
+            let mut at = 0;
+            while at < self.group(seeder).len() {
+                if expired(&self.group(seeder)[at], now) {
+                    self.remove(Slot::new(seeder, at));
+                    removed += 1;
+                } else {
+                    at += 1;
+                }
+            }
+        }
+        removed
+    }
+
     fn stats(&self) -> ScrapeStats {
-        let seeders = self.seeders as u32;
         ScrapeStats {
-            seeders,
+            seeders: self.seeders.len() as u32,
             completed: self.completed,
-            leechers: self.peers.len() as u32 - seeders,
+            leechers: self.leechers.len() as u32,
         }
     }
 }
 
-/// What an announce changed and what to answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnnounceOutcome {
-    /// Peers to hand back.
-    pub peers: Vec<SocketAddr>,
+/// One peer's announce, as the store sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAnnounce {
+    /// Source address with the announced port.
+    pub addr: SocketAddr,
+    /// Bytes left (0 means seeder).
+    pub left: u64,
+    /// Event.
+    pub event: AnnounceEvent,
+}
+
+/// How to choose the peers handed back.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerChoice {
+    /// At most this many.
+    pub want: usize,
+    /// Any u64 from the caller's RNG: where each walk starts.
+    pub random: u64,
+    /// Only peers of the announcing peer's address family (UDP answers carry one).
+    pub same_family_only: bool,
+}
+
+/// What an announce changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
     /// Counts after the announce.
     pub stats: ScrapeStats,
     /// True when this announce turned a leecher into a seeder (a completion).
@@ -145,35 +227,30 @@ pub struct Swarms {
 /// Approximate bytes one peer costs: its entry and its index slot (the hash map's
 /// load factor and control bytes included).
 pub const BYTES_PER_PEER: usize =
-    std::mem::size_of::<Peer>() + (std::mem::size_of::<(PeerKey, u32)>() + 1) * 8 / 7;
+    std::mem::size_of::<Peer>() + (std::mem::size_of::<(PeerKey, Slot)>() + 1) * 8 / 7;
 
 impl Swarms {
     /// An empty shard.
     pub fn new(limits: Limits) -> Self {
         Self {
-            swarms: HashMap::new(),
+            swarms: HashMap::default(),
             limits,
             peers: 0,
         }
     }
 
-    /// Records an announce from `addr` at `now` (seconds) and picks up to `want` peers
-    /// using `random` (any u64 from the caller's RNG).
-    #[allow(clippy::too_many_arguments)]
+    /// Records `peer`'s announce at `now` (seconds) and appends the chosen peers to `out`.
     pub fn announce(
         &mut self,
         now: u64,
         info_hash: InfoHash,
-        addr: SocketAddr,
-        left: u64,
-        event: AnnounceEvent,
-        want: usize,
-        random: u64,
-    ) -> Result<AnnounceOutcome, SwarmFull> {
+        peer: PeerAnnounce,
+        choice: PeerChoice,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<Announced, SwarmFull> {
         if !self.swarms.contains_key(&info_hash) {
-            if event == AnnounceEvent::Stopped {
-                return Ok(AnnounceOutcome {
-                    peers: vec![],
+            if peer.event == AnnounceEvent::Stopped {
+                return Ok(Announced {
                     stats: ScrapeStats::default(),
                     completed: false,
                 });
@@ -186,75 +263,50 @@ impl Swarms {
             }
         }
         let swarm = self.swarms.entry(info_hash).or_default();
-        let seeder = left == 0;
+        let seeder = peer.left == 0;
         let mut completed = false;
-        let key = PeerKey::from(addr);
-        match (swarm.index.get(&key).map(|at| *at as usize), event) {
-            (Some(at), AnnounceEvent::Stopped) => {
-                swarm.remove_at(at);
+        let key = PeerKey::from(peer.addr);
+        let expires = until(now, self.limits.peer_ttl);
+        match (swarm.index.get(&key).copied(), peer.event) {
+            (Some(slot), AnnounceEvent::Stopped) => {
+                swarm.remove(slot);
                 self.peers -= 1;
             }
             (None, AnnounceEvent::Stopped) => {}
-            (Some(at), _) => {
-                let peer = &mut swarm.peers[at];
-                if seeder && !peer.seeder {
-                    swarm.seeders += 1;
-                    completed = true;
-                } else if !seeder && peer.seeder {
-                    swarm.seeders -= 1;
-                }
-                peer.seeder = seeder;
-                peer.expires = until(now, self.limits.peer_ttl);
+            (Some(slot), _) if slot.seeder() == seeder => {
+                swarm.group(seeder)[slot.at()].expires = expires;
+            }
+            (Some(slot), _) => {
+                swarm.remove(slot);
+                swarm.insert(Peer { key, expires }, seeder);
+                completed = seeder;
             }
             (None, _) => {
-                if swarm.peers.len() >= self.limits.max_peers_per_swarm {
+                if swarm.len() >= self.limits.max_peers_per_swarm {
                     // Make room from the dead before refusing the living.
-                    let before = swarm.peers.len();
-                    let mut at = 0;
-                    while at < swarm.peers.len() {
-                        if expired(&swarm.peers[at], now) {
-                            swarm.remove_at(at);
-                        } else {
-                            at += 1;
-                        }
-                    }
-                    self.peers -= before - swarm.peers.len();
-                    if swarm.peers.len() >= self.limits.max_peers_per_swarm {
+                    self.peers -= swarm.expire(now);
+                    if swarm.len() >= self.limits.max_peers_per_swarm {
                         return Err(SwarmFull::TooManyPeers);
                     }
                 }
-                swarm.index.insert(key, swarm.peers.len() as u32);
-                swarm.peers.push(Peer {
-                    key,
-                    seeder,
-                    expires: until(now, self.limits.peer_ttl),
-                });
-                if seeder {
-                    swarm.seeders += 1;
-                }
+                swarm.insert(Peer { key, expires }, seeder);
                 self.peers += 1;
             }
         }
-        if event == AnnounceEvent::Completed && seeder {
+        if peer.event == AnnounceEvent::Completed && seeder {
             completed = true;
         }
         if completed {
             swarm.completed = swarm.completed.saturating_add(1);
         }
-        let peers = if event == AnnounceEvent::Stopped {
-            Vec::new()
-        } else {
-            pick(swarm, key, seeder, want, random, now)
-        };
+        if peer.event != AnnounceEvent::Stopped {
+            pick(swarm, key, seeder, choice, now, out);
+        }
         let stats = swarm.stats();
-        if swarm.peers.is_empty() {
+        if swarm.len() == 0 {
             self.swarms.remove(&info_hash);
         }
-        Ok(AnnounceOutcome {
-            peers,
-            stats,
-            completed,
-        })
+        Ok(Announced { stats, completed })
     }
 
     /// Scrape numbers of a swarm (zeros for one we do not hold).
@@ -269,16 +321,8 @@ impl Swarms {
     pub fn expire(&mut self, now: u64) {
         let mut removed = 0;
         self.swarms.retain(|_, swarm| {
-            let mut at = 0;
-            while at < swarm.peers.len() {
-                if expired(&swarm.peers[at], now) {
-                    swarm.remove_at(at);
-                    removed += 1;
-                } else {
-                    at += 1;
-                }
-            }
-            !swarm.peers.is_empty()
+            removed += swarm.expire(now);
+            swarm.len() > 0
         });
         self.peers -= removed;
     }
@@ -294,35 +338,43 @@ impl Swarms {
     }
 }
 
-/// Up to `want` live peers other than `me`: for a leecher seeders first, then leechers;
-/// for a seeder, leechers only. Each group is walked from a random start.
+/// Appends up to `choice.want` live peers other than `me` to `out`: for a leecher
+/// seeders first, then leechers; for a seeder, leechers only. Each group is walked from
+/// a random start and the walk stops as soon as enough are found.
 fn pick(
     swarm: &Swarm,
     me: PeerKey,
     me_seeder: bool,
-    want: usize,
-    random: u64,
+    choice: PeerChoice,
     now: u64,
-) -> Vec<SocketAddr> {
-    let n = swarm.peers.len();
-    if n == 0 || want == 0 {
-        return Vec::new();
-    }
-    let start = (random % n as u64) as usize;
-    let mut out = Vec::with_capacity(want.min(n));
-    let groups: &[bool] = if me_seeder { &[false] } else { &[true, false] };
-    for &wanted_seeder in groups {
-        for k in 0..n {
-            if out.len() == want {
-                return out;
+    out: &mut Vec<SocketAddr>,
+) {
+    let wanted = out.len() + choice.want;
+    let my_family = me.is_ipv4();
+    let groups: [&[Peer]; 2] = if me_seeder {
+        [&swarm.leechers, &[]]
+    } else {
+        [&swarm.seeders, &swarm.leechers]
+    };
+    for group in groups {
+        let n = group.len();
+        if n == 0 {
+            continue;
+        }
+        let start = (choice.random % n as u64) as usize;
+        let (tail, head) = (&group[start..], &group[..start]);
+        for peer in tail.iter().chain(head) {
+            if out.len() >= wanted {
+                return;
             }
-            let peer = &swarm.peers[(start + k) % n];
-            if peer.seeder == wanted_seeder && peer.key != me && !expired(peer, now) {
+            if peer.key != me
+                && !expired(peer, now)
+                && (!choice.same_family_only || peer.key.is_ipv4() == my_family)
+            {
                 out.push(peer.key.addr());
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -344,6 +396,29 @@ mod tests {
 
     const H: InfoHash = InfoHash([1; 20]);
 
+    /// Announces and returns the outcome with the peers handed back.
+    #[allow(clippy::too_many_arguments)]
+    fn go(
+        s: &mut Swarms,
+        now: u64,
+        hash: InfoHash,
+        addr: SocketAddr,
+        left: u64,
+        event: AnnounceEvent,
+        want: usize,
+        random: u64,
+    ) -> Result<(Announced, Vec<SocketAddr>), SwarmFull> {
+        let mut out = Vec::new();
+        let choice = PeerChoice {
+            want,
+            random,
+            same_family_only: false,
+        };
+        let peer = PeerAnnounce { addr, left, event };
+        s.announce(now, hash, peer, choice, &mut out)
+            .map(|a| (a, out))
+    }
+
     #[test]
     fn leechers_get_seeders_first_and_never_themselves() {
         let mut s = Swarms::new(Limits {
@@ -351,31 +426,46 @@ mod tests {
             ..limits()
         });
         for i in 0..5 {
-            s.announce(0, H, addr(i), 10, AnnounceEvent::Started, 50, 0)
-                .unwrap();
+            go(&mut s, 0, H, addr(i), 10, AnnounceEvent::Started, 50, 0).unwrap();
         }
-        s.announce(0, H, addr(9), 0, AnnounceEvent::Started, 50, 0)
-            .unwrap();
-        let out = s
-            .announce(0, H, addr(0), 10, AnnounceEvent::None, 2, 3)
-            .unwrap();
-        assert_eq!(out.peers[0], addr(9));
-        assert!(!out.peers.contains(&addr(0)));
+        go(&mut s, 0, H, addr(9), 0, AnnounceEvent::Started, 50, 0).unwrap();
+        let (out, peers) = go(&mut s, 0, H, addr(0), 10, AnnounceEvent::None, 2, 3).unwrap();
+        assert_eq!(peers[0], addr(9));
+        assert!(!peers.contains(&addr(0)));
         assert_eq!((out.stats.seeders, out.stats.leechers), (1, 5));
-        let seeder_view = s
-            .announce(0, H, addr(9), 0, AnnounceEvent::None, 50, 1)
-            .unwrap();
-        assert_eq!(seeder_view.peers.len(), 5);
+        let (_, seeder_view) = go(&mut s, 0, H, addr(9), 0, AnnounceEvent::None, 50, 1).unwrap();
+        assert_eq!(seeder_view.len(), 5);
+    }
+
+    #[test]
+    fn answers_keep_to_the_family_when_asked() {
+        let mut s = Swarms::new(Limits {
+            max_peers_per_swarm: 100,
+            ..limits()
+        });
+        let v6: SocketAddr = "[2001:db8::1]:7000".parse().unwrap();
+        go(&mut s, 0, H, v6, 0, AnnounceEvent::Started, 50, 0).unwrap();
+        go(&mut s, 0, H, addr(1), 0, AnnounceEvent::Started, 50, 0).unwrap();
+        let peer = PeerAnnounce {
+            addr: addr(2),
+            left: 5,
+            event: AnnounceEvent::Started,
+        };
+        let mut out = Vec::new();
+        let choice = PeerChoice {
+            want: 50,
+            random: 0,
+            same_family_only: true,
+        };
+        s.announce(0, H, peer, choice, &mut out).unwrap();
+        assert_eq!(out, vec![addr(1)]);
     }
 
     #[test]
     fn completion_stop_and_expiry() {
         let mut s = Swarms::new(limits());
-        s.announce(0, H, addr(1), 10, AnnounceEvent::Started, 10, 0)
-            .unwrap();
-        let done = s
-            .announce(1, H, addr(1), 0, AnnounceEvent::Completed, 10, 0)
-            .unwrap();
+        go(&mut s, 0, H, addr(1), 10, AnnounceEvent::Started, 10, 0).unwrap();
+        let (done, _) = go(&mut s, 1, H, addr(1), 0, AnnounceEvent::Completed, 10, 0).unwrap();
         assert!(done.completed);
         assert_eq!(
             s.scrape(&H),
@@ -385,11 +475,9 @@ mod tests {
                 leechers: 0
             }
         );
-        s.announce(2, H, addr(1), 0, AnnounceEvent::Stopped, 10, 0)
-            .unwrap();
+        go(&mut s, 2, H, addr(1), 0, AnnounceEvent::Stopped, 10, 0).unwrap();
         assert_eq!((s.swarm_count(), s.peer_count()), (0, 0));
-        s.announce(0, H, addr(2), 10, AnnounceEvent::Started, 10, 0)
-            .unwrap();
+        go(&mut s, 0, H, addr(2), 10, AnnounceEvent::Started, 10, 0).unwrap();
         s.expire(200);
         assert_eq!((s.swarm_count(), s.peer_count()), (0, 0));
     }
@@ -404,6 +492,7 @@ mod tests {
         ] {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(PeerKey::from(addr).addr(), addr);
+            assert_eq!(PeerKey::from(addr).is_ipv4(), addr.is_ipv4());
         }
         const { assert!(BYTES_PER_PEER < 64) };
     }
@@ -412,21 +501,20 @@ mod tests {
     fn limits_hold() {
         let mut s = Swarms::new(limits());
         for i in 0..3 {
-            s.announce(0, H, addr(i), 10, AnnounceEvent::Started, 10, 0)
-                .unwrap();
+            go(&mut s, 0, H, addr(i), 10, AnnounceEvent::Started, 10, 0).unwrap();
         }
         assert_eq!(
-            s.announce(0, H, addr(3), 10, AnnounceEvent::Started, 10, 0),
+            go(&mut s, 0, H, addr(3), 10, AnnounceEvent::Started, 10, 0).map(|_| ()),
             Err(SwarmFull::TooManyPeers)
         );
         // Expired peers make room.
-        assert!(s
-            .announce(150, H, addr(3), 10, AnnounceEvent::Started, 10, 0)
-            .is_ok());
+        assert!(go(&mut s, 150, H, addr(3), 10, AnnounceEvent::Started, 10, 0).is_ok());
         for i in 0..3u8 {
-            s.announce(
+            let hash = InfoHash([10 + i; 20]);
+            go(
+                &mut s,
                 150,
-                InfoHash([10 + i; 20]),
+                hash,
                 addr(1),
                 10,
                 AnnounceEvent::Started,
@@ -435,35 +523,46 @@ mod tests {
             )
             .unwrap();
         }
+        let hash = InfoHash([50; 20]);
         assert_eq!(
-            s.announce(
+            go(
+                &mut s,
                 150,
-                InfoHash([50; 20]),
+                hash,
                 addr(1),
                 10,
                 AnnounceEvent::Started,
                 10,
                 0
-            ),
+            )
+            .map(|_| ()),
             Err(SwarmFull::TooManySwarms)
         );
     }
 
     proptest! {
-        /// Counts always match the peers held, whatever the sequence of announces.
+        /// Counts and the index always match the peers held, whatever the sequence of
+        /// announces, and answers hold no one twice, never the asker, never the dead.
         #[test]
-        fn counts_stay_consistent(ops in proptest::collection::vec((0u8..3, 0u16..6, any::<bool>(), 0u8..4, 0u64..300), 1..200)) {
+        fn counts_stay_consistent(ops in proptest::collection::vec((0u8..3, 0u16..6, any::<bool>(), 0u8..4, 0u64..300, 0usize..6), 1..200)) {
             let mut s = Swarms::new(Limits { max_swarms: 2, max_peers_per_swarm: 4, peer_ttl: 50 });
-            for (hash, peer, seeder, event, now) in ops {
+            for (hash, peer, seeder, event, now, want) in ops {
                 let event = [AnnounceEvent::None, AnnounceEvent::Completed, AnnounceEvent::Started, AnnounceEvent::Stopped][event as usize];
-                let _ = s.announce(now, InfoHash([hash; 20]), addr(peer), u64::from(!seeder), event, 3, now);
-                let held: usize = s.swarms.values().map(|w| w.peers.len()).sum();
+                if let Ok((_, peers)) = go(&mut s, now, InfoHash([hash; 20]), addr(peer), u64::from(!seeder), event, want, now) {
+                    prop_assert!(peers.len() <= want);
+                    prop_assert!(!peers.contains(&addr(peer)));
+                    let unique: std::collections::HashSet<_> = peers.iter().collect();
+                    prop_assert_eq!(unique.len(), peers.len());
+                }
+                let held: usize = s.swarms.values().map(Swarm::len).sum();
                 prop_assert_eq!(held, s.peer_count());
                 for swarm in s.swarms.values() {
-                    prop_assert_eq!(swarm.peers.iter().filter(|p| p.seeder).count(), swarm.seeders);
-                    prop_assert!(swarm.peers.len() <= 4);
-                    for (at, p) in swarm.peers.iter().enumerate() {
-                        prop_assert_eq!(swarm.index.get(&p.key), Some(&(at as u32)));
+                    prop_assert!(swarm.len() <= 4);
+                    prop_assert_eq!(swarm.index.len(), swarm.len());
+                    for (seeder, group) in [(true, &swarm.seeders), (false, &swarm.leechers)] {
+                        for (at, p) in group.iter().enumerate() {
+                            prop_assert_eq!(swarm.index.get(&p.key), Some(&Slot::new(seeder, at)));
+                        }
                     }
                 }
                 prop_assert!(s.swarm_count() <= 2);

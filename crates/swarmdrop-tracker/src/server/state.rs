@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::config::TrackerConfig;
 use super::metrics::{Gauges, Metrics};
 use crate::proto::connection::ConnectionIds;
-use crate::proto::swarm::{Limits, Swarms, BYTES_PER_PEER};
+use crate::proto::swarm::{Limits, PeerAnnounce, PeerChoice, Swarms, BYTES_PER_PEER};
 use crate::proto::udp::{AnnounceEvent, ScrapeStats};
 
 /// A typed record of something the tracker did, for hooks and the dashboard.
@@ -87,7 +87,7 @@ pub struct Tracker {
 /// One announce, whichever protocol carried it.
 #[derive(Debug, Clone)]
 pub struct AnnounceRequest<'a> {
-    /// `http` or `udp`.
+    /// `http` or `udp` (UDP answers carry only peers of the asker's address family).
     pub protocol: &'static str,
     /// Source address with the announced port.
     pub peer: SocketAddr,
@@ -238,13 +238,14 @@ impl Tracker {
         peer: SocketAddr,
         info_hash: Option<&InfoHash>,
         token: Option<&str>,
+        now: UtcTime,
     ) -> Result<Option<String>, Refusal> {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let since_start = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let limited = self
             .limiter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .check(&peer.ip(), now);
+            .check(&peer.ip(), since_start);
         if let Err(retry) = limited {
             return Err(self.refuse(
                 protocol,
@@ -260,7 +261,7 @@ impl Tracker {
                 let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
                     self.refuse(protocol, peer, info_hash, "token_missing", "token missing: this drop is private; announce at /announce/<token> with a token from the gateway".into())
                 })?;
-                let claims = verifier.verify(token, self.now(), None).map_err(|e| {
+                let claims = verifier.verify(token, now, None).map_err(|e| {
                     self.refuse(
                         protocol,
                         peer,
@@ -288,30 +289,46 @@ impl Tracker {
         Ok(subject)
     }
 
-    /// Handles an announce.
+    /// Handles an announce, returning the chosen peers in a new vector.
     pub fn announce(&self, request: &AnnounceRequest<'_>) -> Result<Answer, Refusal> {
+        let mut peers = Vec::new();
+        let stats = self.announce_into(request, &mut peers)?;
+        Ok(Answer { peers, stats })
+    }
+
+    /// Handles an announce, appending the chosen peers to `peers` (a buffer the caller
+    /// reuses, so the hot path allocates nothing per request).
+    pub fn announce_into(
+        &self,
+        request: &AnnounceRequest<'_>,
+        peers: &mut Vec<SocketAddr>,
+    ) -> Result<ScrapeStats, Refusal> {
+        let now = self.now();
         let subject = self.admit(
             request.protocol,
             request.peer,
             Some(&request.info_hash),
             request.token,
+            now,
         )?;
         let want = request
             .numwant
             .unwrap_or(self.config.numwant_default)
             .min(self.config.numwant_max) as usize;
-        let now = u64::try_from(self.now().unix()).unwrap_or(0);
+        let peer = PeerAnnounce {
+            addr: request.peer,
+            left: request.left,
+            event: request.event,
+        };
+        let choice = PeerChoice {
+            want,
+            random: random_u64(),
+            same_family_only: request.protocol == "udp",
+        };
+        let unix = u64::try_from(now.unix()).unwrap_or(0);
         let outcome = self
             .shard(&request.info_hash)
-            .announce(
-                now,
-                request.info_hash,
-                request.peer,
-                request.left,
-                request.event,
-                want,
-                random_u64(),
-            )
+            .announce(unix, request.info_hash, peer, choice, peers)
             .map_err(|full| {
                 self.refuse(
                     request.protocol,
@@ -332,17 +349,14 @@ impl Tracker {
             kind,
             info_hash: request.info_hash.to_hex(),
             protocol: request.protocol,
-            at: self.now(),
+            at: now,
             peer: request.peer.to_string(),
             event: Some(request.event.as_str()),
             left: Some(request.left),
             subject,
             reason: None,
         });
-        Ok(Answer {
-            peers: outcome.peers,
-            stats: outcome.stats,
-        })
+        Ok(outcome.stats)
     }
 
     /// Handles a scrape.
@@ -353,7 +367,8 @@ impl Tracker {
         hashes: &[InfoHash],
         token: Option<&str>,
     ) -> Result<Vec<ScrapeStats>, Refusal> {
-        self.admit(protocol, peer, None, token)?;
+        let now = self.now();
+        self.admit(protocol, peer, None, token, now)?;
         self.metrics.scrape(protocol);
         let stats = hashes
             .iter()
@@ -369,7 +384,7 @@ impl Tracker {
             kind: "scrape",
             info_hash: hashes.first().map(InfoHash::to_hex).unwrap_or_default(),
             protocol,
-            at: self.now(),
+            at: now,
             peer: peer.to_string(),
             event: None,
             left: None,

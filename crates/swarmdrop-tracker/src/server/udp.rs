@@ -9,6 +9,11 @@ use crate::proto::udp::{
     UdpRequest,
 };
 
+thread_local! {
+    /// The peers of the answer being written, reused from one request to the next.
+    static PEERS: std::cell::RefCell<Vec<SocketAddr>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn unix_now(tracker: &Tracker) -> u64 {
     u64::try_from(tracker.now().unix()).unwrap_or(0)
 }
@@ -73,7 +78,7 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
                 .and_then(|path| path.strip_prefix("/announce/"))
                 .filter(|t| !t.is_empty());
             let numwant = u32::try_from(a.num_want).ok();
-            let answer = tracker.announce(&AnnounceRequest {
+            let request = AnnounceRequest {
                 protocol: "udp",
                 peer: SocketAddr::new(from.ip(), a.port),
                 info_hash: a.info_hash,
@@ -81,23 +86,21 @@ pub fn handle(tracker: &Tracker, from: SocketAddr, packet: &[u8], out: &mut Vec<
                 event: a.event,
                 numwant,
                 token,
-            });
-            match answer {
-                Err(refusal) => write_error(out, a.transaction_id, &refusal.message),
-                Ok(mut answer) => {
-                    // A client gets peers of its own address family (BEP 15), filtered in place.
-                    answer.peers.retain(|p| p.is_ipv4() == from.is_ipv4());
-                    let peers = answer.peers;
-                    write_announce(
+            };
+            PEERS.with_borrow_mut(|peers| {
+                peers.clear();
+                match tracker.announce_into(&request, peers) {
+                    Err(refusal) => write_error(out, a.transaction_id, &refusal.message),
+                    Ok(stats) => write_announce(
                         out,
                         a.transaction_id,
                         tracker.config.interval,
-                        answer.stats.leechers,
-                        answer.stats.seeders,
-                        &peers,
-                    );
+                        stats.leechers,
+                        stats.seeders,
+                        peers,
+                    ),
                 }
-            }
+            });
         }
         UdpRequest::Scrape {
             connection_id,
