@@ -1,4 +1,4 @@
-//! Tokens: any bytes through the offline verifier, never a panic.
+//! Tokens and tracker passes: any bytes through the offline verifiers, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,9 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let verifier = TokenVerifier::new()
         .with_key(SigningKey::from_seed([1; 32]).public())
         .for_drop("d");
-    let _ = verifier.verify(
-        token,
-        UtcTime::saturating_from_unix(1_800_000_000),
-        Some("bulk"),
-    );
+    let now = UtcTime::saturating_from_unix(1_800_000_000);
+    let _ = verifier.verify(token, now, Some("bulk"));
+    let _ = verifier.verify_tracker_pass(token, now);
+    let _ = verifier.verify_for_tracker(token, now);
 });

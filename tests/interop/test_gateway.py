@@ -430,6 +430,20 @@ def test_verify_refuses_expired_and_not_yet_valid(swarmdrop, signing_pub, wallet
     verify_json(swarmdrop, token, signing_pub, "--at", inside)
 
 
+def test_tracker_pass_verifies_offline_and_is_not_a_token(swarmdrop, signing_pub, wallet_login):
+    body = wallet_login[1]
+    tracker_pass, claims = body["tracker_pass"], body["claims"]
+    assert len("/announce/" + tracker_pass) <= 255, f"pass of {len(tracker_pass)} bytes overflows one BEP 41 option"
+    proc = token_verify(swarmdrop, tracker_pass, signing_pub, "--pass", "--json", "--drop", claims["drop"])
+    assert proc.returncode == 0, swarmdrop.describe(proc)
+    verified = json.loads(proc.stdout)
+    assert verified["jti"] == claims["jti"] and verified["exp"] == claims["exp"], (verified, claims)
+    # Neither form verifies as the other.
+    verify_refused(swarmdrop, tracker_pass, signing_pub, codes={"bad_signature"})
+    verify_refused(swarmdrop, body["token"], signing_pub, "--pass", codes={"bad_signature"})
+    verify_refused(swarmdrop, tracker_pass, signing_pub, "--pass", "--drop", "other", codes={"wrong_drop"})
+
+
 def test_verify_refuses_wrong_drop(swarmdrop, signing_pub, wallet_login):
     verify_refused(swarmdrop, wallet_login[1]["token"], signing_pub, "--drop", "other", codes={"wrong_drop"})
 

@@ -449,6 +449,36 @@ def test_private_drop_udp_token_as_url_data(bulk, keydir, gateway, trackers):
     assert (SEED_IP, 6881) in compact_peers(d[b"peers"]), d
 
 
+def fresh_pass(gw) -> str:
+    body = gw.token(Account.create())
+    tracker_pass = body.get("tracker_pass", "")
+    assert tracker_pass.startswith("v4.public."), body
+    assert len("/announce/" + tracker_pass) <= 255, f"pass is {len(tracker_pass)} bytes; one BEP 41 option holds 255"
+    return tracker_pass
+
+
+def test_private_drop_udp_transfer_with_tracker_passes(bulk, keydir, gateway, trackers, sessions, tmp_path):
+    """libtorrent sends one 255-byte BEP 41 option: the gateway's compact pass fits it."""
+    t = trackers("--infohash", bulk.infohash, config=private_config(bulk, keydir))
+    seed_pass, leech_pass = fresh_pass(gateway), fresh_pass(gateway)
+    transfer(bulk, sessions, tmp_path, t.udp_url(f"/announce/{seed_pass}"), t.udp_url(f"/announce/{leech_pass}"))
+    counts = wait_scrape(t, bulk.ih, lambda c: c.get("complete") == 2, path=f"/scrape/{seed_pass}")
+    assert counts.get("incomplete") == 0, counts
+    # A tampered pass is refused over UDP with a reason.
+    with t.udp(LEECH_IP) as u:
+        tampered = flip_token_char(fresh_pass(gateway))
+        rep = u.announce_raw(u.connect(), bulk.ih, peer_id(9), 6890, url_data=f"/announce/{tampered}")
+        assert rep.action == ACTION_ERROR and re.search(refusal_pattern("forged"), rep.error, re.I), str(rep)
+
+
+def test_tracker_pass_for_another_drop_is_refused(bulk, keydir, other_drop_gateway, trackers):
+    t = trackers("--infohash", bulk.infohash, config=private_config(bulk, keydir))
+    with t.udp(LEECH_IP) as u:
+        path = "/announce/" + fresh_pass(other_drop_gateway)
+        rep = u.announce_raw(u.connect(), bulk.ih, peer_id(9), 6891, url_data=path)
+        assert rep.action == ACTION_ERROR and re.search(refusal_pattern("wrong_drop"), rep.error, re.I), str(rep)
+
+
 # --------------------------------------------------------------------------
 # 4. aria2c
 # --------------------------------------------------------------------------

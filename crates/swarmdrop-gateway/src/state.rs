@@ -403,7 +403,8 @@ impl Gateway {
         );
         self.metrics.token(tier.as_str());
         self.emit(endpoint, client, Some(sub), "allow", "ok");
-        Ok(token_answer(&token, &claims, self.issuer.kid()))
+        let pass = self.issuer.issue_tracker_pass(&claims);
+        Ok(token_answer(&token, &pass, &claims, self.issuer.kid()))
     }
 
     /// A verifier for tokens this gateway issued (any accepted key), with revocations.
@@ -455,9 +456,15 @@ impl Gateway {
     }
 }
 
-/// `{"token", "expires_at", "claims"}` with the key id among the claims.
-pub(crate) fn token_answer(token: &str, claims: &Claims, kid: &str) -> Value {
+/// `{"token", "tracker_pass", "expires_at", "claims"}` with the key id among the claims.
+/// The pass is the compact form for UDP tracker URLs (see `token::pass`).
+pub(crate) fn token_answer(token: &str, pass: &str, claims: &Claims, kid: &str) -> Value {
     let mut claims_json = serde_json::to_value(claims).unwrap_or(Value::Null);
     claims_json["kid"] = Value::String(kid.to_owned());
-    json!({ "token": token, "expires_at": claims.exp.to_string(), "claims": claims_json })
+    json!({
+        "token": token,
+        "tracker_pass": pass,
+        "expires_at": claims.exp.to_string(),
+        "claims": claims_json,
+    })
 }

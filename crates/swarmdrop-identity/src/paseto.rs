@@ -38,7 +38,18 @@ pub fn pae(pieces: &[&[u8]]) -> Vec<u8> {
 
 /// Signs `message` with `footer` (may be empty) into a v4.public token.
 pub fn sign(key: &SigningKey, message: &[u8], footer: &[u8]) -> String {
-    let signature = key.sign(&pae(&[HEADER.as_bytes(), message, footer, b""]));
+    sign_with_implicit(key, message, footer, b"")
+}
+
+/// Like [`sign`], binding the signature to an implicit assertion: data both sides know
+/// that is never sent, so a token made for one purpose cannot verify for another.
+pub fn sign_with_implicit(
+    key: &SigningKey,
+    message: &[u8],
+    footer: &[u8],
+    implicit: &[u8],
+) -> String {
+    let signature = key.sign(&pae(&[HEADER.as_bytes(), message, footer, implicit]));
     let mut body = Vec::with_capacity(message.len() + 64);
     body.extend_from_slice(message);
     body.extend_from_slice(&signature);
@@ -100,9 +111,24 @@ impl Untrusted {
         &self.footer
     }
 
+    /// The message, unauthenticated until [`Untrusted::verify`] succeeds: use it only to
+    /// choose how to verify.
+    pub fn unverified_message(&self) -> &[u8] {
+        &self.message
+    }
+
     /// Checks the signature; on success returns the authenticated message.
     pub fn verify(&self, key: &PublicKey) -> Result<&[u8], PasetoError> {
-        let signed = pae(&[HEADER.as_bytes(), &self.message, &self.footer, b""]);
+        self.verify_with_implicit(key, b"")
+    }
+
+    /// Checks the signature over the token and `implicit` (see [`sign_with_implicit`]).
+    pub fn verify_with_implicit(
+        &self,
+        key: &PublicKey,
+        implicit: &[u8],
+    ) -> Result<&[u8], PasetoError> {
+        let signed = pae(&[HEADER.as_bytes(), &self.message, &self.footer, implicit]);
         if key.verify(&signed, &self.signature) {
             Ok(&self.message)
         } else {
@@ -168,6 +194,31 @@ mod tests {
             .unwrap();
             assert_eq!(trusted.payload().as_bytes(), message);
         }
+    }
+
+    #[test]
+    fn implicit_assertions_match_pasetors_and_bind_the_signature() {
+        let (ours, secret, public) = keys();
+        let (message, footer, implicit) = (b"{\"d\":\"x\"}", b"{\"kid\":\"k\"}", b"purpose");
+        let token = sign_with_implicit(&ours, message, footer, implicit);
+        let theirs = PublicToken::sign(&secret, message, Some(footer), Some(implicit)).unwrap();
+        assert_eq!(token, theirs);
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token.as_str()).unwrap();
+        assert!(PublicToken::verify(&public, &untrusted, Some(footer), Some(implicit)).is_ok());
+        let ours_parsed = Untrusted::parse(&token).unwrap();
+        assert_eq!(ours_parsed.unverified_message(), message);
+        assert!(ours_parsed
+            .verify_with_implicit(&ours.public(), implicit)
+            .is_ok());
+        // Without the assertion (or with another) the same token does not verify.
+        assert_eq!(
+            ours_parsed.verify(&ours.public()),
+            Err(PasetoError::BadSignature)
+        );
+        assert_eq!(
+            ours_parsed.verify_with_implicit(&ours.public(), b"other"),
+            Err(PasetoError::BadSignature)
+        );
     }
 
     #[test]

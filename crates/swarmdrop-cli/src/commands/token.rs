@@ -35,6 +35,9 @@ pub(crate) struct VerifyArgs {
     /// Reference time (RFC 3339); default: now.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// The TOKEN is a tracker pass (`tracker_pass`, the compact form for UDP tracker URLs).
+    #[arg(long, conflicts_with = "class")]
+    pass: bool,
     /// Print the claims as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -71,6 +74,27 @@ pub(crate) fn run(token: &Token) -> anyhow::Result<ExitCode> {
         Some(text) => UtcTime::parse(text).context("--at")?,
         None => Clock::System.now(),
     };
+    if args.pass {
+        return match verifier.verify_tracker_pass(args.token.trim(), now) {
+            Ok(pass) => {
+                if args.json {
+                    super::print_json(
+                        &serde_json::json!({ "jti": pass.jti, "exp": pass.exp.to_string() }),
+                    )?;
+                } else {
+                    println!(
+                        "ok: tracker pass for session {} until {}",
+                        pass.jti, pass.exp
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(rejection) => {
+                eprintln!("error: pass refused: {}: {rejection}", rejection.code());
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
     match verifier.verify_with_kid(args.token.trim(), now, args.class.as_deref()) {
         Ok((claims, kid)) => {
             if args.json {

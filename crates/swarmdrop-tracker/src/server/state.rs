@@ -261,7 +261,7 @@ impl Tracker {
                 let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
                     self.refuse(protocol, peer, info_hash, "token_missing", "token missing: this drop is private; announce at /announce/<token> with a token from the gateway".into())
                 })?;
-                let claims = verifier.verify(token, now, None).map_err(|e| {
+                let subject = verifier.verify_for_tracker(token, now).map_err(|e| {
                     self.refuse(
                         protocol,
                         peer,
@@ -270,7 +270,7 @@ impl Tracker {
                         format!("token refused: {}: {e}", e.code()),
                     )
                 })?;
-                Some(claims.sub)
+                Some(subject)
             }
         };
         if let Some(hash) = info_hash {
