@@ -5,6 +5,8 @@ pub mod http;
 pub mod metrics;
 pub mod state;
 pub mod udp;
+#[cfg(target_os = "linux")]
+mod udp_batch;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -63,6 +65,9 @@ pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), Trac
     }
     if let Some(socket) = listeners.udp {
         let udp_tracker = tracker.clone();
+        #[cfg(target_os = "linux")]
+        tasks.spawn_blocking(move || udp_batch::serve_batched(&udp_tracker, &socket));
+        #[cfg(not(target_os = "linux"))]
         tasks.spawn_blocking(move || udp::serve_blocking(&udp_tracker, &socket));
     }
     match tasks.join_next().await {
