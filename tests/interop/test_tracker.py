@@ -169,11 +169,13 @@ def sessions():
 
 @pytest.fixture(scope="module")
 def proto_tracker(swarmdrop_bin, tmp_path_factory):
-    """One tracker for the hand-built protocol tests (the flood swarm is capped at 1000)."""
+    """One tracker for the hand-built protocol tests (the flood swarm is capped at 1000;
+    the per-address cap is off so that one loopback address can reach it)."""
     d = tmp_path_factory.mktemp("proto-tracker")
     config = write_tracker_config(d / "tracker.toml", {
         "known_infohashes": [h.hex() for h in (IH_BINARY, IH_EMPTY, IH_UDP, IH_FLOOD, IH_OTHER)],
         "max_peers_per_swarm": FLOOD_CAP,
+        "max_peers_per_address": 0,
         "rate_limit": NO_RATE_LIMIT,
     })
     t = start_tracker(swarmdrop_bin, config=config)
@@ -744,6 +746,28 @@ def test_udp_flood_is_capped_per_swarm(proto_tracker):
     peers_gauge = metric_samples(m, "swarmdrop_tracker_peers")
     if peers_gauge:
         assert peers_gauge[0][1] <= FLOOD_CAP + 100, peers_gauge
+
+
+def test_one_address_cannot_fill_a_swarm(trackers):
+    """The default per-address cap: one host announcing many ports holds at most 64 slots."""
+    t = trackers(config={"open": True, "rate_limit": NO_RATE_LIMIT})
+    ih = hashlib.sha1(b"swarmdrop interop: address cap").digest()
+    before = metric_sum(t.metrics(), REFUSALS, reason="address_cap")
+    accepted, refused = 0, []
+    with t.udp("127.0.0.30") as u:
+        cid = u.connect()
+        for i in range(100):
+            r = u.announce_raw(cid, ih, peer_id(i, b"-AC0001-"), 20000 + i, left=1)
+            if r.action == ACTION_ANNOUNCE:
+                accepted += 1
+            else:
+                refused.append(r.error)
+    assert accepted == 64, f"{accepted} of 100 ports from one address accepted; the default cap is 64"
+    assert all(re.search(r"from your address", e) for e in refused), refused[:3]
+    # HTTP counts against the same cap; another address is still welcome.
+    assert_failure(t.announce(ih, peer_id(500), 21000, source="127.0.0.30"), r"from your address")
+    assert_announce_ok(t.announce(ih, peer_id(501), 21001, source="127.0.0.31"))
+    assert metric_sum(t.metrics(), REFUSALS, reason="address_cap") - before == 37
 
 
 def test_rate_limit_is_per_client_address(bulk, trackers):

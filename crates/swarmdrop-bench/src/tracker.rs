@@ -123,7 +123,7 @@ fn start_ours(work: &Path, protocol: Protocol) -> Result<(Running, u16), BenchEr
     std::fs::write(
         &config,
         format!(
-            "http = \"{http}\"\nudp = \"{udp}\"\nopen = true\nmax_swarms = 4000000\nmax_peers_per_swarm = 4000000\nnumwant_max = 30\n\
+            "http = \"{http}\"\nudp = \"{udp}\"\nopen = true\nmax_swarms = 4000000\nmax_peers_per_swarm = 4000000\nmax_peers_per_address = 0\nnumwant_max = 30\n\
              [rate_limit]\nper_ip_per_second = 1e12\nper_ip_burst = 4000000000\nmax_tracked = 1000\n"
         ),
     )

@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_swarms: usize,
     /// Most peers in one swarm (at most 2^31).
     pub max_peers_per_swarm: usize,
+    /// Most peers in one swarm from one address (an IPv4 address or an IPv6 /64);
+    /// 0 turns the cap off. Without it one host could fill a swarm by varying its port.
+    pub max_peers_per_origin: usize,
     /// Seconds a peer stays without announcing again.
     pub peer_ttl: u64,
 }
@@ -64,7 +67,24 @@ impl PeerKey {
     fn is_ipv4(self) -> bool {
         self.ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
     }
+
+    /// The host a peer counts against: its IPv4 address, or its IPv6 /64 (one
+    /// subscriber's allocation, which it can fill with addresses at will).
+    fn origin(self) -> Origin {
+        let mut bytes = [0u8; 8];
+        if self.is_ipv4() {
+            bytes[4..].copy_from_slice(&self.ip[12..]);
+            Origin(bytes, true)
+        } else {
+            bytes.copy_from_slice(&self.ip[..8]);
+            Origin(bytes, false)
+        }
+    }
 }
+
+/// See [`PeerKey::origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Origin([u8; 8], bool);
 
 #[derive(Debug, Clone, Copy)]
 struct Peer {
@@ -96,6 +116,9 @@ struct Swarm {
     seeders: Vec<Peer>,
     leechers: Vec<Peer>,
     index: HashMap<PeerKey, Slot>,
+    /// Peers per origin, kept only when the per-origin cap is on.
+    origins: HashMap<Origin, u32>,
+    count_origins: bool,
     completed: u32,
 }
 
@@ -125,6 +148,13 @@ impl Swarm {
         group.push(peer);
         let slot = Slot::new(seeder, group.len() - 1);
         self.index.insert(peer.key, slot);
+        if self.count_origins {
+            *self.origins.entry(peer.key.origin()).or_default() += 1;
+        }
+    }
+
+    fn from_origin(&self, key: PeerKey) -> usize {
+        self.origins.get(&key.origin()).map_or(0, |n| *n as usize)
     }
 
     fn remove(&mut self, slot: Slot) -> Peer {
@@ -134,6 +164,15 @@ impl Swarm {
         self.index.remove(&peer.key);
         if let Some(moved) = moved {
             self.index.insert(moved, slot);
+        }
+        if self.count_origins {
+            let origin = peer.key.origin();
+            if let Some(n) = self.origins.get_mut(&origin) {
+                *n -= 1;
+                if *n == 0 {
+                    self.origins.remove(&origin);
+                }
+            }
         }
         peer
     }
@@ -204,6 +243,9 @@ pub enum SwarmFull {
     /// This swarm holds its maximum of peers.
     #[error("this swarm is full")]
     TooManyPeers,
+    /// This swarm holds its maximum of peers from the announcing address.
+    #[error("this swarm holds its maximum of peers from your address")]
+    TooManyFromOrigin,
 }
 
 impl SwarmFull {
@@ -212,6 +254,7 @@ impl SwarmFull {
         match self {
             SwarmFull::TooManySwarms => "too_many_swarms",
             SwarmFull::TooManyPeers => "swarm_full",
+            SwarmFull::TooManyFromOrigin => "address_cap",
         }
     }
 }
@@ -262,7 +305,11 @@ impl Swarms {
                 }
             }
         }
-        let swarm = self.swarms.entry(info_hash).or_default();
+        let count_origins = self.limits.max_peers_per_origin > 0;
+        let swarm = self.swarms.entry(info_hash).or_insert_with(|| Swarm {
+            count_origins,
+            ..Swarm::default()
+        });
         let seeder = peer.left == 0;
         let mut completed = false;
         let key = PeerKey::from(peer.addr);
@@ -287,6 +334,13 @@ impl Swarms {
                     self.peers -= swarm.expire(now);
                     if swarm.len() >= self.limits.max_peers_per_swarm {
                         return Err(SwarmFull::TooManyPeers);
+                    }
+                }
+                let cap = self.limits.max_peers_per_origin;
+                if cap > 0 && swarm.from_origin(key) >= cap {
+                    self.peers -= swarm.expire(now);
+                    if swarm.from_origin(key) >= cap {
+                        return Err(SwarmFull::TooManyFromOrigin);
                     }
                 }
                 swarm.insert(Peer { key, expires }, seeder);
@@ -386,6 +440,7 @@ mod tests {
         Limits {
             max_swarms: 4,
             max_peers_per_swarm: 3,
+            max_peers_per_origin: 0,
             peer_ttl: 100,
         }
     }
@@ -498,6 +553,38 @@ mod tests {
     }
 
     #[test]
+    fn one_address_cannot_fill_a_swarm() {
+        let mut s = Swarms::new(Limits {
+            max_peers_per_swarm: 100,
+            max_peers_per_origin: 2,
+            ..limits()
+        });
+        let v6 =
+            |last: u16| -> SocketAddr { format!("[2001:db8:0:1::{last:x}]:6881").parse().unwrap() };
+        for i in 0..2 {
+            go(&mut s, 0, H, addr(i), 10, AnnounceEvent::Started, 5, 0).unwrap();
+            go(&mut s, 0, H, v6(i + 1), 10, AnnounceEvent::Started, 5, 0).unwrap();
+        }
+        assert_eq!(
+            go(&mut s, 0, H, addr(2), 10, AnnounceEvent::Started, 5, 0).map(|_| ()),
+            Err(SwarmFull::TooManyFromOrigin)
+        );
+        // The same /64 with another interface id is the same origin; another /64 is not.
+        assert_eq!(
+            go(&mut s, 0, H, v6(99), 10, AnnounceEvent::Started, 5, 0).map(|_| ()),
+            Err(SwarmFull::TooManyFromOrigin)
+        );
+        let elsewhere: SocketAddr = "[2001:db8:0:2::1]:6881".parse().unwrap();
+        assert!(go(&mut s, 0, H, elsewhere, 10, AnnounceEvent::Started, 5, 0).is_ok());
+        // Known peers keep announcing, and a stop frees a slot.
+        assert!(go(&mut s, 1, H, addr(0), 0, AnnounceEvent::Completed, 5, 0).is_ok());
+        go(&mut s, 1, H, addr(1), 10, AnnounceEvent::Stopped, 5, 0).unwrap();
+        assert!(go(&mut s, 1, H, addr(2), 10, AnnounceEvent::Started, 5, 0).is_ok());
+        // So does expiry.
+        assert!(go(&mut s, 500, H, addr(3), 10, AnnounceEvent::Started, 5, 0).is_ok());
+    }
+
+    #[test]
     fn limits_hold() {
         let mut s = Swarms::new(limits());
         for i in 0..3 {
@@ -545,12 +632,15 @@ mod tests {
         /// announces, and answers hold no one twice, never the asker, never the dead.
         #[test]
         fn counts_stay_consistent(ops in proptest::collection::vec((0u8..3, 0u16..6, any::<bool>(), 0u8..4, 0u64..300, 0usize..6), 1..200)) {
-            let mut s = Swarms::new(Limits { max_swarms: 2, max_peers_per_swarm: 4, peer_ttl: 50 });
+            let mut s = Swarms::new(Limits { max_swarms: 2, max_peers_per_swarm: 4, max_peers_per_origin: 2, peer_ttl: 50 });
             for (hash, peer, seeder, event, now, want) in ops {
+                let peer = peer % 6;
                 let event = [AnnounceEvent::None, AnnounceEvent::Completed, AnnounceEvent::Started, AnnounceEvent::Stopped][event as usize];
-                if let Ok((_, peers)) = go(&mut s, now, InfoHash([hash; 20]), addr(peer), u64::from(!seeder), event, want, now) {
+                // Peers 0-2 share 127.0.0.1, 3-5 share 127.0.0.2 (the cap is 2 per address).
+                let from = SocketAddr::from(([127, 0, 0, 1 + (peer / 3) as u8], 7000 + peer));
+                if let Ok((_, peers)) = go(&mut s, now, InfoHash([hash; 20]), from, u64::from(!seeder), event, want, now) {
                     prop_assert!(peers.len() <= want);
-                    prop_assert!(!peers.contains(&addr(peer)));
+                    prop_assert!(!peers.contains(&from));
                     let unique: std::collections::HashSet<_> = peers.iter().collect();
                     prop_assert_eq!(unique.len(), peers.len());
                 }
@@ -559,6 +649,9 @@ mod tests {
                 for swarm in s.swarms.values() {
                     prop_assert!(swarm.len() <= 4);
                     prop_assert_eq!(swarm.index.len(), swarm.len());
+                    let counted: u32 = swarm.origins.values().sum();
+                    prop_assert_eq!(counted as usize, swarm.len());
+                    prop_assert!(swarm.origins.values().all(|n| (1..=2).contains(n)));
                     for (seeder, group) in [(true, &swarm.seeders), (false, &swarm.leechers)] {
                         for (at, p) in group.iter().enumerate() {
                             prop_assert_eq!(swarm.index.get(&p.key), Some(&Slot::new(seeder, at)));

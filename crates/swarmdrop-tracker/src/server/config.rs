@@ -25,6 +25,10 @@ numwant_max = 200
 # Bounds: swarms and peers per swarm (per tracker), and lock shards for concurrency.
 max_swarms = 100000
 max_peers_per_swarm = 50000
+# Most peers in one swarm from one host (an IPv4 address or an IPv6 /64), so one host
+# cannot fill a swarm by announcing many ports. High enough for a carrier-grade NAT's
+# share of a swarm; 0 turns it off.
+max_peers_per_address = 64
 shards = 16
 
 [rate_limit]
@@ -80,6 +84,8 @@ pub struct TrackerConfig {
     pub max_swarms: usize,
     /// Peers-per-swarm cap.
     pub max_peers_per_swarm: usize,
+    /// Peers per swarm from one IPv4 address or IPv6 /64 (0: no cap).
+    pub max_peers_per_address: usize,
     /// Lock shards.
     pub shards: usize,
     /// Rate limit.
@@ -151,6 +157,11 @@ impl TrackerConfig {
         if config.shards == 0 || config.max_swarms == 0 || config.max_peers_per_swarm == 0 {
             return Err(format!(
                 "{file}: shards, max_swarms and max_peers_per_swarm must be at least 1"
+            ));
+        }
+        if config.max_peers_per_swarm >= 1 << 31 {
+            return Err(format!(
+                "{file}: max_peers_per_swarm must be below 2147483648"
             ));
         }
         if config.rate_limit.per_ip_per_second.is_nan()

@@ -156,6 +156,7 @@ impl Tracker {
         let shard_limits = Limits {
             max_swarms: config.max_swarms.div_ceil(config.shards).max(1),
             max_peers_per_swarm: config.max_peers_per_swarm,
+            max_peers_per_origin: config.max_peers_per_address,
             peer_ttl: config.peer_ttl,
         };
         let mut key = [0u8; 16];
