@@ -153,7 +153,7 @@ impl Swarm {
         }
     }
 
-    fn from_origin(&self, key: PeerKey) -> usize {
+    fn peers_of_origin(&self, key: PeerKey) -> usize {
         self.origins.get(&key.origin()).map_or(0, |n| *n as usize)
     }
 
@@ -337,9 +337,9 @@ impl Swarms {
                     }
                 }
                 let cap = self.limits.max_peers_per_origin;
-                if cap > 0 && swarm.from_origin(key) >= cap {
+                if cap > 0 && swarm.peers_of_origin(key) >= cap {
                     self.peers -= swarm.expire(now);
-                    if swarm.from_origin(key) >= cap {
+                    if swarm.peers_of_origin(key) >= cap {
                         return Err(SwarmFull::TooManyFromOrigin);
                     }
                 }
