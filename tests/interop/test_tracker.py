@@ -183,6 +183,9 @@ def proto_tracker(swarmdrop_bin, tmp_path_factory):
     t.close()
 
 
+GATEWAY_ADMIN_TOKEN = "interop-admin-token-5d1e"
+
+
 def _gateway(swarmdrop_bin, keydir, d: Path, lifetime: str, drop: str = DROP):
     config = write_config(d / "gateway.toml", {
         "domain": DOMAIN,
@@ -192,9 +195,10 @@ def _gateway(swarmdrop_bin, keydir, d: Path, lifetime: str, drop: str = DROP):
         "signing_key": keydir / "timestamp.key",
         "token_lifetime": lifetime,
         "classes": CLASSES,
+        "admin_token": GATEWAY_ADMIN_TOKEN,
     })
     return start_gateway(swarmdrop_bin, config, domain=DOMAIN, uri=URI, chain_id=CHAIN_ID,
-                         stdout_path=d / "stdout.log")
+                         stdout_path=d / "stdout.log", admin_token=GATEWAY_ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -479,6 +483,37 @@ def test_tracker_pass_for_another_drop_is_refused(bulk, keydir, other_drop_gatew
         path = "/announce/" + fresh_pass(other_drop_gateway)
         rep = u.announce_raw(u.connect(), bulk.ih, peer_id(9), 6891, url_data=path)
         assert rep.action == ACTION_ERROR and re.search(refusal_pattern("wrong_drop"), rep.error, re.I), str(rep)
+
+
+def test_revoked_tokens_and_passes_stop_announcing(bulk, keydir, gateway, trackers):
+    """The tracker polls the gateway's revocation list; revoking a jti ends its token and pass."""
+    config = private_config(bulk, keydir)
+    config["private"] |= {
+        "revocations_url": f"http://127.0.0.1:{gateway.port}/auth/revocations",
+        "revocations_every": 1,
+    }
+    t = trackers("--infohash", bulk.infohash, config=config)
+    body = gateway.token(Account.create())
+    token, tracker_pass, jti = body["token"], body["tracker_pass"], body["claims"]["jti"]
+    assert_announce_ok(t.announce(bulk.ih, peer_id(1), 6881, path=f"/announce/{token}", source=SEED_IP))
+    r = gateway.post("/admin/revoke", {"jti": jti}, headers={"Authorization": f"Bearer {GATEWAY_ADMIN_TOKEN}"})
+    assert r.status == 200, str(r)
+
+    def refused() -> bool:
+        r = t.announce(bulk.ih, peer_id(1), 6881, path=f"/announce/{token}", source=SEED_IP)
+        return r.status == 200 and b"failure reason" in r.bdict()
+
+    # Polled every second: the revocation is in force within a few polls.
+    assert wait_until(refused, 10.0, poll=0.2), "a revoked token still announces after 10 s"
+    assert_failure(t.announce(bulk.ih, peer_id(1), 6881, path=f"/announce/{token}", source=SEED_IP), r"revoked")
+    with t.udp(LEECH_IP) as u:
+        rep = u.announce_raw(u.connect(), bulk.ih, peer_id(2), 6882, url_data=f"/announce/{tracker_pass}")
+        assert rep.action == ACTION_ERROR and re.search(r"revoked", rep.error), str(rep)
+    # Other viewers are unaffected.
+    assert_announce_ok(t.announce(bulk.ih, peer_id(3), 6883, path=f"/announce/{fresh_token(gateway)}", source=LEECH_IP))
+    m = t.metrics()
+    assert metric_sum(m, "swarmdrop_tracker_revoked_tokens") >= 1, m
+    assert metric_sum(m, "swarmdrop_tracker_revocation_polls_failed_total") == 0, m
 
 
 # --------------------------------------------------------------------------

@@ -45,6 +45,11 @@ drop = ""
 gateway_keys = []
 # Clock difference tolerated on token times, seconds.
 leeway = 30
+# The gateway's GET /auth/revocations (http://host:port/auth/revocations), polled every
+# revocations_every seconds so revoked tokens and their passes stop announcing. Empty:
+# only expiry ends a token. A failed poll keeps the last list and is counted.
+revocations_url = ""
+revocations_every = 15
 
 # Every event (announce, completed, stopped, scrape, refused) is POSTed here as JSON,
 # signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature:
@@ -118,6 +123,10 @@ pub struct Private {
     pub gateway_keys: Vec<std::path::PathBuf>,
     /// Token leeway.
     pub leeway: u64,
+    /// The gateway's revocation list URL (empty: none).
+    pub revocations_url: String,
+    /// Seconds between polls.
+    pub revocations_every: u64,
 }
 
 /// `[webhook]`.
@@ -172,6 +181,15 @@ impl TrackerConfig {
                 "{file}: rate_limit rate and burst must be positive"
             ));
         }
+        if !config.private.revocations_url.is_empty() {
+            swarmdrop_httpc::HttpUrl::parse(&config.private.revocations_url)
+                .map_err(|e| format!("{file}: private.revocations_url: {e}"))?;
+            if config.private.revocations_every == 0 {
+                return Err(format!(
+                    "{file}: private.revocations_every must be at least 1 second"
+                ));
+            }
+        }
         if !config.private.drop.is_empty() && config.private.gateway_keys.is_empty() {
             return Err(format!(
                 "{file}: a private drop needs private.gateway_keys to check tokens with"
@@ -197,5 +215,16 @@ mod tests {
         assert!(TrackerConfig::parse("[private]\ndrop = \"x\"", "t.toml")
             .unwrap_err()
             .contains("gateway_keys"));
+        let err = TrackerConfig::parse(
+            "[private]\nrevocations_url = \"https://gw/auth/revocations\"",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("revocations_url") && err.contains("http://"),
+            "{err}"
+        );
+        let err = TrackerConfig::parse("max_peers_per_swarm = 2147483648", "t.toml").unwrap_err();
+        assert!(err.contains("max_peers_per_swarm"), "{err}");
     }
 }

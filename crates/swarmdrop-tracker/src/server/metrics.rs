@@ -67,6 +67,10 @@ pub struct Metrics {
     pub webhook_delivered: AtomicU64,
     /// Webhook deliveries given up after every attempt.
     pub webhook_failed: AtomicU64,
+    /// Revocation polls that failed.
+    pub revocation_polls_failed: AtomicU64,
+    /// Revoked token ids in force.
+    pub revoked: AtomicU64,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -203,6 +207,18 @@ impl Metrics {
             "swarmdrop_tracker_webhook_failed_total",
             "Webhook deliveries given up.",
             self.webhook_failed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "swarmdrop_tracker_revocation_polls_failed_total",
+            "Polls of the gateway's revocation list that failed (the last list stays in force).",
+            self.revocation_polls_failed.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "swarmdrop_tracker_revoked_tokens",
+            "Revoked token ids in force.",
+            self.revoked.load(Ordering::Relaxed) as f64,
         );
         out
     }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod revocations;
 pub mod state;
 pub mod udp;
 #[cfg(target_os = "linux")]
@@ -50,6 +51,13 @@ pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), Trac
     let tracker = Arc::new(Tracker::new(config, sender)?);
     if let Some(rx) = receiver {
         tokio::spawn(webhook::run(tracker.clone(), rx));
+    }
+    if !tracker.config.private.drop.is_empty() && !tracker.config.private.revocations_url.is_empty()
+    {
+        let url = swarmdrop_httpc::HttpUrl::parse(&tracker.config.private.revocations_url)
+            .map_err(|e| TrackerError(format!("private.revocations_url: {e}")))?;
+        let every = Duration::from_secs(tracker.config.private.revocations_every.max(1));
+        tokio::spawn(revocations::run(tracker.clone(), url, every));
     }
     let expiry = tracker.clone();
     tokio::spawn(async move {

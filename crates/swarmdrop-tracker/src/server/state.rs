@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -77,7 +77,8 @@ pub struct Tracker {
     known: HashSet<InfoHash>,
     shards: Vec<Mutex<Swarms>>,
     limiter: Mutex<Limiter<IpAddr>>,
-    verifier: Option<TokenVerifier>,
+    /// Replaced whole when the revocation list changes; announces take a cheap read.
+    verifier: RwLock<Option<Arc<TokenVerifier>>>,
     pub(crate) ids: ConnectionIds,
     pub(crate) metrics: Metrics,
     events: Option<mpsc::Sender<TrackerEvent>>,
@@ -151,7 +152,7 @@ impl Tracker {
                         .map_err(|e| TrackerError(format!("{}: {e}", path.display())))?,
                 );
             }
-            Some(verifier)
+            Some(Arc::new(verifier))
         };
         let shard_limits = Limits {
             max_swarms: config.max_swarms.div_ceil(config.shards).max(1),
@@ -175,7 +176,7 @@ impl Tracker {
                 rate.max_tracked,
             )),
             known,
-            verifier,
+            verifier: RwLock::new(verifier),
             ids: ConnectionIds::new(key),
             metrics: Metrics::default(),
             events,
@@ -256,7 +257,12 @@ impl Tracker {
                 format!("too many requests; retry in {} s", retry.seconds()),
             ));
         }
-        let subject = match &self.verifier {
+        let verifier = self
+            .verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let subject = match verifier {
             None => None,
             Some(verifier) => {
                 let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -393,6 +399,21 @@ impl Tracker {
             reason: None,
         });
         Ok(stats)
+    }
+
+    /// Puts a new revocation list in force (a private drop only; the rest of the
+    /// verifier stays as configured).
+    pub fn set_revocations(&self, revoked: Vec<String>) {
+        let mut verifier = self
+            .verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(current) = verifier.as_ref() {
+            self.metrics
+                .revoked
+                .store(revoked.len() as u64, Ordering::Relaxed);
+            *verifier = Some(Arc::new(current.as_ref().clone().with_revocations(revoked)));
+        }
     }
 
     /// Drops expired peers everywhere (the server calls this periodically).
