@@ -235,7 +235,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def check_claims_shape(claims: dict) -> None:
-    for key in ("jti", "sub", "drop", "classes", "tier", "caps", "iat", "exp", "nbf", "kid"):
+    for key in ("jti", "sub", "drop", "classes", "tier", "caps", "auth_time", "iat", "exp", "nbf", "kid"):
         assert key in claims, f"claims lack {key!r}: {claims!r}"
     assert isinstance(claims["jti"], str) and claims["jti"], claims
     assert isinstance(claims["kid"], str) and claims["kid"], claims
@@ -244,6 +244,7 @@ def check_claims_shape(claims: dict) -> None:
     iat, nbf, exp = (parse_rfc3339(claims[k]) for k in ("iat", "nbf", "exp"))
     assert nbf <= iat + timedelta(seconds=1), f"nbf after iat: {claims!r}"
     assert exp > iat, f"exp not after iat: {claims!r}"
+    assert parse_rfc3339(claims["auth_time"]) <= iat, f"signed in after the token was issued: {claims!r}"
 
 
 def test_siwe_login_is_admitted_and_token_verifies_offline(swarmdrop, gateway, signing_pub, wallet_login):
@@ -498,13 +499,51 @@ def test_refresh_issues_new_token(swarmdrop, gateway, signing_pub):
     acct = Account.create()
     old = gateway.token(acct)
     new = assert_ok(gateway.post("/auth/refresh", headers=bearer(old["token"])))
-    assert isinstance(new.get("token"), str) and new["token"] != old["token"], new
     oc, nc = old["claims"], new["claims"]
+    # Signatures are deterministic: within the same second the refreshed token is the same.
+    assert isinstance(new.get("token"), str) and (new["token"] != old["token"] or nc == oc), new
     check_claims_shape(nc)
     assert nc["sub"] == oc["sub"] == acct.address, (oc, nc)
-    assert nc["jti"] != oc["jti"], (oc, nc)
+    # The session carries on: same id (what revocation names) and sign-in time.
+    assert (nc["jti"], nc["auth_time"]) == (oc["jti"], oc["auth_time"]), (oc, nc)
     assert parse_rfc3339(nc["exp"]) >= parse_rfc3339(oc["exp"]), (oc, nc)
     assert_cli_claims_match(verify_json(swarmdrop, new["token"], signing_pub), nc)
+
+
+def test_revoking_a_session_ends_its_refreshed_tokens(swarmdrop, gateway, signing_pub, tmp_path):
+    first = gateway.token(Account.create())
+    second = assert_ok(gateway.post("/auth/refresh", headers=bearer(first["token"])))
+    third = assert_ok(gateway.post("/auth/refresh", headers=bearer(second["token"])))
+    assert_ok(gateway.post("/admin/revoke", {"jti": first["claims"]["jti"]}, headers=bearer(ADMIN_TOKEN)))
+    revocations = tmp_path / "revocations.json"
+    revocations.write_text(json.dumps(assert_ok(gateway.get("/auth/revocations"))))
+    for body in (first, second, third):
+        verify_refused(swarmdrop, body["token"], signing_pub, "--revocations", revocations, codes={"revoked"})
+    assert_refused(gateway.post("/auth/refresh", headers=bearer(third["token"])), "revoked", status=401)
+
+
+def test_sessions_end_however_often_refreshed(swarmdrop_bin, signing_key, tmp_path):
+    config = write_config(tmp_path / "gateway.toml", {
+        "domain": DOMAIN, "uri": URI, "chain_id": CHAIN_ID, "drop": DROP,
+        "signing_key": signing_key, "classes": CLASSES, "allow_anonymous": True,
+        # The skew lets an expired token through verification for 30 s: exactly the
+        # window in which only the session's end stops a refresh.
+        "token_lifetime": "2s", "session_lifetime": "3s", "clock_skew": "30s",
+    })
+    gw = start_gateway(swarmdrop_bin, config, domain=DOMAIN, uri=URI, chain_id=CHAIN_ID,
+                       stdout_path=tmp_path / "stdout.log")
+    try:
+        body = gw.token(Account.create())
+        end = parse_rfc3339(body["claims"]["auth_time"]) + timedelta(seconds=3)
+        refreshed = assert_ok(gw.post("/auth/refresh", headers=bearer(body["token"])))
+        assert parse_rfc3339(refreshed["claims"]["exp"]) <= end, refreshed["claims"]
+        # A deliberate wait past the session's end (not for readiness): bounded, ~2 s.
+        deadline = time.monotonic() + 5.0
+        while utcnow() < end and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert_refused(gw.post("/auth/refresh", headers=bearer(refreshed["token"])), "session_ended", status=401)
+    finally:
+        gw.close()
 
 
 @pytest.mark.parametrize("kind", ["garbage", "flipped"])

@@ -28,6 +28,9 @@ signing_key = ""
 previous_keys = []
 # Token lifetime; clients refresh before it ends.
 token_lifetime = "10m"
+# How long one sign-in lasts through refreshes (at least token_lifetime). Refreshed tokens
+# keep the session id (jti) and sign-in time, so revoking a jti ends the whole session.
+session_lifetime = "24h"
 # Asset classes a token grants.
 classes = ["checkout", "keyframe", "segment", "bulk", "metadata"]
 # Let viewers without a wallet in after proof-of-work.
@@ -92,6 +95,8 @@ pub struct GatewayConfig {
     pub previous_keys: Vec<PathBuf>,
     /// Token lifetime.
     pub token_lifetime: String,
+    /// Session lifetime (duration text).
+    pub session_lifetime: String,
     /// Classes granted.
     pub classes: Vec<String>,
     /// Anonymous viewers allowed.
@@ -243,8 +248,16 @@ impl GatewayConfig {
         let duration = |name: &str, text: &str| {
             parse_duration(text).map_err(|e| invalid(format!("{name}: {e}")))
         };
+        let token_lifetime = duration("token_lifetime", &self.token_lifetime)?.max(1);
+        let session_lifetime = duration("session_lifetime", &self.session_lifetime)?;
+        if session_lifetime < token_lifetime {
+            return Err(invalid(
+                "session_lifetime must be at least token_lifetime".into(),
+            ));
+        }
         Ok(Durations {
-            token_lifetime: duration("token_lifetime", &self.token_lifetime)?.max(1),
+            token_lifetime,
+            session_lifetime,
             clock_skew: duration("clock_skew", &self.clock_skew)?,
             nonce_lifetime: duration("nonce_lifetime", &self.nonce_lifetime)?.max(1),
             max_message_age: duration("max_message_age", &self.max_message_age)?,
@@ -257,6 +270,8 @@ impl GatewayConfig {
 pub struct Durations {
     /// Token lifetime.
     pub token_lifetime: u64,
+    /// Longest session through refreshes.
+    pub session_lifetime: u64,
     /// Clock skew.
     pub clock_skew: u64,
     /// Nonce lifetime.

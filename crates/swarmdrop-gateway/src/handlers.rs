@@ -511,13 +511,7 @@ pub(crate) async fn refresh(
             )
         })?;
     gw.admit_identity("refresh", client, &claims.sub)?;
-    Ok(Json(gw.issue(
-        "refresh",
-        client,
-        claims.sub,
-        claims.tier,
-        claims.caps,
-    )?))
+    Ok(Json(gw.reissue("refresh", client, &claims)?))
 }
 
 /// `GET /auth/keys`.
@@ -576,10 +570,11 @@ pub(crate) async fn revoke(
             "jti must be 1 to 128 characters",
         ));
     }
-    // No token this gateway issued outlives its lifetime plus the skew it tolerates.
+    // A jti names a session: refreshes keep it for up to session_lifetime, and no token
+    // of the session outlives that plus the skew tolerated.
     let until = gw
         .now()
-        .plus_seconds(gw.durations.token_lifetime + gw.durations.clock_skew);
+        .plus_seconds(gw.durations.session_lifetime + gw.durations.clock_skew);
     let version = gw
         .store
         .revoke(request.jti, until)

@@ -407,6 +407,31 @@ impl Gateway {
         Ok(token_answer(&token, &pass, &claims, self.issuer.kid()))
     }
 
+    /// The next token of `previous`'s session, and the JSON answer for it.
+    pub(crate) fn reissue(
+        &self,
+        endpoint: &'static str,
+        client: IpAddr,
+        previous: &Claims,
+    ) -> Result<Value, Refusal> {
+        let (token, claims) = self
+            .issuer
+            .refresh(
+                previous,
+                self.now(),
+                self.durations.token_lifetime,
+                self.durations.session_lifetime,
+            )
+            .map_err(|e| {
+                let refusal = Refusal::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+                self.refuse(endpoint, client, Some(previous.sub.clone()), refusal)
+            })?;
+        self.metrics.token(claims.tier.as_str());
+        self.emit(endpoint, client, Some(claims.sub.clone()), "allow", "ok");
+        let pass = self.issuer.issue_tracker_pass(&claims);
+        Ok(token_answer(&token, &pass, &claims, self.issuer.kid()))
+    }
+
     /// A verifier for tokens this gateway issued (any accepted key), with revocations.
     pub(crate) async fn verifier(&self) -> Result<TokenVerifier, Refusal> {
         let (_, revoked) = self.store.revocations(self.now()).await.map_err(|e| {

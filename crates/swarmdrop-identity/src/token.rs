@@ -58,6 +58,9 @@ pub struct Claims {
     pub tier: Tier,
     /// Capabilities (`mint`, `seed`, …).
     pub caps: Vec<String>,
+    /// When the holder signed in. Refreshes keep it, so a session has an absolute end
+    /// however often it is refreshed.
+    pub auth_time: UtcTime,
     /// Issued at.
     pub iat: UtcTime,
     /// Not before.
@@ -104,6 +107,9 @@ pub enum TokenRejection {
     /// Revoked by id.
     #[error("token {0} is revoked")]
     Revoked(String),
+    /// The session it belongs to is over; sign in again.
+    #[error("the session ended at {0}; sign in again")]
+    SessionEnded(UtcTime),
 }
 
 impl TokenRejection {
@@ -118,6 +124,7 @@ impl TokenRejection {
             TokenRejection::WrongDrop { .. } => "wrong_drop",
             TokenRejection::ClassNotAllowed(_) => "class_not_allowed",
             TokenRejection::Revoked(_) => "revoked",
+            TokenRejection::SessionEnded(_) => "session_ended",
         }
     }
 }
@@ -176,17 +183,48 @@ impl TokenIssuer {
             classes,
             tier,
             caps,
+            auth_time: now,
             iat: now,
             nbf: now,
             exp: now.plus_seconds(lifetime_seconds),
         };
+        (self.sign(&claims), claims)
+    }
+
+    /// Issues the next token of `previous`'s session: the same id (so revoking it
+    /// revokes the whole session), subject, grants and sign-in time, new times. The new
+    /// token never outlives the session (`auth_time` + `session_seconds`), and a session
+    /// that is over gets nothing.
+    pub fn refresh(
+        &self,
+        previous: &Claims,
+        now: UtcTime,
+        lifetime_seconds: u64,
+        session_seconds: u64,
+    ) -> Result<(String, Claims), TokenRejection> {
+        let session_end = previous.auth_time.plus_seconds(session_seconds);
+        if session_end <= now {
+            return Err(TokenRejection::SessionEnded(session_end));
+        }
+        let exp = now.plus_seconds(lifetime_seconds).min(session_end);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            iat: now,
+            nbf: now,
+            exp,
+            ..previous.clone()
+        };
+        Ok((self.sign(&claims), claims))
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
         // Serialising a struct of strings, times and string lists cannot fail.
-        let message = serde_json::to_vec(&claims).unwrap_or_default();
+        let message = serde_json::to_vec(claims).unwrap_or_default();
         let footer = serde_json::to_vec(&Footer {
             kid: self.kid.clone(),
         })
         .unwrap_or_default();
-        (paseto::sign(&self.key, &message, &footer), claims)
+        paseto::sign(&self.key, &message, &footer)
     }
 }
 

@@ -133,3 +133,27 @@ proptest! {
         let _ = verifier(&issuer()).verify(&token, at(0), None);
     }
 }
+
+#[test]
+fn refreshes_keep_the_session_and_end_with_it() {
+    let issuer = issuer();
+    let (_, first) = issue(&issuer);
+    let session = 1000;
+    let (token, second) = issuer.refresh(&first, at(500), 600, session).unwrap();
+    assert_eq!(
+        (&second.jti, &second.sub, second.auth_time),
+        (&first.jti, &first.sub, first.auth_time)
+    );
+    assert_eq!((second.iat, second.exp), (at(500), at(1000)), "capped at the session end");
+    assert_eq!(verifier(&issuer).verify(&token, at(600), None).unwrap(), second);
+    // Revoking the session id revokes every token of the session.
+    let revoked = verifier(&issuer).with_revocations([first.jti.clone()]);
+    assert_eq!(
+        revoked.verify(&token, at(600), None).unwrap_err().code(),
+        "revoked"
+    );
+    assert_eq!(
+        issuer.refresh(&second, at(1000), 600, session).unwrap_err(),
+        TokenRejection::SessionEnded(at(1000))
+    );
+}
