@@ -510,6 +510,29 @@ def test_refresh_issues_new_token(swarmdrop, gateway, signing_pub):
     assert_cli_claims_match(verify_json(swarmdrop, new["token"], signing_pub), nc)
 
 
+def test_one_client_cannot_exhaust_the_nonce_pool(swarmdrop_bin, signing_key, tmp_path):
+    config = write_config(tmp_path / "gateway.toml", {
+        "domain": DOMAIN, "uri": URI, "chain_id": CHAIN_ID, "drop": DROP,
+        "signing_key": signing_key, "classes": CLASSES,
+        "max_pending": 1000, "max_pending_per_client": 3,
+    })
+    gw = start_gateway(swarmdrop_bin, config, domain=DOMAIN, uri=URI, chain_id=CHAIN_ID,
+                       stdout_path=tmp_path / "stdout.log")
+    try:
+        hog, other = fresh_source(), fresh_source()
+        for _ in range(3):
+            assert_ok(gw.get("/auth/nonce", source=hog))
+        assert_refused(gw.get("/auth/nonce", source=hog), "too_many_pending", status=429)
+        # Everyone else still signs in.
+        acct = Account.create()
+        gw.source = other
+        assert gw.token(acct)["claims"]["sub"] == acct.address
+        m = gw.get("/metrics").body.decode()
+        assert re.search(r'swarmdrop_gateway_decisions_total\{[^}]*reason="too_many_pending"[^}]*\} 1', m), m
+    finally:
+        gw.close()
+
+
 def test_revoking_a_session_ends_its_refreshed_tokens(swarmdrop, gateway, signing_pub, tmp_path):
     first = gateway.token(Account.create())
     second = assert_ok(gateway.post("/auth/refresh", headers=bearer(first["token"])))

@@ -45,6 +45,9 @@ clock_skew = "60s"
 # How long an issued nonce or challenge stays usable, and how many may be pending.
 nonce_lifetime = "5m"
 max_pending = 100000
+# Of those, how many one client (an IPv4 address or an IPv6 /64) may hold, so a few
+# addresses cannot exhaust the pool for everyone. Enough for a NAT's worth of sign-ins.
+max_pending_per_client = 256
 # Refuse SIWE messages issued longer ago than this.
 max_message_age = "10m"
 
@@ -111,6 +114,8 @@ pub struct GatewayConfig {
     pub nonce_lifetime: String,
     /// Most pending nonces and challenges.
     pub max_pending: usize,
+    /// Pending nonces and challenges per client.
+    pub max_pending_per_client: usize,
     /// Oldest SIWE message accepted.
     pub max_message_age: String,
     /// Rate limits.

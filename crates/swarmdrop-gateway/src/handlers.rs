@@ -18,8 +18,8 @@ use swarmdrop_identity::siwe::{Expected, SiweMessage};
 use swarmdrop_identity::token::Tier;
 use swarmdrop_identity::trust::Decision;
 
-use crate::state::{random_hex, Gateway, Refusal};
-use crate::store::Pending;
+use crate::state::{client_key, random_hex, Gateway, Refusal};
+use crate::store::{NewSingleUse, Pending, StoreError};
 
 type Shared = State<Arc<Gateway>>;
 type Client = ConnectInfo<SocketAddr>;
@@ -44,11 +44,18 @@ impl IntoResponse for Refusal {
 }
 
 fn store_error(e: crate::store::StoreError) -> Refusal {
-    Refusal::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        e.to_string(),
-    )
+    match e {
+        StoreError::ClientFull(_) => Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending",
+            e.to_string(),
+        ),
+        _ => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
+    }
 }
 
 fn body<T: DeserializeOwned>(bytes: &Bytes, code: &'static str) -> Result<T, Refusal> {
@@ -94,9 +101,18 @@ pub(crate) async fn nonce(State(gw): Shared, ConnectInfo(addr): Client) -> Answe
     let now = gw.now();
     let expires = now.plus_seconds(gw.durations.nonce_lifetime);
     gw.store
-        .issue("nonce", nonce.clone(), String::new(), expires, now)
+        .issue(
+            NewSingleUse {
+                kind: "nonce",
+                value: nonce.clone(),
+                data: String::new(),
+                owner: client_key(client),
+                expires,
+            },
+            now,
+        )
         .await
-        .map_err(store_error)?;
+        .map_err(|e| gw.refuse("nonce", client, None, store_error(e)))?;
     gw.emit("nonce", client, None, "allow", "ok");
     Ok(Json(
         json!({ "nonce": nonce, "expires_at": expires.to_string() }),
@@ -191,14 +207,17 @@ async fn new_challenge(gw: &Gateway, client: IpAddr) -> Result<Value, Refusal> {
     let expires = now.plus_seconds(gw.durations.nonce_lifetime);
     gw.store
         .issue(
-            "challenge",
-            challenge.clone(),
-            difficulty.to_string(),
-            expires,
+            NewSingleUse {
+                kind: "challenge",
+                value: challenge.clone(),
+                data: difficulty.to_string(),
+                owner: client_key(client),
+                expires,
+            },
             now,
         )
         .await
-        .map_err(store_error)?;
+        .map_err(|e| gw.refuse("challenge", client, None, store_error(e)))?;
     Ok(
         json!({ "challenge": challenge, "difficulty": difficulty, "expires_at": expires.to_string() }),
     )

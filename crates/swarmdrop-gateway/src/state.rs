@@ -138,6 +138,21 @@ fn public_key(path: &std::path::Path) -> Result<PublicKey, GatewayError> {
 }
 
 /// Random lowercase hex of `bytes` bytes from the OS RNG; without one, nothing is issued.
+/// Who a request counts against: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// allocation, which it can fill with addresses at will).
+pub(crate) fn client_key(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 pub(crate) fn random_hex(bytes: usize) -> Result<String, Refusal> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf).map_err(|e| {
@@ -213,7 +228,10 @@ impl Gateway {
         };
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
-            store: Arc::new(MemoryStore::new(config.max_pending)),
+            store: Arc::new(MemoryStore::new(
+                config.max_pending,
+                config.max_pending_per_client,
+            )),
             config,
             durations,
             issuer,
@@ -492,4 +510,19 @@ pub(crate) fn token_answer(token: &str, pass: &str, claims: &Claims, kid: &str) 
         "expires_at": claims.exp.to_string(),
         "claims": claims_json,
     })
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_slash_64() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    }
 }

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// Too many pending entries; refuse new ones until some expire.
     #[error("too many pending {0}; try again shortly")]
     Full(&'static str),
+    /// This client holds its quota of pending entries.
+    #[error("you hold too many unused {0}s; use or let one expire first")]
+    ClientFull(&'static str),
     /// The backend failed.
     #[error("state store: {0}")]
     Backend(String),
@@ -36,17 +39,26 @@ pub enum Pending {
     Unknown,
 }
 
+/// A single-use value to record.
+#[derive(Debug, Clone)]
+pub struct NewSingleUse {
+    /// `nonce` or `challenge`.
+    pub kind: &'static str,
+    /// The value itself.
+    pub value: String,
+    /// What to remember with it.
+    pub data: String,
+    /// Who asked (see `state::client_key`): each holds at most a quota of pending values,
+    /// so a few addresses cannot fill the store for everyone.
+    pub owner: String,
+    /// When it stops being usable.
+    pub expires: UtcTime,
+}
+
 /// Nonces, challenges and revocations.
 pub trait IdentityStore: Send + Sync {
-    /// Records a new single-use value of `kind` ("nonce", "challenge") with data.
-    fn issue(
-        &self,
-        kind: &'static str,
-        value: String,
-        data: String,
-        expires: UtcTime,
-        now: UtcTime,
-    ) -> StoreFuture<'_, ()>;
+    /// Records a new single-use value.
+    fn issue(&self, new: NewSingleUse, now: UtcTime) -> StoreFuture<'_, ()>;
     /// Where `value` stands, without changing it.
     fn peek(&self, kind: &'static str, value: &str, now: UtcTime) -> StoreFuture<'_, Pending>;
     /// Marks `value` used if it is ready; true when this call used it.
@@ -69,6 +81,8 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Inner {
     single_use: HashMap<(&'static str, String), Entry>,
+    /// Expiry times of each owner's values, pruned as they pass.
+    by_owner: HashMap<String, Vec<UtcTime>>,
     revoked: BTreeMap<String, UtcTime>,
     version: u64,
 }
@@ -78,14 +92,17 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     max_pending: usize,
+    max_per_owner: usize,
 }
 
 impl MemoryStore {
-    /// A store holding at most `max_pending` single-use values.
-    pub fn new(max_pending: usize) -> Self {
+    /// A store holding at most `max_pending` single-use values, at most `max_per_owner`
+    /// of them for any one owner.
+    pub fn new(max_pending: usize, max_per_owner: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             max_pending: max_pending.max(1),
+            max_per_owner: max_per_owner.max(1),
         }
     }
 
@@ -104,27 +121,34 @@ impl MemoryStore {
 }
 
 impl IdentityStore for MemoryStore {
-    fn issue(
-        &self,
-        kind: &'static str,
-        value: String,
-        data: String,
-        expires: UtcTime,
-        now: UtcTime,
-    ) -> StoreFuture<'_, ()> {
-        let max = self.max_pending;
+    fn issue(&self, new: NewSingleUse, now: UtcTime) -> StoreFuture<'_, ()> {
+        let (max, per_owner) = (self.max_pending, self.max_per_owner);
         self.with(move |inner| {
+            let owned = inner.by_owner.entry(new.owner.clone()).or_default();
+            owned.retain(|expires| *expires > now);
+            if owned.len() >= per_owner {
+                return Err(StoreError::ClientFull(new.kind));
+            }
             if inner.single_use.len() >= max {
                 inner.single_use.retain(|_, e| e.expires > now);
+                inner.by_owner.retain(|_, owned| {
+                    owned.retain(|expires| *expires > now);
+                    !owned.is_empty()
+                });
             }
             if inner.single_use.len() >= max {
-                return Err(StoreError::Full(kind));
+                return Err(StoreError::Full(new.kind));
             }
+            inner
+                .by_owner
+                .entry(new.owner)
+                .or_default()
+                .push(new.expires);
             inner.single_use.insert(
-                (kind, value),
+                (new.kind, new.value),
                 Entry {
-                    data,
-                    expires,
+                    data: new.data,
+                    expires: new.expires,
                     used: false,
                 },
             );
@@ -185,11 +209,21 @@ mod tests {
         UtcTime::from_unix(1_800_000_000 + s).unwrap()
     }
 
+    fn single(value: &str, owner: &str, expires: i64) -> NewSingleUse {
+        NewSingleUse {
+            kind: "nonce",
+            value: value.into(),
+            data: String::new(),
+            owner: owner.into(),
+            expires: t(expires),
+        }
+    }
+
     #[tokio::test]
     async fn single_use_values_are_used_once() {
-        let store = MemoryStore::new(2);
+        let store = MemoryStore::new(2, 2);
         store
-            .issue("nonce", "n1".into(), String::new(), t(60), t(0))
+            .issue(single("n1", "10.0.0.1", 60), t(0))
             .await
             .unwrap();
         assert_eq!(
@@ -214,32 +248,39 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_is_bounded() {
-        let store = MemoryStore::new(2);
-        store
-            .issue("nonce", "a".into(), String::new(), t(10), t(0))
-            .await
-            .unwrap();
-        store
-            .issue("nonce", "b".into(), String::new(), t(10), t(0))
-            .await
-            .unwrap();
+        let store = MemoryStore::new(2, 10);
+        store.issue(single("a", "x", 10), t(0)).await.unwrap();
+        store.issue(single("b", "y", 10), t(0)).await.unwrap();
         assert_eq!(
-            store
-                .issue("nonce", "c".into(), String::new(), t(10), t(0))
-                .await,
+            store.issue(single("c", "z", 10), t(0)).await,
             Err(StoreError::Full("nonce"))
         );
         // Expired entries make room.
-        store
-            .issue("nonce", "c".into(), String::new(), t(30), t(20))
-            .await
-            .unwrap();
+        store.issue(single("c", "z", 30), t(20)).await.unwrap();
         assert_eq!(store.pending().await.unwrap(), 1);
     }
 
     #[tokio::test]
+    async fn one_client_cannot_fill_the_store() {
+        let store = MemoryStore::new(100, 2);
+        store.issue(single("a", "x", 10), t(0)).await.unwrap();
+        store.issue(single("b", "x", 20), t(0)).await.unwrap();
+        assert_eq!(
+            store.issue(single("c", "x", 10), t(0)).await,
+            Err(StoreError::ClientFull("nonce"))
+        );
+        // Others are unaffected, and the client's own values free its quota as they expire.
+        store.issue(single("d", "y", 10), t(0)).await.unwrap();
+        store.issue(single("e", "x", 30), t(10)).await.unwrap();
+        assert_eq!(
+            store.issue(single("f", "x", 30), t(10)).await,
+            Err(StoreError::ClientFull("nonce"))
+        );
+    }
+
+    #[tokio::test]
     async fn revocations_are_versioned_and_expire() {
-        let store = MemoryStore::new(2);
+        let store = MemoryStore::new(2, 2);
         assert_eq!(store.revoke("j1".into(), t(100)).await.unwrap(), 1);
         assert_eq!(
             store.revocations(t(0)).await.unwrap(),

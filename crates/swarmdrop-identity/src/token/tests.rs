@@ -144,8 +144,15 @@ fn refreshes_keep_the_session_and_end_with_it() {
         (&second.jti, &second.sub, second.auth_time),
         (&first.jti, &first.sub, first.auth_time)
     );
-    assert_eq!((second.iat, second.exp), (at(500), at(1000)), "capped at the session end");
-    assert_eq!(verifier(&issuer).verify(&token, at(600), None).unwrap(), second);
+    assert_eq!(
+        (second.iat, second.exp),
+        (at(500), at(1000)),
+        "capped at the session end"
+    );
+    assert_eq!(
+        verifier(&issuer).verify(&token, at(600), None).unwrap(),
+        second
+    );
     // Revoking the session id revokes every token of the session.
     let revoked = verifier(&issuer).with_revocations([first.jti.clone()]);
     assert_eq!(
