@@ -186,17 +186,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
 impl GatewayConfig {
     /// Parses a configuration file over the defaults.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
@@ -204,10 +193,16 @@ impl GatewayConfig {
             file: file.to_owned(),
             detail,
         };
-        let mut table: toml::Table =
-            toml::from_str(DEFAULT_CONFIG).map_err(|e| parse_error(e.to_string()))?;
-        let user: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
-        merge(&mut table, user);
+        let table =
+            swarmdrop_manifest::config::over_defaults(DEFAULT_CONFIG, text, file).map_err(|e| {
+                ConfigError::Parse {
+                    file: file.to_owned(),
+                    detail: e
+                        .strip_prefix(&format!("{file}: "))
+                        .unwrap_or(&e)
+                        .to_owned(),
+                }
+            })?;
         GatewayConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| parse_error(e.to_string()))
     }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod canonical;
+pub mod config;
 pub mod dsse;
 pub mod hashing;
 pub mod keys;

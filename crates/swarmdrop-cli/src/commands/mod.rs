@@ -6,6 +6,7 @@ mod inspect;
 mod keygen;
 mod pack;
 mod token;
+mod edge;
 mod tracker;
 mod verify;
 
@@ -39,6 +40,9 @@ enum Command {
     Gateway(gateway::Args),
     /// Run the BitTorrent tracker (HTTP and UDP), token-gated for private drops.
     Tracker(tracker::Args),
+    /// Run an edge cache: serves a published drop from memory and disk, pulls through
+    /// verified from the origin, doubles as a BEP 19 webseed.
+    Edge(edge::Args),
     /// Work with gateway tokens offline.
     #[command(subcommand)]
     Token(token::Token),
@@ -56,6 +60,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => gateway::run(&args),
         Command::Token(token) => token::run(&token),
         Command::Tracker(args) => tracker::run(&args),
+        Command::Edge(args) => edge::run(&args),
         Command::Bench(bench) => bench::run(&bench),
     }
 }

@@ -143,24 +143,10 @@ pub struct Webhook {
     pub max_attempts: u32,
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
 impl TrackerConfig {
     /// Parses `text` over the defaults; errors name `file`.
     pub fn parse(text: &str, file: &str) -> Result<Self, String> {
-        let mut table: toml::Table =
-            toml::from_str(DEFAULT_CONFIG).map_err(|e| format!("{file}: {e}"))?;
-        let user: toml::Table = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
-        merge(&mut table, user);
+        let table = swarmdrop_manifest::config::over_defaults(DEFAULT_CONFIG, text, file)?;
         let config = TrackerConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| format!("{file}: {e}"))?;
         if config.shards == 0 || config.max_swarms == 0 || config.max_peers_per_swarm == 0 {

@@ -1,0 +1,77 @@
+//! `swarmdrop edge`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use swarmdrop_edge::config::DEFAULT_CONFIG;
+use swarmdrop_edge::{Edge, EdgeConfig};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Configuration file (TOML; `--print-config` shows every field and its default).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the default configuration, documented, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// The origin: base URL of a published directory (http://HOST:PORT/).
+    #[arg(long, value_name = "URL")]
+    origin: Option<String>,
+    /// Listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The edge's cache directory (disk tier, verified metadata).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// The drop's trusted root.json (default: trust the origin's on first use).
+    #[arg(long, value_name = "FILE")]
+    root: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.print_config {
+        print!("{DEFAULT_CONFIG}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (text, file) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (String::new(), "(defaults)".to_owned()),
+    };
+    let mut config = EdgeConfig::parse(&text, &file).map_err(anyhow::Error::msg)?;
+    if let Some(origin) = &args.origin {
+        config.origin = origin.clone();
+    }
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(dir) = &args.cache_dir {
+        config.cache_dir = dir.clone();
+    }
+    if let Some(root) = &args.root {
+        config.root = root.clone();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let edge = Arc::new(Edge::new(config).context("edge")?);
+        let listener = tokio::net::TcpListener::bind(&edge.config.listen)
+            .await
+            .with_context(|| format!("binding {}", edge.config.listen))?;
+        eprintln!(
+            "listening edge {}",
+            listener.local_addr().context("edge address")?
+        );
+        tokio::select! {
+            result = swarmdrop_edge::server::run(edge, listener) => result.context("edge"),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,178 @@
+//! Response bodies: memory bytes, a disk-tier file, or a fill still running, streamed
+//! chunk by chunk from a range's start to its end. Nothing reads a whole file.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
+
+use crate::fill::{Fill, Progress};
+use crate::state::Edge;
+
+const CHUNK: u64 = 256 * 1024;
+
+/// Where a response's bytes come from.
+#[derive(Clone)]
+pub enum Source {
+    /// The memory tier (or verified metadata).
+    Memory(Bytes),
+    /// A verified disk-tier file.
+    File(Arc<std::fs::File>),
+    /// A fill still running; large objects only (small ones are verified first).
+    Filling(Arc<Fill>),
+}
+
+/// A body fed by a pump task, of exactly `remaining` bytes.
+pub struct ChannelBody {
+    chunks: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    remaining: u64,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.chunks.poll_recv(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "cached file is shorter than its entry",
+                ));
+            }
+            filled += n;
+        }
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Bytes of a running fill readable now: verified bytes, or for an unverified fill all
+/// but the last byte (the response completes only once the digest checked).
+async fn readable(
+    fill: &Fill,
+    watch: &mut tokio::sync::watch::Receiver<Progress>,
+    want: u64,
+) -> std::io::Result<u64> {
+    loop {
+        let available = match &*watch.borrow_and_update() {
+            Progress::Verified => fill.target.length,
+            Progress::Running(written) => (*written).min(fill.target.length.saturating_sub(1)),
+            Progress::Failed(refusal) => {
+                return Err(std::io::Error::other(format!(
+                    "{}: {}",
+                    refusal.code, refusal.detail
+                )))
+            }
+        };
+        if available >= want {
+            return Ok(available);
+        }
+        if watch.changed().await.is_err() {
+            let last = watch.borrow().clone();
+            if last != Progress::Verified {
+                return Err(std::io::Error::other("the fill stopped"));
+            }
+        }
+    }
+}
+
+/// Streams `start..=end` of `source` as a response body; counts bytes and the total
+/// time under `class` when the last byte is handed over.
+pub fn stream(
+    edge: &Arc<Edge>,
+    source: Source,
+    start: u64,
+    end: u64,
+    class: String,
+    started: Instant,
+) -> axum::body::Body {
+    let length = end + 1 - start;
+    if let Source::Memory(bytes) = &source {
+        let slice =
+            bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end + 1).unwrap_or(0));
+        edge.metrics
+            .bytes_served
+            .fetch_add(length, Ordering::Relaxed);
+        edge.metrics.total(&class, started.elapsed());
+        return axum::body::Body::from(slice);
+    }
+    let (tx, rx) = mpsc::channel(4);
+    let edge = edge.clone();
+    tokio::spawn(async move {
+        let mut at = start;
+        let mut watch = match &source {
+            Source::Filling(fill) => Some(fill.watch()),
+            _ => None,
+        };
+        while at <= end {
+            let want = (end + 1 - at).min(CHUNK);
+            let chunk = match &source {
+                Source::Memory(_) => break,
+                Source::File(file) => read_at(file, at, want).await,
+                Source::Filling(fill) => match watch.as_mut() {
+                    Some(watch) => match readable(fill, watch, at + 1).await {
+                        Ok(available) => read_at(&fill.file, at, want.min(available - at)).await,
+                        Err(e) => Err(e),
+                    },
+                    None => break,
+                },
+            };
+            match chunk {
+                Ok(chunk) => {
+                    let n = chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                    edge.metrics.bytes_served.fetch_add(n, Ordering::Relaxed);
+                    at += n;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        edge.metrics.total(&class, started.elapsed());
+    });
+    axum::body::Body::new(
+        ChannelBody {
+            chunks: rx,
+            remaining: length,
+        }
+        .map_err(axum::Error::new),
+    )
+}
