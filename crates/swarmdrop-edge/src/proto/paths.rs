@@ -129,6 +129,9 @@ pub fn parse(path: &str) -> Result<RequestPath, PathError> {
     let rest = path
         .strip_prefix('/')
         .ok_or(PathError::Bad("not an absolute path"))?;
+    if rest.is_empty() {
+        return Err(PathError::NotServed("the root is not a file"));
+    }
     let raw: Vec<&str> = rest.split('/').collect();
     if raw.len() > MAX_SEGMENTS + 2 {
         return Err(PathError::Bad("more than 32 segments"));
