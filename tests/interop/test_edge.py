@@ -96,9 +96,9 @@ SLOW_CLIENT_BOUND_S = 30.0  # the slow client must be cut well before this
 
 LT_IP, LT_PRIVATE_IP, LT_REFUSED_IP, ARIA_IP = "127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.4"
 
-# Metric names (docs/design/0005-edge.md: hits, misses, coalesced waits, origin bytes,
-# bytes served, evictions, size per tier, verification failures, latency by class).
-M_HITS = "swarmdrop_edge_hits_total"  # {tier}
+# Metric names (`/metrics` of the edge; docs/design/0005-edge.md).
+M_REQUESTS = "swarmdrop_edge_requests_total"  # {class, cache}: cache is the x-swarmdrop-cache value
+M_HITS = "swarmdrop_edge_hits_total"
 M_MISSES = "swarmdrop_edge_misses_total"
 M_COALESCED = "swarmdrop_edge_coalesced_total"
 M_ORIGIN_BYTES = "swarmdrop_edge_origin_bytes_total"
@@ -106,7 +106,9 @@ M_SERVED_BYTES = "swarmdrop_edge_served_bytes_total"
 M_EVICTIONS = "swarmdrop_edge_evictions_total"  # {tier}
 M_TIER_BYTES = "swarmdrop_edge_tier_bytes"  # {tier}
 M_VERIFY_FAILURES = "swarmdrop_edge_verification_failures_total"
-M_LATENCY = "swarmdrop_edge_request_duration_seconds"  # histogram {class}
+M_STALE = "swarmdrop_edge_stale_served_total"
+M_LATENCY = "swarmdrop_edge_request_seconds"  # histogram {class}: to the last byte
+M_FIRST_BYTE = "swarmdrop_edge_first_byte_seconds"  # histogram {class}: to the response head
 TIER_MEMORY, TIER_DISK = "memory", "disk"
 
 
@@ -490,9 +492,14 @@ def test_corrupted_large_object_is_cut_short(origins, edges, pub):
     else:
         assert r.error_code() == "verification_failed", edge.why(r, origin)
     assert pub.sha(BULK) not in cache_objects(edge.cache_dir), "a corrupted fill reached objects/"
+    # Sent after the first client saw its response cut: it must start a fill of its own,
+    # not join the one that already failed.
     r2 = edge.get(path, timeout=60)
     assert not (r2.status == 200 and r2.complete), f"second request completed a bad object\n{edge.why(r2, origin)}"
-    assert origin.gets(path) >= 2, f"the failed fill was cached: origin GETs {origin.gets(path)}\n{origin.summary()}"
+    assert origin.gets(path) >= 2, (
+        f"a request sent after the first response was cut made no origin request (x-swarmdrop-cache: "
+        f"{r2.cache}): it joined the failed fill\n{edge.why(r2, origin)}"
+    )
     m = edge.metrics()
     assert metric_sum(m, M_VERIFY_FAILURES) >= 2, metric_lines(m, M_VERIFY_FAILURES)
 
@@ -570,10 +577,16 @@ def test_admin_calls_need_a_service_token_with_the_cap(origins, edges, pub, keyd
 def test_purge_forgets_targets(origins, edges, pub, keydir, admin_token):
     origin = origins()
     edge = edges(origin, admin_config(keydir))
-    res = prewarm(edge, admin_token, {"targets": [SMALL, TINY, "frames/nope.png"]})
-    assert res["filled"] >= 2, res
-    failed = {f.get("target"): f.get("error") for f in res["failed"]}
-    assert set(failed) == {"frames/nope.png"}, f"want exactly frames/nope.png to fail: {res}"
+    # A name the signed targets do not list: refused as a whole (404) or listed in "failed".
+    r = edge.post_json("/admin/prewarm", {"targets": ["frames/nope.png"]}, admin_token)
+    if r.status == 200:
+        failed = [f.get("target") for f in r.json()["failed"]]
+        assert failed == ["frames/nope.png"], f"prewarm of an unknown target\n{edge.why(r)}"
+    else:
+        assert_refused(edge, r, 404, "not_found", "prewarm of an unknown target")
+    res = prewarm(edge, admin_token, {"targets": [SMALL, TINY]})
+    assert res["filled"] == 2 and res["failed"] == [], res
+    assert res["bytes"] == pub.length(SMALL) + pub.length(TINY), res
     assert_served(edge, pub, SMALL, edge.get(pub.url_path(SMALL)), origin, cache=HITS)
 
     r = edge.post_json("/admin/purge", {"targets": [SMALL]}, admin_token)
@@ -620,9 +633,12 @@ def test_restart_serves_the_disk_tier_without_origin(origins, edges, pub, keydir
         r = second.get(pub.url_path(p))
         assert_served(second, pub, p, r, cache={"hit-disk"})
     m = second.metrics()
-    need_metric(m, M_HITS)
-    disk_hits = metric_sum(m, M_HITS, tier=TIER_DISK)
-    assert disk_hits >= len(pub.targets), f"{M_HITS}{{tier=disk}} is {disk_hits}\n{metric_lines(m, M_HITS)}"
+    need_metric(m, M_REQUESTS)
+    disk_hits = metric_sum(m, M_REQUESTS, cache="hit-disk")
+    assert disk_hits == len(pub.targets), (
+        f"{M_REQUESTS}{{cache=hit-disk}} is {disk_hits}, want {len(pub.targets)}\n{metric_lines(m, M_REQUESTS)}"
+    )
+    assert metric_sum(m, M_MISSES) == 0, metric_lines(m, M_MISSES)
 
 
 def test_stale_entry_is_served_while_the_origin_fails_then_dropped(origins, edges, pub):
@@ -1040,23 +1056,29 @@ def test_metrics_count_hits_misses_bytes_evictions_and_latency(origins, edges, p
         "memory_object_max": Size(EXTRA_FRAME_BYTES + 1024),
     })
     m0 = edge.metrics()
-    for name in (M_HITS, M_MISSES, M_COALESCED, M_ORIGIN_BYTES, M_SERVED_BYTES, M_EVICTIONS, M_TIER_BYTES,
-                 M_VERIFY_FAILURES, M_LATENCY):
+    for name in (M_REQUESTS, M_HITS, M_MISSES, M_COALESCED, M_ORIGIN_BYTES, M_SERVED_BYTES, M_EVICTIONS,
+                 M_TIER_BYTES, M_VERIFY_FAILURES, M_LATENCY, M_FIRST_BYTE):
         need_metric(m0, name)
+
+    def moved(before: str, after: str, name: str, **labels) -> float:
+        return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
 
     n = pub.length(SMALL)
     assert_served(edge, pub, SMALL, edge.get(pub.url_path(SMALL)), origin, cache={"miss"})
     m1 = edge.metrics()
-    assert metric_sum(m1, M_MISSES) - metric_sum(m0, M_MISSES) == 1, metric_lines(m1, M_MISSES)
-    assert metric_sum(m1, M_ORIGIN_BYTES) - metric_sum(m0, M_ORIGIN_BYTES) >= n, metric_lines(m1, M_ORIGIN_BYTES)
-    assert metric_sum(m1, M_SERVED_BYTES) - metric_sum(m0, M_SERVED_BYTES) >= n, metric_lines(m1, M_SERVED_BYTES)
+    assert moved(m0, m1, M_MISSES) == 1, metric_lines(m1, M_MISSES)
+    assert moved(m0, m1, M_REQUESTS, **{"class": "keyframe", "cache": "miss"}) == 1, metric_lines(m1, M_REQUESTS)
+    assert moved(m0, m1, M_HITS) == 0, metric_lines(m1, M_HITS)
+    assert moved(m0, m1, M_ORIGIN_BYTES) >= n, metric_lines(m1, M_ORIGIN_BYTES)
+    assert moved(m0, m1, M_SERVED_BYTES) >= n, metric_lines(m1, M_SERVED_BYTES)
 
     assert_served(edge, pub, SMALL, edge.get(pub.url_path(SMALL)), origin, cache={"hit-memory"})
     m2 = edge.metrics()
-    assert metric_sum(m2, M_HITS, tier=TIER_MEMORY) - metric_sum(m1, M_HITS, tier=TIER_MEMORY) == 1, metric_lines(m2, M_HITS)
-    assert metric_sum(m2, M_MISSES) == metric_sum(m1, M_MISSES), "a hit counted as a miss"
-    assert metric_sum(m2, M_ORIGIN_BYTES) == metric_sum(m1, M_ORIGIN_BYTES), "a hit fetched from the origin"
-    assert metric_sum(m2, M_SERVED_BYTES) - metric_sum(m1, M_SERVED_BYTES) >= n, metric_lines(m2, M_SERVED_BYTES)
+    assert moved(m1, m2, M_HITS) == 1, metric_lines(m2, M_HITS)
+    assert moved(m1, m2, M_REQUESTS, **{"class": "keyframe", "cache": "hit-memory"}) == 1, metric_lines(m2, M_REQUESTS)
+    assert moved(m1, m2, M_MISSES) == 0, "a hit counted as a miss"
+    assert moved(m1, m2, M_ORIGIN_BYTES) == 0, "a hit fetched from the origin"
+    assert moved(m1, m2, M_SERVED_BYTES) >= n, metric_lines(m2, M_SERVED_BYTES)
 
     frames = [p for p in pub.of_class("keyframe") if p.endswith(".bin")]
     assert len(frames) == EXTRA_FRAMES, frames
@@ -1075,11 +1097,24 @@ def test_metrics_count_hits_misses_bytes_evictions_and_latency(origins, edges, p
     for tier in (TIER_MEMORY, TIER_DISK):
         assert metric_sum(m3, M_TIER_BYTES, tier=tier) > 0, f"{M_TIER_BYTES}{{tier={tier}}}\n{metric_lines(m3, M_TIER_BYTES)}"
     assert metric_sum(m3, M_TIER_BYTES, tier=TIER_MEMORY) <= 3 * EXTRA_FRAME_BYTES, metric_lines(m3, M_TIER_BYTES)
+    # The tiers weigh entries in whole KiB: the disk gauge is objects/ rounded up per entry.
+    objects = cache_objects(edge.cache_dir)
+    on_disk = sum(p.stat().st_size for p in objects.values())
+    gauge = metric_sum(m3, M_TIER_BYTES, tier=TIER_DISK)
+    assert on_disk <= gauge <= on_disk + 1024 * len(objects), (
+        f"{M_TIER_BYTES}{{tier=disk}} says {gauge}, objects/ holds {on_disk} bytes in {len(objects)} files"
+    )
     assert metric_sum(m3, M_VERIFY_FAILURES) == 0, metric_lines(m3, M_VERIFY_FAILURES)
+    # Every object response is counted once, by class and cache status.
+    keyframe_requests = metric_sum(m3, M_REQUESTS, **{"class": "keyframe"})
+    assert metric_sum(m3, M_REQUESTS, **{"class": "bulk"}) == 0, f"no bulk target was asked for\n{metric_lines(m3, M_REQUESTS)}"
 
-    # Latency histograms carry the class; keyframes were asked for at least 2 + EXTRA_FRAMES times.
-    counts = {lab.get("class"): v for lab, v in metric_samples(m3, M_LATENCY + "_count")}
-    assert counts.get("keyframe", 0) >= 2 + EXTRA_FRAMES, f"{M_LATENCY}_count by class: {counts}"
-    inf = [v for lab, v in metric_samples(m3, M_LATENCY + "_bucket") if lab.get("class") == "keyframe" and lab.get("le") == "+Inf"]
-    assert inf and inf[0] == counts["keyframe"], f"keyframe +Inf bucket {inf} != count {counts.get('keyframe')}"
-    assert "bulk" not in counts or counts["bulk"] == 0, f"no bulk target was asked for: {counts}"
+    # Latency histograms carry the class and count every keyframe request.
+    for hist in (M_LATENCY, M_FIRST_BYTE):
+        counts = {lab.get("class"): v for lab, v in metric_samples(m3, hist + "_count")}
+        assert counts.get("keyframe") == keyframe_requests, (
+            f"{hist}_count{{class=keyframe}} is {counts.get('keyframe')}, {M_REQUESTS} counted {keyframe_requests}"
+        )
+        inf = [v for lab, v in metric_samples(m3, hist + "_bucket") if lab.get("class") == "keyframe" and lab.get("le") == "+Inf"]
+        assert inf == [counts["keyframe"]], f"{hist}: keyframe +Inf bucket {inf} != count {counts['keyframe']}"
+        assert not counts.get("bulk"), f"{hist}: bulk latencies recorded though no bulk target was asked for: {counts}"

@@ -54,13 +54,13 @@ glob = "bulk/**"
 class = "bulk"
 "#;
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
     let what = what.into();
     move |source| BenchError::Io { what, source }
 }
 
 /// Writes `length` pseudo-random bytes (xorshift: incompressible, fast to make).
-fn write_random(path: &Path, length: u64, seed: u64) -> Result<(), BenchError> {
+pub(crate) fn write_random(path: &Path, length: u64, seed: u64) -> Result<(), BenchError> {
     let mut file = fs::File::create(path).map_err(io(path.display().to_string()))?;
     let mut state = seed | 1;
     let mut buf = vec![0u8; 1 << 20];

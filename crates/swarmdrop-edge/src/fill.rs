@@ -148,7 +148,10 @@ impl Edge {
                 ));
             }
             hasher.update(&chunk);
+            // tokio's File hands writes to a blocking task; flush so that readers behind
+            // the writer find every byte the progress promises.
             writer.write_all(&chunk).await.map_err(io)?;
+            writer.flush().await.map_err(io)?;
             if keep_in_memory {
                 kept.extend_from_slice(&chunk);
             }

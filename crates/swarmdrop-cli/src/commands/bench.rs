@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use swarmdrop_bench::edge::{run_edge_bench, EdgeBenchOptions};
 use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
@@ -17,6 +18,27 @@ pub(crate) enum Bench {
     Identity(IdentityArgs),
     /// Our UDP tracker against aquatic_udp under aquatic's load generator (built on first use).
     Tracker(TrackerArgs),
+    /// The edge (warm) against nginx under wrk, and a cold flash crowd on one large object.
+    Edge(EdgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EdgeArgs {
+    /// Seconds of wrk per measurement.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    seconds: u32,
+    /// wrk connections.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    connections: u32,
+    /// Clients in the cold flash crowd.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    cold_clients: u32,
+    /// Size of the cold object (like 64MiB).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    cold_size: String,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +129,24 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             };
             let report = run_tracker_bench(&options, &protocols, &|line| eprintln!("{line}"))
                 .context("bench tracker")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Edge(args) => {
+            let cold_size = parse_size(&args.cold_size)
+                .with_context(|| format!("--cold-size {:?}", args.cold_size))?;
+            let options = EdgeBenchOptions {
+                seconds: args.seconds.clamp(1, 600),
+                connections: args.connections.clamp(1, 10_000),
+                cold_clients: args.cold_clients.clamp(1, 10_000),
+                cold_size: cold_size.max(1 << 20),
+            };
+            let report =
+                run_edge_bench(&options, &|line| eprintln!("{line}")).context("bench edge")?;
             if args.json {
                 super::print_json(&report)?;
             } else {

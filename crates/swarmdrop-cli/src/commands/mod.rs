@@ -1,12 +1,12 @@
 //! The subcommands.
 
 mod bench;
+mod edge;
 mod gateway;
 mod inspect;
 mod keygen;
 mod pack;
 mod token;
-mod edge;
 mod tracker;
 mod verify;
 
