@@ -19,10 +19,11 @@ cache_dir = ""
 # The drop's root.json, obtained out of band. Empty: trust the origin's 1.root.json on
 # first use (said on stderr), as `swarmdrop verify` does without --root.
 root = ""
-# Byte bounds of the two tiers, and the largest object the memory tier takes.
+# Byte bounds of the two tiers, and the largest object the memory tier takes (hot
+# objects served from memory are sliced, never copied).
 memory_bytes = 268435456
 disk_bytes = 10737418240
-memory_object_max = 8388608
+memory_object_max = 67108864
 # Immutable entries are fresh this long (a drop's lifetime). Past it a request refetches;
 # if the origin fails, the stale copy is served for stale_if_error more, then dropped.
 ttl = "6h"

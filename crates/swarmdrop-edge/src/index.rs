@@ -21,6 +21,8 @@ pub struct Target {
     pub sha256: [u8; 32],
     /// Its class (empty when the metadata names none).
     pub class: String,
+    /// `"<sha256 hex>"`, the ETag.
+    pub etag: String,
 }
 
 impl Target {
@@ -179,6 +181,7 @@ impl Index {
                 length: file.length,
                 sha256,
                 class,
+                etag: format!("\"{sha256_hex}\""),
             });
             index
                 .by_served

@@ -1,6 +1,6 @@
 //! The edge's counters, gauges and histograms, in Prometheus text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -79,13 +79,19 @@ impl CacheStatus {
     }
 }
 
+/// What is counted per class.
+#[derive(Debug, Default, Clone)]
+struct ClassStats {
+    by_status: BTreeMap<CacheStatus, u64>,
+    first_byte: Histogram,
+    total: Histogram,
+}
+
 /// Everything the edge counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, CacheStatus), u64>>,
+    classes: Mutex<HashMap<String, ClassStats>>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
-    first_byte: Mutex<BTreeMap<String, Histogram>>,
-    total: Mutex<BTreeMap<String, Histogram>>,
     /// Requests made to the origin.
     pub origin_requests: AtomicU64,
     /// Bytes received from the origin.
@@ -125,12 +131,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn sorted<V>(map: &HashMap<String, V>) -> Vec<(&String, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
 impl Metrics {
-    /// Counts a request of `class` answered with `status`.
-    pub fn request(&self, class: &str, status: CacheStatus) {
-        *lock(&self.requests)
-            .entry((class.to_owned(), status))
-            .or_default() += 1;
+    /// Counts a request of `class` answered with `status`, its time to the response
+    /// head, and (when the body is already complete) its total time: one lock.
+    pub fn answered(
+        &self,
+        class: &str,
+        status: CacheStatus,
+        first_byte: Duration,
+        total: Option<Duration>,
+    ) {
+        self.with_class(class, |stats| {
+            *stats.by_status.entry(status).or_default() += 1;
+            stats.first_byte.observe(first_byte);
+            if let Some(total) = total {
+                stats.total.observe(total);
+            }
+        });
+    }
+
+    /// Time until the last byte was handed to the connection.
+    pub fn total(&self, class: &str, d: Duration) {
+        self.with_class(class, |stats| stats.total.observe(d));
     }
 
     /// Counts a refusal.
@@ -138,35 +166,39 @@ impl Metrics {
         *lock(&self.refusals).entry(code).or_default() += 1;
     }
 
-    /// Time until the response head was ready.
-    pub fn first_byte(&self, class: &str, d: Duration) {
-        lock(&self.first_byte)
-            .entry(class.to_owned())
-            .or_default()
-            .observe(d);
-    }
-
-    /// Time until the last byte was handed to the connection.
-    pub fn total(&self, class: &str, d: Duration) {
-        lock(&self.total)
-            .entry(class.to_owned())
-            .or_default()
-            .observe(d);
+    /// Runs `f` on `class`'s stats, allocating the label only the first time.
+    fn with_class(&self, class: &str, f: impl FnOnce(&mut ClassStats)) {
+        let mut classes = lock(&self.classes);
+        match classes.get_mut(class) {
+            Some(stats) => f(stats),
+            None => {
+                let mut stats = ClassStats::default();
+                f(&mut stats);
+                classes.insert(class.to_owned(), stats);
+            }
+        }
     }
 
     /// Prometheus text.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
-        let requests = lock(&self.requests).clone();
+        let classes: Vec<(String, ClassStats)> = sorted(&lock(&self.classes))
+            .into_iter()
+            .map(|(class, stats)| (class.clone(), stats.clone()))
+            .collect();
+        let requests: Vec<(&String, CacheStatus, u64)> = classes
+            .iter()
+            .flat_map(|(class, stats)| stats.by_status.iter().map(move |(s, n)| (class, *s, *n)))
+            .collect();
         let status_total = |wanted: &[CacheStatus]| -> u64 {
             requests
                 .iter()
-                .filter(|((_, s), _)| wanted.contains(s))
-                .map(|(_, n)| n)
+                .filter(|(_, s, _)| wanted.contains(s))
+                .map(|(_, _, n)| n)
                 .sum()
         };
         out.push_str("# HELP swarmdrop_edge_requests_total Object requests by class and cache status.\n# TYPE swarmdrop_edge_requests_total counter\n");
-        for ((class, status), n) in &requests {
+        for (class, status, n) in &requests {
             let _ = writeln!(
                 out,
                 "swarmdrop_edge_requests_total{{class=\"{class}\",cache=\"{}\"}} {n}",
@@ -274,12 +306,16 @@ impl Metrics {
             );
         }
         out.push_str("# HELP swarmdrop_edge_first_byte_seconds Time to the response head, by class.\n# TYPE swarmdrop_edge_first_byte_seconds histogram\n");
-        for (class, h) in lock(&self.first_byte).iter() {
-            h.render(&mut out, "swarmdrop_edge_first_byte_seconds", class);
+        for (class, stats) in &classes {
+            stats
+                .first_byte
+                .render(&mut out, "swarmdrop_edge_first_byte_seconds", class);
         }
         out.push_str("# HELP swarmdrop_edge_request_seconds Time to the last byte, by class.\n# TYPE swarmdrop_edge_request_seconds histogram\n");
-        for (class, h) in lock(&self.total).iter() {
-            h.render(&mut out, "swarmdrop_edge_request_seconds", class);
+        for (class, stats) in &classes {
+            stats
+                .total
+                .render(&mut out, "swarmdrop_edge_request_seconds", class);
         }
         out
     }

@@ -1,6 +1,7 @@
 //! Serving objects: path check, token gate, index lookup, tier or fill, then the
 //! response with ranges, ETags and cache headers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -101,7 +102,11 @@ async fn open(edge: &Arc<Edge>, target: &Arc<Target>) -> Result<(Source, CacheSt
         Ok(()) => {
             let source = match verified_bytes(edge, target) {
                 Some(bytes) => Source::Memory(bytes),
-                None => Source::File(fill.file.clone()),
+                // A handle of our own: the fill's is shared, and reads here seek.
+                None => match std::fs::File::open(edge.tiers.object_path(&target.sha256)) {
+                    Ok(file) => Source::File(Arc::new(file)),
+                    Err(_) => Source::Filling(fill),
+                },
             };
             Ok((source, status))
         }
@@ -117,8 +122,8 @@ async fn open(edge: &Arc<Edge>, target: &Arc<Target>) -> Result<(Source, CacheSt
 
 struct Representation<'a> {
     length: u64,
-    etag: String,
-    cache_control: String,
+    etag: Cow<'a, str>,
+    cache_control: Cow<'static, str>,
     content_type: &'static str,
     class: &'a str,
     status: CacheStatus,
@@ -141,14 +146,15 @@ fn respond(
     source: Source,
     started: Instant,
 ) -> Response {
-    edge.metrics.request(rep.class, rep.status);
     let mut builder = Response::builder()
-        .header(header::ETAG, &rep.etag)
-        .header(header::CACHE_CONTROL, &rep.cache_control)
+        .header(header::ETAG, rep.etag.as_ref())
+        .header(header::CACHE_CONTROL, rep.cache_control.as_ref())
         .header(header::ACCEPT_RANGES, "bytes")
         .header("x-swarmdrop-cache", rep.status.as_str());
     if etag_matches(headers.get(header::IF_NONE_MATCH), &rep.etag) {
-        edge.metrics.first_byte(rep.class, started.elapsed());
+        let elapsed = started.elapsed();
+        edge.metrics
+            .answered(rep.class, rep.status, elapsed, Some(elapsed));
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
@@ -186,12 +192,16 @@ fn respond(
         .status(status)
         .header(header::CONTENT_TYPE, rep.content_type)
         .header(header::CONTENT_LENGTH, length);
-    edge.metrics.first_byte(rep.class, started.elapsed());
     let body = match end {
         Some(end) if *method != Method::HEAD => {
-            stream(edge, source, start, end, rep.class.to_owned(), started)
+            stream(edge, source, start, end, rep.class, rep.status, started)
         }
-        _ => Body::empty(),
+        _ => {
+            let elapsed = started.elapsed();
+            edge.metrics
+                .answered(rep.class, rep.status, elapsed, Some(elapsed));
+            Body::empty()
+        }
     };
     builder.body(body).unwrap_or_default()
 }
@@ -237,7 +247,11 @@ pub async fn object(
     let token = request.token.as_deref().or(header_token);
     let private = !edge.config.private.drop.is_empty();
     let visibility = if private { "private" } else { "public" };
-    let immutable = format!("{visibility}, max-age=31536000, immutable");
+    let immutable = Cow::Borrowed(if private {
+        "private, max-age=31536000, immutable"
+    } else {
+        "public, max-age=31536000, immutable"
+    });
     let index = match edge.index().await {
         Ok(index) => index,
         Err(refusal) => return refusal_response(&refusal),
@@ -262,10 +276,10 @@ pub async fn object(
                 return refusal_response(&refusal);
             }
             let cache_control = if name == "timestamp.json" || name == "root.json" {
-                format!(
+                Cow::Owned(format!(
                     "{visibility}, max-age={}",
                     edge.durations.timestamp_ttl.as_secs()
-                )
+                ))
             } else {
                 immutable
             };
@@ -304,7 +318,7 @@ pub async fn object(
                 Ok((source, status)) => {
                     let rep = Representation {
                         length: target.length,
-                        etag: format!("\"{}\"", target.sha256_hex()),
+                        etag: Cow::Borrowed(&target.etag),
                         cache_control: immutable,
                         content_type: content_type(&target.name),
                         class: &target.class,
@@ -326,13 +340,13 @@ fn held(
     method: &Method,
     headers: &HeaderMap,
     bytes: Bytes,
-    cache_control: String,
+    cache_control: Cow<'static, str>,
     class: &str,
     started: Instant,
 ) -> Response {
     let rep = Representation {
         length: bytes.len() as u64,
-        etag: sha256_etag(&bytes),
+        etag: Cow::Owned(sha256_etag(&bytes)),
         cache_control,
         content_type: if class == "torrent" {
             "application/x-bittorrent"

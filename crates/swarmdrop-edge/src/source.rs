@@ -13,16 +13,17 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use crate::fill::{Fill, Progress};
+use crate::metrics::CacheStatus;
 use crate::state::Edge;
 
-const CHUNK: u64 = 256 * 1024;
+const CHUNK: u64 = 1024 * 1024;
 
 /// Where a response's bytes come from.
 #[derive(Clone)]
 pub enum Source {
     /// The memory tier (or verified metadata).
     Memory(Bytes),
-    /// A verified disk-tier file.
+    /// A verified disk-tier file, opened for this response alone (reads seek it).
     File(Arc<std::fs::File>),
     /// A fill still running; large objects only (small ones are verified first).
     Filling(Arc<Fill>),
@@ -58,6 +59,29 @@ impl Body for ChannelBody {
     }
 }
 
+/// Reads `len` bytes at `offset` of a handle this response owns: seek and read into
+/// uninitialised capacity (no zeroing of a buffer about to be overwritten).
+async fn read_owned(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let mut handle: &std::fs::File = &file;
+        handle.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        handle.take(len).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "cached file is shorter than its entry",
+            ));
+        }
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Reads `len` bytes at `offset` of a handle others share (no seeking).
 async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
@@ -117,19 +141,24 @@ pub fn stream(
     source: Source,
     start: u64,
     end: u64,
-    class: String,
+    class: &str,
+    status: CacheStatus,
     started: Instant,
 ) -> axum::body::Body {
     let length = end + 1 - start;
+    let first_byte = started.elapsed();
     if let Source::Memory(bytes) = &source {
         let slice =
             bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end + 1).unwrap_or(0));
         edge.metrics
             .bytes_served
             .fetch_add(length, Ordering::Relaxed);
-        edge.metrics.total(&class, started.elapsed());
+        edge.metrics
+            .answered(class, status, first_byte, Some(first_byte));
         return axum::body::Body::from(slice);
     }
+    edge.metrics.answered(class, status, first_byte, None);
+    let class = class.to_owned();
     let (tx, rx) = mpsc::channel(4);
     let edge = edge.clone();
     tokio::spawn(async move {
@@ -142,7 +171,7 @@ pub fn stream(
             let want = (end + 1 - at).min(CHUNK);
             let chunk = match &source {
                 Source::Memory(_) => break,
-                Source::File(file) => read_at(file, at, want).await,
+                Source::File(file) => read_owned(file, at, want).await,
                 Source::Filling(fill) => match watch.as_mut() {
                     Some(watch) => match readable(fill, watch, at + 1).await {
                         Ok(available) => read_at(&fill.file, at, want.min(available - at)).await,

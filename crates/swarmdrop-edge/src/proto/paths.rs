@@ -6,6 +6,8 @@
 //! of where it is looked up. What is left must have the shape of something a published
 //! drop contains; whether it exists is the index's question.
 
+use std::borrow::Cow;
+
 /// Longest path accepted.
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest token accepted in `/t/<token>/…`.
@@ -64,25 +66,12 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-fn decode_segment(raw: &str) -> Result<String, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let high = bytes.get(at + 1).copied().and_then(hex_value);
-            let low = bytes.get(at + 2).copied().and_then(hex_value);
-            match (high, low) {
-                (Some(h), Some(l)) => out.push(h << 4 | l),
-                _ => return Err(PathError::Bad("a % not followed by two hex digits")),
-            }
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    let text = String::from_utf8(out).map_err(|_| PathError::Bad("a segment that is not UTF-8"))?;
+fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    let text = if raw.contains('%') {
+        Cow::Owned(percent_decode(raw)?)
+    } else {
+        Cow::Borrowed(raw)
+    };
     if text.is_empty() {
         return Err(PathError::Bad("an empty segment"));
     }
@@ -101,6 +90,27 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
         ));
     }
     Ok(text)
+}
+
+fn percent_decode(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let high = bytes.get(at + 1).copied().and_then(hex_value);
+            let low = bytes.get(at + 2).copied().and_then(hex_value);
+            match (high, low) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => return Err(PathError::Bad("a % not followed by two hex digits")),
+            }
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::Bad("a segment that is not UTF-8"))
 }
 
 fn metadata_name(name: &str) -> bool {
@@ -152,11 +162,11 @@ pub fn parse(path: &str) -> Result<RequestPath, PathError> {
         .collect::<Result<Vec<_>, _>>()?;
     let object = match segments.split_first() {
         Some((top, rest)) if top == "metadata" => match rest {
-            [name] if metadata_name(name) => Object::Metadata(name.clone()),
+            [name] if metadata_name(name) => Object::Metadata(name.to_string()),
             _ => return Err(PathError::NotServed("no such metadata file")),
         },
         Some((top, rest)) if top == "torrents" => match rest {
-            [name] if name.ends_with(".torrent") => Object::Torrent(name.clone()),
+            [name] if name.ends_with(".torrent") => Object::Torrent(name.to_string()),
             _ => return Err(PathError::NotServed("no such torrent")),
         },
         Some((top, rest)) if top == "targets" && !rest.is_empty() => Object::Target(rest.join("/")),
@@ -166,7 +176,10 @@ pub fn parse(path: &str) -> Result<RequestPath, PathError> {
             ))
         }
     };
-    Ok(RequestPath { token, object })
+    Ok(RequestPath {
+        token: token.map(Cow::into_owned),
+        object,
+    })
 }
 
 #[cfg(test)]
