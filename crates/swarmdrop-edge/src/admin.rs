@@ -58,7 +58,7 @@ fn selection(body: &Bytes) -> Result<Selection, Refusal> {
         .map_err(|e| Refusal::new(400, "malformed_request", format!("request body: {e}")))
 }
 
-async fn selected(edge: &Edge, selection: &Selection) -> Result<Vec<Arc<Target>>, Refusal> {
+async fn selected(edge: &Arc<Edge>, selection: &Selection) -> Result<Vec<Arc<Target>>, Refusal> {
     let index = edge.index().await?;
     if selection.targets.is_empty() {
         return Ok(index.targets_of(&selection.classes));

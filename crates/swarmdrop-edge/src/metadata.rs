@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use swarmdrop_manifest::tuf::{Role, TrustedSet, TufError};
@@ -210,27 +210,38 @@ impl Edge {
         Ok(self.install(index, files))
     }
 
-    /// The index, refreshed from the origin when older than `timestamp_ttl`. A failed
-    /// refresh keeps the last verified index (and waits another `timestamp_ttl` before
-    /// trying again); with no index at all it is an error.
-    pub async fn index(&self) -> Result<Arc<Index>, Refusal> {
-        let fresh =
-            |checked: Option<Instant>, ttl: Duration| checked.is_some_and(|at| at.elapsed() < ttl);
+    /// The index. Once one has verified, a request never waits for the origin: past
+    /// `timestamp_ttl` a refresh starts behind it (one at a time) and the current index
+    /// answers meanwhile (stale-while-revalidate). Before any index, the request waits for
+    /// the first refresh, and its failure is the answer.
+    pub async fn index(self: &Arc<Self>) -> Result<Arc<Index>, Refusal> {
+        if let Some(index) = self.current_index() {
+            let fresh = self
+                .lock_checked()
+                .is_some_and(|at| at.elapsed() < self.durations.timestamp_ttl);
+            if !fresh && !self.refresh_pending.swap(true, Ordering::AcqRel) {
+                let edge = self.clone();
+                tokio::spawn(async move {
+                    let _ = edge.refresh().await;
+                    edge.refresh_pending.store(false, Ordering::Release);
+                });
+            }
+            return Ok(index);
+        }
+        self.refresh().await
+    }
+
+    /// Walks the metadata from the origin (one walk at a time) and installs it; a failure
+    /// keeps the last verified index, if any.
+    pub async fn refresh(&self) -> Result<Arc<Index>, Refusal> {
+        let _guard = self.refreshing.lock().await;
         let current = self.current_index();
         if let Some(index) = &current {
-            if fresh(*self.lock_checked(), self.durations.timestamp_ttl) {
+            if self
+                .lock_checked()
+                .is_some_and(|at| at.elapsed() < self.durations.timestamp_ttl)
+            {
                 return Ok(index.clone());
-            }
-        }
-        // One refresh at a time; others keep serving the current index meanwhile.
-        let _guard = match (&current, self.refreshing.try_lock()) {
-            (_, Ok(guard)) => guard,
-            (Some(index), Err(_)) => return Ok(index.clone()),
-            (None, Err(_)) => self.refreshing.lock().await,
-        };
-        if let Some(index) = self.current_index() {
-            if fresh(*self.lock_checked(), self.durations.timestamp_ttl) {
-                return Ok(index);
             }
         }
         let loaded = self.load(From::Origin).await.and_then(|(index, files)| {

@@ -44,7 +44,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
 /// Starts an edge: loads kept metadata (or fetches it), then serves.
 pub async fn run(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
     if edge.load_kept().await.is_err() {
-        if let Err(refusal) = edge.index().await {
+        if let Err(refusal) = edge.refresh().await {
             eprintln!(
                 "warning: no verified metadata yet ({}); requests will retry the origin",
                 refusal.detail

@@ -81,6 +81,7 @@ pub struct Edge {
     pub(crate) index: RwLock<Option<Arc<Index>>>,
     pub(crate) index_checked: Mutex<Option<Instant>>,
     pub(crate) refreshing: tokio::sync::Mutex<()>,
+    pub(crate) refresh_pending: std::sync::atomic::AtomicBool,
     /// Root files trusted so far, oldest first (the first one is the trust anchor).
     pub(crate) roots: Mutex<Vec<Bytes>>,
     pub(crate) fills: Mutex<HashMap<Digest, Arc<Fill>>>,
@@ -175,6 +176,7 @@ impl Edge {
             index: RwLock::new(None),
             index_checked: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            refresh_pending: std::sync::atomic::AtomicBool::new(false),
             roots: Mutex::new(Vec::new()),
             fills: Mutex::new(HashMap::new()),
             torrents: Mutex::new(HashMap::new()),
