@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import os
 import queue
 import random
 import re
@@ -40,7 +39,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pytest
 
 from sd_interop import base_env, latest_version, read_json
-from tracker_support import metric_samples, metric_sum, wait_until  # noqa: F401 - re-exported
 
 READY_RE = re.compile(r"listening edge (\S+)")
 READY_TIMEOUT_S = 30.0
@@ -1091,6 +1089,26 @@ def event_mentions(ev: Any, word: str) -> bool:
     return False
 
 
+def server_sockets(port: int, ip: str = "127.0.0.1") -> tuple[int, int]:
+    """(established, with unread bytes) among the server side's TCP sockets on ip:port,
+    from /proc/net/tcp: once every accepted connection's receive queue is empty, the
+    server has read the requests sent on them."""
+    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(ip), 'big')):08X}:{port:04X}"
+    established = unread = 0
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        f = line.split()
+        if len(f) < 5 or f[1] != want or f[3] != "01":
+            continue
+        established += 1
+        if int(f[4].split(":")[1], 16):
+            unread += 1
+    return established, unread
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -1106,7 +1124,3 @@ def cache_objects(cache_dir: Path) -> dict[str, Path]:
     if not d.is_dir():
         return {}
     return {p.name: p for p in d.rglob("*") if p.is_file() and re.fullmatch(r"[0-9a-f]{64}", p.name)}
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")

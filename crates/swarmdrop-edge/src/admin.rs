@@ -58,24 +58,23 @@ fn selection(body: &Bytes) -> Result<Selection, Refusal> {
         .map_err(|e| Refusal::new(400, "malformed_request", format!("request body: {e}")))
 }
 
-async fn selected(edge: &Arc<Edge>, selection: &Selection) -> Result<Vec<Arc<Target>>, Refusal> {
+/// The targets a selection names, and the names the signed metadata does not list.
+async fn selected(
+    edge: &Arc<Edge>,
+    selection: &Selection,
+) -> Result<(Vec<Arc<Target>>, Vec<String>), Refusal> {
     let index = edge.index().await?;
     if selection.targets.is_empty() {
-        return Ok(index.targets_of(&selection.classes));
+        return Ok((index.targets_of(&selection.classes), Vec::new()));
     }
-    selection
-        .targets
-        .iter()
-        .map(|name| {
-            index.by_name.get(name).cloned().ok_or_else(|| {
-                Refusal::new(
-                    404,
-                    "not_found",
-                    format!("target {name:?} is not in the signed metadata"),
-                )
-            })
-        })
-        .collect()
+    let (mut found, mut unknown) = (Vec::new(), Vec::new());
+    for name in &selection.targets {
+        match index.by_name.get(name) {
+            Some(target) => found.push(target.clone()),
+            None => unknown.push(name.clone()),
+        }
+    }
+    Ok((found, unknown))
 }
 
 async fn warm(edge: Arc<Edge>, target: Arc<Target>) -> Result<u64, Refusal> {
@@ -95,8 +94,12 @@ async fn prewarm(
 ) -> Result<Response, Refusal> {
     let who = admin(&edge, &headers)?;
     let selection = selection(&body)?;
-    let targets = selected(&edge, &selection).await?;
-    let (mut filled, mut bytes, mut failed) = (0u64, 0u64, Vec::new());
+    let (targets, unknown) = selected(&edge, &selection).await?;
+    let (mut filled, mut bytes) = (0u64, 0u64);
+    let mut failed: Vec<serde_json::Value> = unknown
+        .iter()
+        .map(|name| json!({ "target": name, "error": "not_found", "detail": "not in the signed targets metadata" }))
+        .collect();
     for batch in targets.chunks(PREWARM_PARALLEL) {
         let mut tasks = tokio::task::JoinSet::new();
         for target in batch {
@@ -126,16 +129,29 @@ async fn prewarm(
             failed.len()
         ),
     );
+    // 200 when all is warm; 404 when the only trouble is names the metadata does not
+    // list; 502 when a fill failed. The body says which, target by target.
     let status = if failed.is_empty() {
         StatusCode::OK
+    } else if failed.iter().all(|f| f["error"] == "not_found") {
+        StatusCode::NOT_FOUND
     } else {
         StatusCode::BAD_GATEWAY
     };
-    Ok((
-        status,
-        Json(json!({ "filled": filled, "bytes": bytes, "failed": failed })),
-    )
-        .into_response())
+    let mut answer = json!({ "filled": filled, "bytes": bytes, "failed": failed });
+    if status != StatusCode::OK {
+        // The usual error shape too, so a client that checks only that understands.
+        answer["error"] = json!(if status == StatusCode::NOT_FOUND {
+            "not_found"
+        } else {
+            "prewarm_incomplete"
+        });
+        answer["detail"] = json!(format!(
+            "{} of the selected targets were not pre-warmed",
+            failed.len()
+        ));
+    }
+    Ok((status, Json(answer)).into_response())
 }
 
 async fn purge(
@@ -153,12 +169,15 @@ async fn purge(
         ));
     }
     let purged = if selection.all {
+        // moka counts lazily: settle pending work so the count is the real one.
+        edge.tiers.memory.run_pending_tasks();
+        edge.tiers.disk.run_pending_tasks();
         let before = edge.tiers.memory.entry_count() + edge.tiers.disk.entry_count();
         edge.tiers.purge_all();
         edge.lock_torrents().clear();
         before
     } else {
-        let targets = selected(&edge, &selection).await?;
+        let (targets, _unknown) = selected(&edge, &selection).await?;
         targets
             .iter()
             .filter(|t| edge.tiers.purge(&t.sha256))

@@ -66,7 +66,7 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
+fn decode_segment(raw: &str, max_bytes: usize) -> Result<Cow<'_, str>, PathError> {
     let text = if raw.contains('%') {
         Cow::Owned(percent_decode(raw)?)
     } else {
@@ -78,8 +78,10 @@ fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if text == "." || text == ".." {
         return Err(PathError::Bad("a dot segment"));
     }
-    if text.len() > MAX_SEGMENT_BYTES {
-        return Err(PathError::Bad("a segment longer than 255 bytes"));
+    if text.len() > max_bytes {
+        return Err(PathError::Bad(
+            "a segment longer than allowed (255 bytes; tokens 8 KiB)",
+        ));
     }
     if text
         .chars()
@@ -151,14 +153,15 @@ pub fn parse(path: &str) -> Result<RequestPath, PathError> {
             if token.len() > MAX_TOKEN_BYTES {
                 return Err(PathError::Bad("a token longer than 8 KiB"));
             }
-            let token = decode_segment(token)?;
+            // Tokens are longer than file names (a gateway token is ~600 bytes).
+            let token = decode_segment(token, MAX_TOKEN_BYTES)?;
             (Some(token), rest)
         }
         all => (None, all),
     };
     let segments = raw
         .iter()
-        .map(|s| decode_segment(s))
+        .map(|s| decode_segment(s, MAX_SEGMENT_BYTES))
         .collect::<Result<Vec<_>, _>>()?;
     let object = match segments.split_first() {
         Some((top, rest)) if top == "metadata" => match rest {
@@ -266,6 +269,13 @@ mod tests {
         }
         assert!(parse(&format!("/targets/{}", "a/".repeat(40))).is_err());
         assert!(parse(&format!("/targets/{}", "a".repeat(300))).is_err());
+        // A token may be long; a file name may not.
+        let token = format!("v4.public.{}", "A".repeat(700));
+        assert_eq!(
+            parse(&format!("/t/{token}/targets/x")).unwrap().token,
+            Some(token)
+        );
+        assert!(parse(&format!("/t/{}/targets/x", "A".repeat(9000))).is_err());
     }
 
     proptest! {
