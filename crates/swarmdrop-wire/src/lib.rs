@@ -1,0 +1,10 @@
+//! The BitTorrent peer wire protocol as a sans-IO core: bytes in, messages out, and the
+//! reverse. No sockets, no clocks: the tokio driver and the deterministic swarm test both
+//! feed it. See docs/design/0006-wire.md.
+
+pub mod bitfield;
+pub mod codec;
+pub mod extension;
+
+pub use bitfield::Bitfield;
+pub use codec::{Decoder, Handshake, Message, WireError};
