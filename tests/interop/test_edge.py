@@ -571,6 +571,21 @@ def test_corrupted_large_object_is_cut_short(origins, edges, pub):
     assert metric_sum(m, M_VERIFY_FAILURES) >= 2, metric_lines(m, M_VERIFY_FAILURES)
 
 
+def test_ranges_of_a_corrupted_fill_never_complete(origins, edges, pub):
+    """A range that ends before the corrupted byte must still wait for the whole digest:
+    webseeds and players ask for ranges, and a complete 206 would vouch for bad bytes."""
+    origin = origins()
+    edge = edges(origin, {"verify_before_send": Size(64 * 1024)})
+    path = pub.url_path(BULK)
+    origin.corrupt(path, offset=pub.length(BULK) - 10)
+    r = edge.get(path, headers={"Range": "bytes=0-1023"}, timeout=60)
+    assert not (r.status == 206 and r.complete), (
+        f"a complete 206 for a range of an object that fails verification\n{edge.why(r, origin)}"
+    )
+    assert r.status in (206, 502), f"want a cut 206 or a 502, got {r.status}\n{edge.why(r, origin)}"
+    assert pub.sha(BULK) not in cache_objects(edge.cache_dir), "a corrupted fill reached objects/"
+
+
 # --------------------------------------------------------------------------
 # 4. pre-warm, admin auth, purge
 # --------------------------------------------------------------------------

@@ -40,8 +40,11 @@ gateway_keys = []
 events_log = ""
 
 [limits]
-# A client must send its whole request head within this time, or is disconnected.
+# A client must send its whole request head within this time, or is disconnected (idle
+# keep-alive connections too).
 header_timeout = "10s"
+# Connections served at once; more wait in the kernel's accept queue.
+max_connections = 10000
 # Origin calls: to connect and get the response head, and for a whole body.
 origin_timeout = "10s"
 origin_body_timeout = "10m"
@@ -104,6 +107,8 @@ pub struct EdgeConfig {
 pub struct Limits {
     /// Request head deadline.
     pub header_timeout: String,
+    /// Concurrent connections.
+    pub max_connections: usize,
     /// Origin head deadline.
     pub origin_timeout: String,
     /// Origin body deadline.

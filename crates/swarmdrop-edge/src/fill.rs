@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -73,6 +73,10 @@ impl Edge {
         let edge = self.clone();
         let running = fill.clone();
         tokio::spawn(async move {
+            let _unstick = Unstick {
+                edge: edge.clone(),
+                fill: running.clone(),
+            };
             let outcome = edge
                 .run_fill(&running, tokio::fs::File::from_std(writer), &temp)
                 .await;
@@ -120,7 +124,6 @@ impl Edge {
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         let keep_in_memory = target.length <= self.tiers.memory_object_max;
-        let mut kept = BytesMut::new();
         let io = |e: std::io::Error| {
             Refusal::new(503, "cache_unavailable", format!("{}: {e}", temp.display()))
         };
@@ -152,9 +155,7 @@ impl Edge {
             // the writer find every byte the progress promises.
             writer.write_all(&chunk).await.map_err(io)?;
             writer.flush().await.map_err(io)?;
-            if keep_in_memory {
-                kept.extend_from_slice(&chunk);
-            }
+
             written += chunk.len() as u64;
             fill.progress.send_replace(Progress::Running(written));
         }
@@ -173,9 +174,16 @@ impl Edge {
                 self.verification_failed(target, "SHA-256 does not match the signed metadata")
             );
         }
-        tokio::fs::rename(temp, self.tiers.object_path(&target.sha256))
-            .await
-            .map_err(io)?;
+        // Durable before it is named: after a crash, every file under its digest's name
+        // holds exactly those bytes (a restart re-admits files by name).
+        writer.sync_all().await.map_err(io)?;
+        let object = self.tiers.object_path(&target.sha256);
+        tokio::fs::rename(temp, &object).await.map_err(io)?;
+        if let Some(dir) = object.parent() {
+            if let Ok(dir) = tokio::fs::File::open(dir).await {
+                let _ = dir.sync_all().await;
+            }
+        }
         let filled = SystemTime::now();
         self.tiers.disk.insert(
             target.sha256,
@@ -185,13 +193,19 @@ impl Edge {
             },
         );
         if keep_in_memory {
-            self.tiers.memory.insert(
-                target.sha256,
-                MemoryEntry {
-                    bytes: kept.freeze(),
-                    filled,
-                },
-            );
+            // Read back from the page cache rather than held during the fill, so that
+            // many fills at once hold no more memory than their buffers.
+            if let Ok(bytes) = tokio::fs::read(&object).await {
+                if bytes.len() as u64 == target.length {
+                    self.tiers.memory.insert(
+                        target.sha256,
+                        MemoryEntry {
+                            bytes: Bytes::from(bytes),
+                            filled,
+                        },
+                    );
+                }
+            }
         }
         self.emit(
             "fill",
@@ -215,6 +229,28 @@ impl Edge {
             "verification_failed",
             format!("{}: {why}; not cached and not served", target.name),
         )
+    }
+}
+
+/// Should a fill task ever die before it finishes (a panic), this ends the fill as
+/// failed, so that no waiter hangs and the next request starts afresh.
+struct Unstick {
+    edge: Arc<Edge>,
+    fill: Arc<Fill>,
+}
+
+impl Drop for Unstick {
+    fn drop(&mut self) {
+        if matches!(*self.fill.progress.borrow(), Progress::Running(_)) {
+            self.edge.lock_fills().remove(&self.fill.target.sha256);
+            self.fill
+                .progress
+                .send_replace(Progress::Failed(Refusal::new(
+                    502,
+                    "fill_failed",
+                    "the fill stopped unexpectedly",
+                )));
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
 use swarmdrop_manifest::tuf::{Role, TrustedSet, TufError};
 use swarmdrop_manifest::{DropPath, InfoHash};
 
@@ -54,6 +55,8 @@ pub struct Index {
     pub torrents: HashMap<String, TorrentRef>,
     /// Verified metadata files by name under `metadata/`.
     pub metadata: HashMap<String, Bytes>,
+    /// Their ETags (quoted SHA-256), computed once.
+    pub etags: HashMap<String, String>,
     /// Root, timestamp, snapshot and targets versions.
     pub versions: [u64; 4],
 }
@@ -131,6 +134,16 @@ impl Index {
             format!("{}.targets.json", targets.version),
             files.targets.clone(),
         );
+        index.etags = index
+            .metadata
+            .iter()
+            .map(|(name, bytes)| {
+                (
+                    name.clone(),
+                    format!("\"{}\"", hex::encode(Sha256::digest(bytes))),
+                )
+            })
+            .collect();
         for (name, file) in &targets.targets {
             let bad = |why: &str| IndexError {
                 file: format!("{}.targets.json", targets.version),

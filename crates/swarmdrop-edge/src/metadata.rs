@@ -236,6 +236,20 @@ impl Edge {
     pub async fn refresh(&self) -> Result<Arc<Index>, Refusal> {
         let _guard = self.refreshing.lock().await;
         let current = self.current_index();
+        // Without an index, requests queue here: let them share a recent failure rather
+        // than each walking a dead origin again.
+        if current.is_none() {
+            if let Some((at, refusal)) = self.lock_last_failure().as_ref() {
+                if at.elapsed()
+                    < self
+                        .durations
+                        .timestamp_ttl
+                        .max(std::time::Duration::from_secs(1))
+                {
+                    return Err(refusal.clone());
+                }
+            }
+        }
         if let Some(index) = &current {
             if self
                 .lock_checked()
@@ -246,9 +260,11 @@ impl Edge {
         }
         let loaded = self.load(From::Origin).await.and_then(|(index, files)| {
             match &current {
-                Some(old) if index.versions[1] < old.versions[1] => Err(format!(
-                    "timestamp version {} from the origin is older than the {} already served (rollback)",
-                    index.versions[1], old.versions[1]
+                                // Each refresh walks from the root, so the walk's own rollback checks see
+                // nothing older: compare every role with what is being served.
+                Some(old) if (0..4).any(|role| index.versions[role] < old.versions[role]) => Err(format!(
+                    "metadata versions {:?} (root, timestamp, snapshot, targets) from the origin go back from the {:?} already served (rollback)",
+                    index.versions, old.versions
                 )),
                 _ => Ok((index, files)),
             }
@@ -267,11 +283,13 @@ impl Edge {
                     .fetch_add(1, Ordering::Relaxed);
                 self.emit("origin_failed", "metadata/timestamp.json", "", e.clone());
                 current.ok_or_else(|| {
-                    Refusal::new(
+                    let refusal = Refusal::new(
                         502,
                         "origin_failed",
                         format!("no verified metadata yet: {e}"),
-                    )
+                    );
+                    *self.lock_last_failure() = Some((Instant::now(), refusal.clone()));
+                    refusal
                 })
             }
         }

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
 
 use crate::fill::{finished, verified_bytes};
 use crate::index::Target;
@@ -66,28 +65,63 @@ fn fresh(edge: &Edge, filled: SystemTime) -> bool {
 
 /// What to answer a target request with.
 async fn open(edge: &Arc<Edge>, target: &Arc<Target>) -> Result<(Source, CacheStatus), Refusal> {
+    let digest = &target.sha256;
     let mut stale = None;
-    if let Some(entry) = edge.tiers.memory.get(&target.sha256) {
-        let source = Source::Memory(entry.bytes);
-        if fresh(edge, entry.filled) {
-            return Ok((source, CacheStatus::HitMemory));
+    if let Some(entry) = edge.tiers.memory.get(digest) {
+        // The signed length must match too: one digest, one length.
+        if entry.bytes.len() as u64 == target.length {
+            let fresh_entry = fresh(edge, entry.filled);
+            let source = Source::Memory(entry.bytes);
+            if fresh_entry {
+                return Ok((source, CacheStatus::HitMemory));
+            }
+            stale = Some(source);
+        } else {
+            edge.tiers.memory.invalidate(digest);
         }
-        stale = Some(source);
     }
     if stale.is_none() {
-        if let Some(entry) = edge.tiers.disk.get(&target.sha256) {
-            match std::fs::File::open(edge.tiers.object_path(&target.sha256)) {
-                Ok(file) => {
-                    let source = Source::File(Arc::new(file));
-                    if fresh(edge, entry.filled) {
-                        return Ok((source, CacheStatus::HitDisk));
+        if let Some(entry) = edge.tiers.disk.get(digest) {
+            if entry.length != target.length {
+                edge.tiers.disk.invalidate(digest);
+            } else {
+                match std::fs::File::open(edge.tiers.object_path(digest)) {
+                    Ok(file) => {
+                        let source = Source::File(Arc::new(file));
+                        if fresh(edge, entry.filled) {
+                            return Ok((source, CacheStatus::HitDisk));
+                        }
+                        stale = Some(source);
                     }
-                    stale = Some(source);
+                    // Gone (purged, or removed by hand): refill.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        edge.tiers.disk.invalidate(digest);
+                    }
+                    // Out of descriptors and the like: the file is fine, we are not.
+                    Err(e) => {
+                        return Err(Refusal::new(
+                            503,
+                            "cache_unavailable",
+                            format!("opening a cached object: {e}"),
+                        ))
+                    }
                 }
-                // The file went away under us (purged, or removed by hand): refill.
-                Err(_) => edge.tiers.disk.invalidate(&target.sha256),
             }
         }
+    }
+    if let Some(source) = stale {
+        // Content-addressed: the stale copy is byte for byte what a refill would bring.
+        // Serve it now and refresh it behind the request; if the origin fails, the copy
+        // lives on until ttl + stale_if_error (stale-while-revalidate, stale-if-error).
+        if let Ok((fill, _)) = edge.fill(target) {
+            let (edge, target) = (edge.clone(), target.clone());
+            tokio::spawn(async move {
+                if let Err(refusal) = finished(&fill).await {
+                    edge.emit("stale_served", &target.name, &target.class, refusal.code);
+                }
+            });
+        }
+        return Ok((source, CacheStatus::Stale));
     }
     let (fill, coalesced) = edge.fill(target)?;
     let status = if coalesced {
@@ -95,29 +129,19 @@ async fn open(edge: &Arc<Edge>, target: &Arc<Target>) -> Result<(Source, CacheSt
     } else {
         CacheStatus::Miss
     };
-    if stale.is_none() && target.length > edge.config.verify_before_send {
+    if target.length > edge.config.verify_before_send {
         return Ok((Source::Filling(fill), status));
     }
-    match finished(&fill).await {
-        Ok(()) => {
-            let source = match verified_bytes(edge, target) {
-                Some(bytes) => Source::Memory(bytes),
-                // A handle of our own: the fill's is shared, and reads here seek.
-                None => match std::fs::File::open(edge.tiers.object_path(&target.sha256)) {
-                    Ok(file) => Source::File(Arc::new(file)),
-                    Err(_) => Source::Filling(fill),
-                },
-            };
-            Ok((source, status))
-        }
-        Err(refusal) => match stale {
-            Some(source) => {
-                edge.emit("stale_served", &target.name, &target.class, refusal.code);
-                Ok((source, CacheStatus::Stale))
-            }
-            None => Err(refusal),
+    finished(&fill).await?;
+    let source = match verified_bytes(edge, target) {
+        Some(bytes) => Source::Memory(bytes),
+        // A handle of our own: the fill's is shared, and reads here seek.
+        None => match std::fs::File::open(edge.tiers.object_path(digest)) {
+            Ok(file) => Source::File(Arc::new(file)),
+            Err(_) => Source::Filling(fill),
         },
-    }
+    };
+    Ok((source, status))
 }
 
 struct Representation<'a> {
@@ -206,10 +230,6 @@ fn respond(
     builder.body(body).unwrap_or_default()
 }
 
-fn sha256_etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Every GET and HEAD that is not an API path.
 pub async fn object(
     State(edge): State<Arc<Edge>>,
@@ -252,6 +272,12 @@ pub async fn object(
     } else {
         "public, max-age=31536000, immutable"
     });
+    let relative = request.object.relative();
+    let granted = match edge.admit_viewer(token, &relative) {
+        Ok(granted) => granted,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let granted = granted.as_deref();
     let index = match edge.index().await {
         Ok(index) => index,
         Err(refusal) => return refusal_response(&refusal),
@@ -269,12 +295,11 @@ pub async fn object(
     };
     match &request.object {
         Object::Metadata(name) => {
-            let Some(bytes) = index.metadata.get(name).cloned() else {
-                return not_found(&edge, &request.object.relative());
+            let (Some(bytes), Some(etag)) =
+                (index.metadata.get(name).cloned(), index.etags.get(name))
+            else {
+                return not_found(&edge, &relative);
             };
-            if let Err(refusal) = edge.admit_viewer(token, "", &request.object.relative()) {
-                return refusal_response(&refusal);
-            }
             let cache_control = if name == "timestamp.json" || name == "root.json" {
                 Cow::Owned(format!(
                     "{visibility}, max-age={}",
@@ -287,7 +312,7 @@ pub async fn object(
                 &edge,
                 &method,
                 &headers,
-                bytes,
+                (bytes, etag.clone()),
                 cache_control,
                 "metadata",
                 started,
@@ -295,24 +320,42 @@ pub async fn object(
         }
         Object::Torrent(name) => {
             let Some(wanted) = index.torrents.get(name) else {
-                return not_found(&edge, &request.object.relative());
+                return not_found(&edge, &relative);
             };
-            if let Err(refusal) = edge.admit_viewer(token, "", &request.object.relative()) {
+            if let Err(refusal) = edge.admit_class(granted, &wanted.class, &relative) {
                 return refusal_response(&refusal);
             }
             match edge.torrent(name, wanted).await {
-                Ok(bytes) => held(
-                    &edge, &method, &headers, bytes, immutable, "torrent", started,
+                Ok(held_torrent) => held(
+                    &edge,
+                    &method,
+                    &headers,
+                    held_torrent,
+                    immutable,
+                    "torrent",
+                    started,
                 ),
                 Err(refusal) => refusal_response(&refusal),
             }
         }
         Object::Target(served) => {
             let Some(target) = index.by_served.get(served).cloned() else {
-                return not_found(&edge, &request.object.relative());
+                return not_found(&edge, &relative);
             };
-            if let Err(refusal) = edge.admit_viewer(token, &target.class, &target.name) {
+            if let Err(refusal) = edge.admit_class(granted, &target.class, &target.name) {
                 return refusal_response(&refusal);
+            }
+            // A revalidation needs no bytes: answer it from the signed digest alone.
+            if etag_matches(headers.get(header::IF_NONE_MATCH), &target.etag) {
+                let elapsed = started.elapsed();
+                edge.metrics
+                    .answered(&target.class, CacheStatus::Held, elapsed, Some(elapsed));
+                return Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .header(header::ETAG, target.etag.as_str())
+                    .header(header::CACHE_CONTROL, immutable.as_ref())
+                    .body(Body::empty())
+                    .unwrap_or_default();
             }
             match open(&edge, &target).await {
                 Ok((source, status)) => {
@@ -339,14 +382,14 @@ fn held(
     edge: &Arc<Edge>,
     method: &Method,
     headers: &HeaderMap,
-    bytes: Bytes,
+    (bytes, etag): (Bytes, String),
     cache_control: Cow<'static, str>,
     class: &str,
     started: Instant,
 ) -> Response {
     let rep = Representation {
         length: bytes.len() as u64,
-        etag: Cow::Owned(sha256_etag(&bytes)),
+        etag: Cow::Owned(etag),
         cache_control,
         content_type: if class == "torrent" {
             "application/x-bittorrent"

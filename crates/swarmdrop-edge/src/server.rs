@@ -19,7 +19,15 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
     let app = router(edge.clone());
     let header_timeout = edge.durations.header_timeout;
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        edge.config.limits.max_connections.max(1),
+    ));
     loop {
+        // At the cap, stop accepting until a connection ends: every open connection
+        // holds buffers and possibly a file.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: back off instead of spinning.
@@ -31,6 +39,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)

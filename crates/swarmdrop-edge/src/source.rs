@@ -16,7 +16,9 @@ use crate::fill::{Fill, Progress};
 use crate::metrics::CacheStatus;
 use crate::state::Edge;
 
-const CHUNK: u64 = 1024 * 1024;
+/// Bytes read per step: large enough for throughput, small enough that a client that
+/// stops reading pins little (the channel holds one chunk).
+const CHUNK: u64 = 256 * 1024;
 
 /// Where a response's bytes come from.
 #[derive(Clone)]
@@ -104,17 +106,19 @@ async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::R
     .map_err(std::io::Error::other)?
 }
 
-/// Bytes of a running fill readable now: verified bytes, or for an unverified fill all
-/// but the last byte (the response completes only once the digest checked).
+/// How far a response of `start..=end` may read a fill now, at least past `at`: every
+/// byte written, except the response's own last byte, which waits until the whole
+/// object's digest has checked. So no response, whole or ranged, completes with bytes the
+/// signed metadata has not vouched for; on a mismatch it is cut short instead.
 async fn readable(
-    fill: &Fill,
     watch: &mut tokio::sync::watch::Receiver<Progress>,
-    want: u64,
+    at: u64,
+    end: u64,
 ) -> std::io::Result<u64> {
     loop {
-        let available = match &*watch.borrow_and_update() {
-            Progress::Verified => fill.target.length,
-            Progress::Running(written) => (*written).min(fill.target.length.saturating_sub(1)),
+        let limit = match &*watch.borrow_and_update() {
+            Progress::Verified => end + 1,
+            Progress::Running(written) => (*written).min(end),
             Progress::Failed(refusal) => {
                 return Err(std::io::Error::other(format!(
                     "{}: {}",
@@ -122,8 +126,8 @@ async fn readable(
                 )))
             }
         };
-        if available >= want {
-            return Ok(available);
+        if limit > at {
+            return Ok(limit);
         }
         if watch.changed().await.is_err() {
             let last = watch.borrow().clone();
@@ -159,7 +163,7 @@ pub fn stream(
     }
     edge.metrics.answered(class, status, first_byte, None);
     let class = class.to_owned();
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = mpsc::channel(1);
     let edge = edge.clone();
     tokio::spawn(async move {
         let mut at = start;
@@ -173,8 +177,8 @@ pub fn stream(
                 Source::Memory(_) => break,
                 Source::File(file) => read_owned(file, at, want).await,
                 Source::Filling(fill) => match watch.as_mut() {
-                    Some(watch) => match readable(fill, watch, at + 1).await {
-                        Ok(available) => read_at(&fill.file, at, want.min(available - at)).await,
+                    Some(watch) => match readable(watch, at, end).await {
+                        Ok(limit) => read_at(&fill.file, at, want.min(limit - at)).await,
                         Err(e) => Err(e),
                     },
                     None => break,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use swarmdrop_httpc::HttpUrl;
 use swarmdrop_identity::token::{Tier, TokenRejection, TokenVerifier};
 use swarmdrop_manifest::keys::PublicKey;
+use swarmdrop_manifest::model::percent_encode;
 use swarmdrop_manifest::UtcTime;
 use tokio::sync::broadcast;
 
@@ -82,10 +83,12 @@ pub struct Edge {
     pub(crate) index_checked: Mutex<Option<Instant>>,
     pub(crate) refreshing: tokio::sync::Mutex<()>,
     pub(crate) refresh_pending: std::sync::atomic::AtomicBool,
+    pub(crate) last_failure: Mutex<Option<(Instant, Refusal)>>,
     /// Root files trusted so far, oldest first (the first one is the trust anchor).
     pub(crate) roots: Mutex<Vec<Bytes>>,
     pub(crate) fills: Mutex<HashMap<Digest, Arc<Fill>>>,
-    pub(crate) torrents: Mutex<HashMap<String, Bytes>>,
+    pub(crate) torrents: Mutex<HashMap<String, (Bytes, String)>>,
+    pub(crate) torrent_fetch: tokio::sync::Mutex<()>,
     viewer_verifier: Option<TokenVerifier>,
     admin_verifier: TokenVerifier,
     /// Counters.
@@ -177,9 +180,11 @@ impl Edge {
             index_checked: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             refresh_pending: std::sync::atomic::AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             roots: Mutex::new(Vec::new()),
             fills: Mutex::new(HashMap::new()),
             torrents: Mutex::new(HashMap::new()),
+            torrent_fetch: tokio::sync::Mutex::new(()),
             viewer_verifier,
             admin_verifier,
             metrics: Metrics::default(),
@@ -211,7 +216,9 @@ impl Edge {
             class: class.to_owned(),
             detail: detail.into(),
         };
-        if let Some(log) = &self.event_log {
+        // Refusals are counted on /metrics and published, but not logged one by one: a
+        // client spraying bad requests must not fill the disk.
+        if let Some(log) = self.event_log.as_ref().filter(|_| kind != "refused") {
             if let Ok(mut line) = serde_json::to_vec(&event) {
                 line.push(b'\n');
                 let _ = lock(log).write_all(&line);
@@ -229,16 +236,16 @@ impl Edge {
         refusal
     }
 
-    /// The viewer-token gate: open drops pass; private ones need a token granting
-    /// `class` (any valid token when `class` is empty).
+    /// The viewer-token gate, before anything is looked up (so that strangers cannot
+    /// learn what exists): open drops pass with no grants to check; private ones need a
+    /// valid token, and its classes come back for [`Edge::admit_class`].
     pub fn admit_viewer(
         &self,
         token: Option<&str>,
-        class: &str,
         object: &str,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Vec<String>>, Refusal> {
         let Some(verifier) = &self.viewer_verifier else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(token) = token else {
             return Err(self.refuse(
@@ -248,25 +255,39 @@ impl Edge {
                     "this drop is private: send a gateway token as Authorization: Bearer, or in the path as /t/<token>/…",
                 ),
                 object,
-                class,
+                "",
             ));
         };
-        let wanted = (!class.is_empty()).then_some(class);
         verifier
-            .verify(token, self.now(), wanted)
-            .map(|_| ())
+            .verify(token, self.now(), None)
+            .map(|claims| Some(claims.classes))
             .map_err(|e| {
-                let status = if matches!(e, TokenRejection::ClassNotAllowed(_)) {
-                    403
-                } else {
-                    401
-                };
                 self.refuse(
-                    Refusal::new(status, e.code(), format!("token refused: {e}")),
+                    Refusal::new(401, e.code(), format!("token refused: {e}")),
                     object,
-                    class,
+                    "",
                 )
             })
+    }
+
+    /// The class scope: a private drop's token must grant `class`.
+    pub fn admit_class(
+        &self,
+        granted: Option<&[String]>,
+        class: &str,
+        object: &str,
+    ) -> Result<(), Refusal> {
+        match granted {
+            Some(classes) if !class.is_empty() && !classes.iter().any(|c| c == class) => {
+                let rejection = TokenRejection::ClassNotAllowed(class.to_owned());
+                Err(self.refuse(
+                    Refusal::new(403, rejection.code(), format!("token refused: {rejection}")),
+                    object,
+                    class,
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The admin gate: a service token carrying `admin.cap`.
@@ -338,7 +359,9 @@ impl Edge {
         lock(&self.fills)
     }
 
-    pub(crate) fn lock_torrents(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
+    pub(crate) fn lock_torrents(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Bytes, String)>> {
         lock(&self.torrents)
     }
 
@@ -346,15 +369,29 @@ impl Edge {
         lock(&self.roots)
     }
 
+    pub(crate) fn lock_last_failure(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(Instant, Refusal)>> {
+        lock(&self.last_failure)
+    }
+
     pub(crate) fn lock_checked(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         lock(&self.index_checked)
     }
 
-    /// The origin URL of `relative` (a path under the published root).
+    /// The origin URL of `relative` (a path under the published root), each segment
+    /// percent-encoded (drop paths may hold spaces, `?`, `#` or non-ASCII).
     pub fn origin_url(&self, relative: &str) -> HttpUrl {
         let base = self.origin.path();
         let base = base.split('?').next().unwrap_or("/");
-        self.origin
-            .with_path(&format!("{}/{relative}", base.trim_end_matches('/')))
+        let encoded: Vec<String> = relative
+            .split('/')
+            .map(|segment| percent_encode(segment, b""))
+            .collect();
+        self.origin.with_path(&format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            encoded.join("/")
+        ))
     }
 }

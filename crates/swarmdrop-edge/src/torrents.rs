@@ -33,18 +33,25 @@ fn check(name: &str, wanted: &TorrentRef, bytes: &[u8]) -> Result<(), String> {
 }
 
 impl Edge {
-    /// The verified bytes of torrent `name`.
-    pub async fn torrent(&self, name: &str, wanted: &TorrentRef) -> Result<Bytes, Refusal> {
-        if let Some(bytes) = self.lock_torrents().get(name) {
-            return Ok(bytes.clone());
+    /// The verified bytes of torrent `name` and their ETag. Fetches are one at a time,
+    /// so a crowd asking for a cold torrent makes one origin request.
+    pub async fn torrent(
+        &self,
+        name: &str,
+        wanted: &TorrentRef,
+    ) -> Result<(Bytes, String), Refusal> {
+        if let Some(held) = self.lock_torrents().get(name) {
+            return Ok(held.clone());
+        }
+        let _one_at_a_time = self.torrent_fetch.lock().await;
+        if let Some(held) = self.lock_torrents().get(name) {
+            return Ok(held.clone());
         }
         // `name` was checked against the signed metadata's (hex-only) torrent names.
         let kept_path = self.dir.join("torrents").join(name);
         if let Ok(bytes) = tokio::fs::read(&kept_path).await {
             if check(name, wanted, &bytes).is_ok() {
-                let bytes = Bytes::from(bytes);
-                self.lock_torrents().insert(name.to_owned(), bytes.clone());
-                return Ok(bytes);
+                return Ok(self.hold_torrent(name, Bytes::from(bytes)));
             }
         }
         let url = self.origin_url(&format!("torrents/{name}"));
@@ -101,7 +108,15 @@ impl Edge {
         if tokio::fs::write(&temp, &bytes).await.is_ok() {
             let _ = tokio::fs::rename(&temp, &kept_path).await;
         }
-        self.lock_torrents().insert(name.to_owned(), bytes.clone());
-        Ok(bytes)
+        Ok(self.hold_torrent(name, bytes))
+    }
+
+    fn hold_torrent(&self, name: &str, bytes: Bytes) -> (Bytes, String) {
+        let held = (
+            bytes.clone(),
+            format!("\"{}\"", hex::encode(Sha256::digest(&bytes))),
+        );
+        self.lock_torrents().insert(name.to_owned(), held.clone());
+        held
     }
 }
