@@ -24,6 +24,8 @@ pub struct Target {
     pub class: String,
     /// `"<sha256 hex>"`, the ETag.
     pub etag: String,
+    /// The same, ready for a response header.
+    pub etag_value: Option<axum::http::HeaderValue>,
 }
 
 impl Target {
@@ -195,6 +197,7 @@ impl Index {
                 sha256,
                 class,
                 etag: format!("\"{sha256_hex}\""),
+                etag_value: axum::http::HeaderValue::from_str(&format!("\"{sha256_hex}\"")).ok(),
             });
             index
                 .by_served

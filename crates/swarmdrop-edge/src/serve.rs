@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
@@ -147,6 +148,7 @@ async fn open(edge: &Arc<Edge>, target: &Arc<Target>) -> Result<(Source, CacheSt
 struct Representation<'a> {
     length: u64,
     etag: Cow<'a, str>,
+    etag_value: Option<HeaderValue>,
     cache_control: Cow<'static, str>,
     content_type: &'static str,
     class: &'a str,
@@ -170,11 +172,26 @@ fn respond(
     source: Source,
     started: Instant,
 ) -> Response {
+    // Static and precomputed header values: no parsing or copying per request.
+    let etag = rep
+        .etag_value
+        .clone()
+        .or_else(|| HeaderValue::from_str(&rep.etag).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("\"\""));
+    let cache_control = match &rep.cache_control {
+        Cow::Borrowed(text) => HeaderValue::from_static(text),
+        Cow::Owned(text) => {
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+        }
+    };
     let mut builder = Response::builder()
-        .header(header::ETAG, rep.etag.as_ref())
-        .header(header::CACHE_CONTROL, rep.cache_control.as_ref())
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header("x-swarmdrop-cache", rep.status.as_str());
+        .header(header::ETAG, etag)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        .header(
+            "x-swarmdrop-cache",
+            HeaderValue::from_static(rep.status.as_str()),
+        );
     if etag_matches(headers.get(header::IF_NONE_MATCH), &rep.etag) {
         let elapsed = started.elapsed();
         edge.metrics
@@ -214,7 +231,10 @@ fn respond(
     let length = end.map_or(0, |end| end + 1 - start);
     builder = builder
         .status(status)
-        .header(header::CONTENT_TYPE, rep.content_type)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(rep.content_type),
+        )
         .header(header::CONTENT_LENGTH, length);
     let body = match end {
         Some(end) if *method != Method::HEAD => {
@@ -231,13 +251,10 @@ fn respond(
 }
 
 /// Every GET and HEAD that is not an API path.
-pub async fn object(
-    State(edge): State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+pub async fn object(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     let started = Instant::now();
+    // The request by reference: extracting the header map or URI by value would clone it.
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     if method != Method::GET && method != Method::HEAD {
         return refusal_response(&Refusal::new(
             405,
@@ -310,8 +327,8 @@ pub async fn object(
             };
             held(
                 &edge,
-                &method,
-                &headers,
+                method,
+                headers,
                 (bytes, etag.clone()),
                 cache_control,
                 "metadata",
@@ -328,8 +345,8 @@ pub async fn object(
             match edge.torrent(name, wanted).await {
                 Ok(held_torrent) => held(
                     &edge,
-                    &method,
-                    &headers,
+                    method,
+                    headers,
                     held_torrent,
                     immutable,
                     "torrent",
@@ -362,12 +379,13 @@ pub async fn object(
                     let rep = Representation {
                         length: target.length,
                         etag: Cow::Borrowed(&target.etag),
+                        etag_value: target.etag_value.clone(),
                         cache_control: immutable,
                         content_type: content_type(&target.name),
                         class: &target.class,
                         status,
                     };
-                    respond(&edge, &method, &headers, rep, source, started)
+                    respond(&edge, method, headers, rep, source, started)
                 }
                 Err(refusal) => {
                     edge.metrics.refusal(refusal.code);
@@ -390,6 +408,7 @@ fn held(
     let rep = Representation {
         length: bytes.len() as u64,
         etag: Cow::Owned(etag),
+        etag_value: None,
         cache_control,
         content_type: if class == "torrent" {
             "application/x-bittorrent"

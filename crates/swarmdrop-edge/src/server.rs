@@ -50,6 +50,71 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
     }
 }
 
+/// A listener on `addr` that other listeners may share (`SO_REUSEPORT`): the kernel
+/// spreads connections across them.
+pub fn shared_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Serves on `threads` threads, each a single-threaded runtime with its own listener on
+/// the same address (like nginx's workers): a connection lives on one thread from accept
+/// to close, with no cross-thread wake-ups on the hot path. `first` must have been made
+/// by [`shared_listener`]. Returns when a thread's listener fails.
+pub fn serve_per_core(
+    edge: Arc<Edge>,
+    first: std::net::TcpListener,
+    threads: usize,
+) -> std::io::Result<()> {
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..threads.max(1) {
+        listeners.push(shared_listener(addr)?);
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (n, listener) in listeners.into_iter().enumerate() {
+        let (edge, done) = (edge.clone(), done_tx.clone());
+        std::thread::Builder::new()
+            .name(format!("edge-{n}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            serve(edge, TcpListener::from_std(listener)?).await
+                        })
+                    });
+                let _ = done.send(result);
+            })?;
+    }
+    done_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("every edge thread stopped")))
+}
+
+/// Loads kept metadata, or fetches it, before serving.
+pub async fn prepare(edge: &Arc<Edge>) {
+    if edge.load_kept().await.is_err() {
+        if let Err(refusal) = edge.refresh().await {
+            eprintln!(
+                "warning: no verified metadata yet ({}); requests will retry the origin",
+                refusal.detail
+            );
+        }
+    }
+}
+
 /// Starts an edge: loads kept metadata (or fetches it), then serves.
 pub async fn run(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
     if edge.load_kept().await.is_err() {

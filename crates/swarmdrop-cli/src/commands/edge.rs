@@ -55,23 +55,30 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(root) = &args.root {
         config.root = root.clone();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let edge = Arc::new(Edge::new(config).context("edge")?);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(edge.config.listen.as_str())
+        .with_context(|| format!("listen address {:?}", edge.config.listen))?
+        .next()
+        .with_context(|| {
+            format!(
+                "listen address {:?} resolves to nothing",
+                edge.config.listen
+            )
+        })?;
+    let listener =
+        swarmdrop_edge::server::shared_listener(addr).with_context(|| format!("binding {addr}"))?;
+    // Bound: connections queue in the kernel from here on, and are served once the
+    // metadata is loaded (on a runtime of its own, so every serving thread starts with it).
+    eprintln!(
+        "listening edge {}",
+        listener.local_addr().context("edge address")?
+    );
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let edge = Arc::new(Edge::new(config).context("edge")?);
-        let listener = tokio::net::TcpListener::bind(&edge.config.listen)
-            .await
-            .with_context(|| format!("binding {}", edge.config.listen))?;
-        eprintln!(
-            "listening edge {}",
-            listener.local_addr().context("edge address")?
-        );
-        tokio::select! {
-            result = swarmdrop_edge::server::run(edge, listener) => result.context("edge"),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
-    })?;
+        .context("starting the async runtime")?
+        .block_on(swarmdrop_edge::server::prepare(&edge));
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    swarmdrop_edge::server::serve_per_core(edge, listener, threads).context("edge")?;
     Ok(ExitCode::SUCCESS)
 }
