@@ -19,9 +19,8 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
     let app = router(edge.clone());
     let header_timeout = edge.durations.header_timeout;
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        edge.config.limits.max_connections.max(1),
-    ));
+    // One pool of slots for every serving thread.
+    let slots = edge.connection_slots.clone();
     loop {
         // At the cap, stop accepting until a connection ends: every open connection
         // holds buffers and possibly a file.

@@ -89,6 +89,7 @@ pub struct Edge {
     pub(crate) fills: Mutex<HashMap<Digest, Arc<Fill>>>,
     pub(crate) torrents: Mutex<HashMap<String, (Bytes, String)>>,
     pub(crate) torrent_fetch: tokio::sync::Mutex<()>,
+    pub(crate) connection_slots: Arc<tokio::sync::Semaphore>,
     viewer_verifier: Option<TokenVerifier>,
     admin_verifier: TokenVerifier,
     /// Counters.
@@ -185,6 +186,9 @@ impl Edge {
             fills: Mutex::new(HashMap::new()),
             torrents: Mutex::new(HashMap::new()),
             torrent_fetch: tokio::sync::Mutex::new(()),
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_connections.max(1),
+            )),
             viewer_verifier,
             admin_verifier,
             metrics: Metrics::default(),
