@@ -5,6 +5,7 @@
 pub mod bitfield;
 pub mod codec;
 pub mod extension;
+pub mod picker;
 
 pub use bitfield::Bitfield;
 pub use codec::{Decoder, Handshake, Message, WireError};

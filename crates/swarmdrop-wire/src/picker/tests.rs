@@ -1,0 +1,229 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const PIECE: u32 = 4 * BLOCK;
+
+fn picker(pieces: u32) -> Picker {
+    // The last piece is short: half a block.
+    let total = u64::from(PIECE) * u64::from(pieces - 1) + u64::from(BLOCK / 2);
+    Picker::new(total, PIECE, pieces).unwrap()
+}
+
+/// One full piece of four blocks.
+fn one_piece() -> Picker {
+    Picker::new(u64::from(PIECE), PIECE, 1).unwrap()
+}
+
+#[test]
+fn shapes_are_checked() {
+    assert_eq!(
+        Picker::new(100, 1000, 1).unwrap_err(),
+        PickerError::PieceLength(1000)
+    );
+    assert!(matches!(
+        Picker::new(u64::from(PIECE) * 3, PIECE, 2),
+        Err(PickerError::Shape { .. })
+    ));
+    let p = picker(3);
+    assert_eq!((p.piece_size(0), p.piece_size(2)), (PIECE, BLOCK / 2));
+}
+
+#[test]
+fn rarest_first_then_priority_then_deadline() {
+    // Pieces 0-2 are full (four blocks); piece 3 is the short last one.
+    let all = Bitfield::full(4);
+    let mut p = picker(4);
+    for (index, holders) in [(0u32, 3u16), (1, 1), (2, 2), (3, 3)] {
+        for _ in 0..holders {
+            p.peer_has(index);
+        }
+    }
+    assert_eq!(p.pick(1, &all, 1, 0)[0].index, 1, "rarest first");
+    p.set_priority(2, 5);
+    assert_eq!(
+        p.pick(2, &all, 1, 0)[0].index,
+        1,
+        "a started piece is finished first"
+    );
+    let mut fresh = picker(4);
+    fresh.set_priority(2, 5);
+    assert_eq!(
+        fresh.pick(1, &all, 1, 0)[0].index,
+        2,
+        "priority before rarity"
+    );
+    let mut urgent = picker(4);
+    urgent.set_priority(2, 5);
+    urgent.set_deadline(0, Some(100));
+    assert_eq!(
+        urgent.pick(1, &all, 1, 0)[0].index,
+        0,
+        "a deadline beats priority"
+    );
+    urgent.set_priority(3, 0);
+    let only_three = {
+        let mut f = Bitfield::empty(4);
+        f.set(3);
+        f
+    };
+    assert!(
+        urgent.pick(3, &only_three, 10, 0).is_empty(),
+        "priority 0 is never fetched"
+    );
+}
+
+#[test]
+fn endgame_duplicates_and_cancels() {
+    let mut p = one_piece();
+    let all = Bitfield::full(1);
+    let first = p.pick(1, &all, 10, 0);
+    assert_eq!(first.len(), 4);
+    assert!(p.in_endgame());
+    let dup = p.pick(2, &all, 10, 0);
+    assert_eq!(dup, first, "endgame asks another peer for the same blocks");
+    assert!(
+        p.pick(2, &all, 10, 0).is_empty(),
+        "never twice from one peer"
+    );
+    let got = p.block_received(2, first[0]);
+    assert_eq!(got.cancel, vec![(1, first[0])]);
+    assert!(!got.unexpected);
+    assert!(
+        p.block_received(1, first[0]).unexpected,
+        "the cancelled copy is unexpected"
+    );
+    for block in &first[1..] {
+        let outcome = p.block_received(1, *block);
+        if block == first.last().unwrap() {
+            assert_eq!(outcome.piece_complete, Some(0));
+        }
+    }
+    p.piece_verified(0);
+    assert!(p.complete());
+}
+
+#[test]
+fn unrequested_and_malformed_blocks_are_unexpected() {
+    let mut p = picker(2);
+    let never = BlockRef {
+        index: 0,
+        begin: 0,
+        length: BLOCK,
+    };
+    assert!(p.block_received(9, never).unexpected);
+    let all = Bitfield::full(2);
+    let asked = p.pick(1, &all, 1, 0)[0];
+    let wrong_length = BlockRef {
+        length: 100,
+        ..asked
+    };
+    assert!(p.block_received(1, wrong_length).unexpected);
+    let past_end = BlockRef { index: 99, ..asked };
+    assert!(p.block_received(1, past_end).unexpected);
+}
+
+#[test]
+fn failed_pieces_and_departed_peers_free_their_blocks() {
+    let mut p = one_piece();
+    let all = Bitfield::full(1);
+    let blocks = p.pick(1, &all, 10, 0);
+    p.peer_gone(1);
+    assert_eq!(p.outstanding(1), 0);
+    assert_eq!(
+        p.pick(2, &all, 10, 0),
+        blocks,
+        "a departed peer's blocks are free again"
+    );
+    for b in &blocks {
+        p.block_received(2, *b);
+    }
+    p.piece_failed(0);
+    assert_eq!(
+        p.pick(3, &all, 10, 0).len(),
+        4,
+        "a failed piece is fetched again"
+    );
+}
+
+proptest! {
+    /// Peers that answer in any order, fail requests and leave, with bad pieces now and
+    /// then: the picker never asks a peer for a piece it lacks or we have, never asks one
+    /// peer twice for a block outside endgame, and the download always completes.
+    #[test]
+    fn downloads_always_complete(
+        pieces in 1u32..12,
+        holders in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 12), 1..5),
+        script in proptest::collection::vec((0usize..5, 0u8..10, any::<u64>()), 1..400),
+    ) {
+        let mut p = picker(pieces);
+        // Peer 0 is a seeder, so completion is always possible.
+        let mut fields = vec![Bitfield::full(pieces)];
+        for h in &holders {
+            let mut f = Bitfield::empty(pieces);
+            for i in 0..pieces {
+                if h[i as usize] { f.set(i); }
+            }
+            fields.push(f);
+        }
+        for f in &fields {
+            p.peer_bitfield(f, true);
+        }
+        let mut inflight: Vec<(PeerKey, BlockRef)> = Vec::new();
+        for (peer, action, random) in script {
+            let peer = peer % fields.len();
+            let key = peer as PeerKey;
+            match action {
+                0..=4 => {
+                    let endgame = p.in_endgame();
+                    for block in p.pick(key, &fields[peer], 4, random) {
+                        prop_assert!(fields[peer].has(block.index) && !p.have().has(block.index));
+                        prop_assert!(endgame || !inflight.iter().any(|(_, b)| *b == block));
+                        prop_assert!(!inflight.contains(&(key, block)));
+                        inflight.push((key, block));
+                    }
+                }
+                5..=7 if !inflight.is_empty() => {
+                    let (from, block) = inflight.remove((random as usize) % inflight.len());
+                    let outcome = p.block_received(from, block);
+                    inflight.retain(|entry| !outcome.cancel.contains(entry));
+                    if let Some(index) = outcome.piece_complete {
+                        // Every fifth completion fails its hash.
+                        if random % 5 == 0 { p.piece_failed(index) } else { p.piece_verified(index) }
+                    }
+                }
+                8 if !inflight.is_empty() => {
+                    let (from, block) = inflight.remove((random as usize) % inflight.len());
+                    p.request_failed(from, block);
+                }
+                9 if peer != 0 => {
+                    p.peer_gone(key);
+                    inflight.retain(|(from, _)| *from != key);
+                }
+                _ => {}
+            }
+        }
+        // Whatever state the script left, the seeder alone finishes the download.
+        for (from, block) in inflight.drain(..) {
+            if from != 0 {
+                p.request_failed(from, block);
+            }
+        }
+        let mut rounds = 0;
+        while !p.complete() {
+            rounds += 1;
+            prop_assert!(rounds < 1000, "no progress");
+            let blocks = p.pick(0, &fields[0], 64, rounds);
+            let outstanding_from_seeder: Vec<BlockRef> = blocks;
+            for block in outstanding_from_seeder {
+                if let Some(index) = p.block_received(0, block).piece_complete {
+                    p.piece_verified(index);
+                }
+            }
+            // Blocks the seeder was asked for during the script are delivered too.
+            if p.outstanding(0) > 0 && p.pick(0, &fields[0], 64, rounds).is_empty() {
+                p.peer_gone(0);
+            }
+        }
+    }
+}
