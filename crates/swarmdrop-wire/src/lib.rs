@@ -6,6 +6,7 @@ pub mod bitfield;
 pub mod codec;
 pub mod extension;
 pub mod picker;
+pub mod session;
 
 pub use bitfield::Bitfield;
 pub use codec::{Decoder, Handshake, Message, WireError};

@@ -1,0 +1,218 @@
+use bytes::BytesMut;
+use proptest::prelude::*;
+
+use super::*;
+
+const HASH: [u8; 20] = [7; 20];
+
+fn pair() -> (Session, Session) {
+    let a = Session::new(SessionConfig::new(HASH, [1; 20], 10), 0);
+    let b = Session::new(SessionConfig::new(HASH, [2; 20], 10), 0);
+    (a, b)
+}
+
+/// Moves everything queued in `from` into `to`.
+fn pipe(from: &mut Session, to: &mut Session, now: Millis) -> Result<(), Close> {
+    let bytes = from.poll_transmit(now);
+    to.handle_bytes(now, &bytes)
+}
+
+fn events(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn connected() -> (Session, Session) {
+    let (mut a, mut b) = pair();
+    pipe(&mut a, &mut b, 0).unwrap();
+    pipe(&mut b, &mut a, 0).unwrap();
+    events(&mut a);
+    events(&mut b);
+    (a, b)
+}
+
+#[test]
+fn handshake_bitfield_request_piece() {
+    let (mut a, mut b) = pair();
+    pipe(&mut a, &mut b, 0).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Connected { peer_id: [1; 20] }]);
+    assert!(b.peer_fast() && b.peer_extended());
+    pipe(&mut b, &mut a, 0).unwrap();
+    events(&mut a);
+    // b seeds: have-all, unchoke; a asks for a block.
+    b.send(Message::HaveAll);
+    b.send(Message::Unchoke);
+    pipe(&mut b, &mut a, 1).unwrap();
+    assert_eq!(
+        events(&mut a),
+        vec![
+            Event::Has(HasUpdate::All(Bitfield::full(10))),
+            Event::Choked(false)
+        ]
+    );
+    let block = BlockRef {
+        index: 3,
+        begin: 0,
+        length: 16384,
+    };
+    a.send(Message::Interested);
+    a.send(Message::Request(block));
+    pipe(&mut a, &mut b, 2).unwrap();
+    assert_eq!(
+        events(&mut b),
+        vec![Event::Interested(true), Event::Request(block)]
+    );
+    assert_eq!(b.pending_peer_requests(), 1);
+    b.send(Message::Piece {
+        index: 3,
+        begin: 0,
+        data: Bytes::from(vec![5u8; 16384]),
+    });
+    assert_eq!(b.pending_peer_requests(), 0);
+    pipe(&mut b, &mut a, 3).unwrap();
+    assert!(matches!(&events(&mut a)[..], [Event::Block { block: got, .. }] if *got == block));
+    assert_eq!((a.downloaded, b.uploaded), (16384, 16384));
+}
+
+#[test]
+fn choked_requests_are_rejected_and_choking_drops_the_queue() {
+    let (mut a, mut b) = connected();
+    let block = BlockRef {
+        index: 1,
+        begin: 0,
+        length: 16384,
+    };
+    a.send(Message::Request(block));
+    pipe(&mut a, &mut b, 1).unwrap();
+    assert!(events(&mut b).is_empty(), "a choked request is not served");
+    pipe(&mut b, &mut a, 1).unwrap();
+    assert_eq!(events(&mut a), vec![Event::Rejected(block)]);
+    b.send(Message::Unchoke);
+    a.send(Message::Request(block));
+    pipe(&mut a, &mut b, 2).unwrap();
+    assert_eq!(b.pending_peer_requests(), 1);
+    b.send(Message::Choke);
+    assert_eq!(b.pending_peer_requests(), 0);
+    pipe(&mut b, &mut a, 3).unwrap();
+    assert_eq!(
+        events(&mut a),
+        vec![
+            Event::Choked(false),
+            Event::Choked(true),
+            Event::Rejected(block)
+        ]
+    );
+}
+
+/// Writes some bytes a peer sends.
+type Sends = Box<dyn Fn(&mut BytesMut)>;
+
+#[test]
+fn bad_input_closes_with_a_reason() {
+    let cases: Vec<(&str, Sends)> = vec![
+        ("bad_piece_index", Box::new(|b| Message::Have(10).encode(b))),
+        (
+            "bad_bitfield",
+            Box::new(|b| Message::Bitfield(Bytes::from_static(&[0xff])).encode(b)),
+        ),
+        (
+            "bad_bitfield",
+            Box::new(|b| Message::Bitfield(Bytes::from_static(&[0xff, 0xff])).encode(b)),
+        ),
+        (
+            "message_too_long",
+            Box::new(|b| b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff])),
+        ),
+        (
+            "bad_piece_index",
+            Box::new(|b| {
+                Message::Piece {
+                    index: 99,
+                    begin: 0,
+                    data: Bytes::from_static(b"x"),
+                }
+                .encode(b)
+            }),
+        ),
+        (
+            "late_bitfield",
+            Box::new(|b| {
+                Message::Interested.encode(b);
+                Message::Bitfield(Bytes::from_static(&[0, 0])).encode(b);
+            }),
+        ),
+        (
+            "bad_extension",
+            Box::new(|b| {
+                Message::Extended {
+                    id: 0,
+                    payload: Bytes::from_static(b"garbage"),
+                }
+                .encode(b)
+            }),
+        ),
+    ];
+    for (code, write) in cases {
+        let (mut a, _) = connected();
+        let mut bytes = BytesMut::new();
+        write(&mut bytes);
+        assert_eq!(a.handle_bytes(5, &bytes).map_err(|c| c.code), Err(code));
+    }
+    // A handshake for another torrent.
+    let mut a = Session::new(SessionConfig::new(HASH, [1; 20], 10), 0);
+    let mut other = BytesMut::new();
+    Handshake::new([9; 20], [3; 20]).encode(&mut other);
+    assert_eq!(
+        a.handle_bytes(0, &other).map_err(|c| c.code),
+        Err("wrong_infohash")
+    );
+}
+
+#[test]
+fn a_request_flood_is_closed() {
+    let (mut a, mut b) = connected();
+    b.send(Message::Unchoke);
+    for begin in 0..=500u32 {
+        a.send(Message::Request(BlockRef {
+            index: 0,
+            begin: begin * 16384,
+            length: 16384,
+        }));
+    }
+    assert_eq!(
+        pipe(&mut a, &mut b, 1).map_err(|c| c.code),
+        Err("request_flood")
+    );
+}
+
+#[test]
+fn keepalives_and_idle_timeouts() {
+    let (mut a, mut b) = connected();
+    a.handle_timeout(59_999).unwrap();
+    assert!(a.poll_transmit(59_999).is_empty());
+    a.handle_timeout(60_000).unwrap();
+    assert_eq!(&a.poll_transmit(60_000)[..], &[0, 0, 0, 0]);
+    assert_eq!(
+        a.handle_timeout(120_000).map_err(|c| c.code),
+        Err("idle_timeout")
+    );
+    b.handle_bytes(100_000, &[0, 0, 0, 0]).unwrap();
+    assert!(
+        b.handle_timeout(150_000).is_ok(),
+        "a keep-alive counts as hearing from the peer"
+    );
+}
+
+proptest! {
+    /// After a good handshake, any bytes: a close or events, never a panic, and the
+    /// queue of the peer's requests never passes its bound.
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), unchoke in any::<bool>()) {
+        let (_, mut b) = connected();
+        if unchoke {
+            b.send(Message::Unchoke);
+        }
+        let _ = b.handle_bytes(1, &data);
+        prop_assert!(b.pending_peer_requests() <= 500);
+        while b.poll_event().is_some() {}
+    }
+}
