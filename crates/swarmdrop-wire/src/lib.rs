@@ -3,6 +3,7 @@
 //! feed it. See docs/design/0006-wire.md.
 
 pub mod bitfield;
+pub mod choker;
 pub mod codec;
 pub mod extension;
 pub mod picker;
