@@ -8,6 +8,7 @@ pub mod codec;
 pub mod extension;
 pub mod picker;
 pub mod session;
+pub mod torrent;
 
 pub use bitfield::Bitfield;
 pub use codec::{Decoder, Handshake, Message, WireError};

@@ -1,0 +1,516 @@
+//! One torrent's peers together, sans IO: sessions, the picker, the choker, piece
+//! verification and bans. The driver (or the deterministic swarm test) moves bytes and
+//! time in; blocks go to and come from a [`Store`] it provides.
+//!
+//! Integrity: a piece is written as complete and announced with `have` only after its
+//! SHA-1 matches. A failed piece remembers, per block, who sent it and the block's hash;
+//! when the piece later verifies, every peer whose block differs from the good one is
+//! banned (what libtorrent calls smart ban), so a liar is caught even when honest peers
+//! sent the rest of the piece, and honest peers are never blamed.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+use sha1::{Digest as _, Sha1};
+
+use crate::bitfield::Bitfield;
+use crate::choker::{Choker, PeerRates};
+use crate::codec::{BlockRef, Message};
+use crate::picker::{PeerKey, Picker, PickerError};
+use crate::session::{Close, Event, HasUpdate, Millis, Session, SessionConfig};
+
+/// Where blocks live.
+pub trait Store {
+    /// A block of a verified piece (`None` when it cannot be read).
+    fn read(&mut self, block: BlockRef) -> Option<Bytes>;
+    /// Writes a received, not yet verified, block.
+    fn write(&mut self, block: BlockRef, data: &[u8]);
+    /// The whole piece as written, for hashing.
+    fn piece(&mut self, index: u32, length: u32) -> Option<Vec<u8>>;
+}
+
+/// What a torrent is.
+#[derive(Debug, Clone)]
+pub struct TorrentInfo {
+    /// The swarm.
+    pub info_hash: [u8; 20],
+    /// Bytes per piece.
+    pub piece_length: u32,
+    /// Total bytes.
+    pub total_length: u64,
+    /// SHA-1 of each piece.
+    pub piece_hashes: Vec<[u8; 20]>,
+}
+
+/// Something the swarm logic above should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorrentEvent {
+    /// A piece verified and was announced.
+    PieceVerified(u32),
+    /// A piece failed its hash; it will be fetched again.
+    HashFailed(u32),
+    /// A peer sent bad data and is banned (close it; refuse it again).
+    Banned(PeerKey),
+    /// A peer's session ended.
+    Closed(PeerKey, Close),
+    /// Every piece is verified.
+    Complete,
+}
+
+struct Peer {
+    session: Session,
+    connected: bool,
+    /// Bytes received and sent since the last rechoke.
+    window_down: u64,
+    window_up: u64,
+    download_rate: f64,
+    upload_rate: f64,
+}
+
+/// Tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct TorrentConfig {
+    /// Unchoke slots.
+    pub upload_slots: usize,
+    /// Rechoke period.
+    pub rechoke_every: Millis,
+    /// Fewest and most requests outstanding per peer; in between, enough to cover one
+    /// second at the peer's measured rate.
+    pub min_pipeline: usize,
+    /// See `min_pipeline`.
+    pub max_pipeline: usize,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        Self {
+            upload_slots: 4,
+            rechoke_every: 10_000,
+            min_pipeline: 4,
+            max_pipeline: 250,
+        }
+    }
+}
+
+/// A torrent and its peers.
+pub struct Torrent<S: Store> {
+    info: TorrentInfo,
+    config: TorrentConfig,
+    peer_id: [u8; 20],
+    store: S,
+    picker: Picker,
+    choker: Choker,
+    peers: BTreeMap<PeerKey, Peer>,
+    banned: HashSet<PeerKey>,
+    /// Per failed piece: who sent which block, and that block's hash.
+    suspects: HashMap<u32, Vec<(BlockRef, PeerKey, [u8; 20])>>,
+    /// Who sent each block of pieces in progress.
+    senders: HashMap<u32, Vec<(BlockRef, PeerKey)>>,
+    events: VecDeque<TorrentEvent>,
+    last_rechoke: Millis,
+    random: u64,
+}
+
+impl<S: Store> Torrent<S> {
+    /// A torrent with `have` pieces already verified in `store`; `seed` drives every
+    /// random choice, so a run is reproducible.
+    pub fn new(
+        info: TorrentInfo,
+        config: TorrentConfig,
+        peer_id: [u8; 20],
+        store: S,
+        have: &Bitfield,
+        seed: u64,
+    ) -> Result<Self, PickerError> {
+        let pieces = info.piece_hashes.len() as u32;
+        let mut picker = Picker::new(info.total_length, info.piece_length, pieces)?;
+        for index in 0..pieces {
+            if have.has(index) {
+                picker.piece_verified(index);
+            }
+        }
+        Ok(Self {
+            choker: Choker::new(config.upload_slots, 3),
+            config,
+            peer_id,
+            store,
+            picker,
+            peers: BTreeMap::new(),
+            banned: HashSet::new(),
+            suspects: HashMap::new(),
+            senders: HashMap::new(),
+            events: VecDeque::new(),
+            last_rechoke: 0,
+            random: seed | 1,
+            info,
+        })
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        x
+    }
+
+    /// Pieces verified.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// True when every piece is verified.
+    pub fn complete(&self) -> bool {
+        self.picker.complete()
+    }
+
+    /// True when `peer` was banned here.
+    pub fn is_banned(&self, peer: PeerKey) -> bool {
+        self.banned.contains(&peer)
+    }
+
+    /// Peers connected.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The store.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// A new connection to `peer` (our handshake is queued at once). Banned peers are
+    /// refused.
+    pub fn add_peer(&mut self, peer: PeerKey, now: Millis) -> bool {
+        if self.banned.contains(&peer) || self.peers.contains_key(&peer) {
+            return false;
+        }
+        let config = SessionConfig::new(
+            self.info.info_hash,
+            self.peer_id,
+            self.info.piece_hashes.len() as u32,
+        );
+        self.peers.insert(
+            peer,
+            Peer {
+                session: Session::new(config, now),
+                connected: false,
+                window_down: 0,
+                window_up: 0,
+                download_rate: 0.0,
+                upload_rate: 0.0,
+            },
+        );
+        true
+    }
+
+    /// Ends a connection (the driver saw it close, or decided to).
+    pub fn remove_peer(&mut self, peer: PeerKey) {
+        if let Some(gone) = self.peers.remove(&peer) {
+            self.picker.peer_bitfield(&gone.session.peer_has, false);
+            self.picker.peer_gone(peer);
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<TorrentEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send to `peer`.
+    pub fn poll_transmit(&mut self, peer: PeerKey, now: Millis) -> Bytes {
+        self.peers
+            .get_mut(&peer)
+            .map(|p| p.session.poll_transmit(now))
+            .unwrap_or_default()
+    }
+
+    fn close(&mut self, peer: PeerKey, reason: Close) {
+        self.remove_peer(peer);
+        self.events.push_back(TorrentEvent::Closed(peer, reason));
+    }
+
+    /// Bytes from `peer`.
+    pub fn handle_bytes(&mut self, peer: PeerKey, now: Millis, bytes: &[u8]) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Err(reason) = state.session.handle_bytes(now, bytes) {
+            self.close(peer, reason);
+            return;
+        }
+        while let Some(event) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|p| p.session.poll_event())
+        {
+            if let Err(reason) = self.handle_event(peer, event) {
+                self.close(peer, reason);
+                return;
+            }
+        }
+        self.request_more(peer);
+    }
+
+    fn session(&mut self, peer: PeerKey) -> Option<&mut Session> {
+        self.peers.get_mut(&peer).map(|p| &mut p.session)
+    }
+
+    fn update_interest(&mut self, peer: PeerKey) {
+        let wants = {
+            let Some(p) = self.peers.get(&peer) else {
+                return;
+            };
+            (0..self.info.piece_hashes.len() as u32)
+                .any(|i| p.session.peer_has.has(i) && !self.picker.have().has(i))
+        };
+        if let Some(session) = self.session(peer) {
+            if wants != session.am_interested {
+                session.send(if wants {
+                    Message::Interested
+                } else {
+                    Message::NotInterested
+                });
+            }
+        }
+    }
+
+    fn handle_event(&mut self, peer: PeerKey, event: Event) -> Result<(), Close> {
+        match event {
+            Event::Connected { .. } => {
+                let have = self.picker.have().clone();
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return Ok(());
+                };
+                p.connected = true;
+                let message = if p.session.peer_fast() && have.is_full() {
+                    Message::HaveAll
+                } else if p.session.peer_fast() && have.count() == 0 {
+                    Message::HaveNone
+                } else {
+                    Message::Bitfield(Bytes::copy_from_slice(have.as_bytes()))
+                };
+                p.session.send(message);
+            }
+            Event::Has(HasUpdate::All(field)) => {
+                self.picker.peer_bitfield(&field, true);
+                self.update_interest(peer);
+            }
+            Event::Has(HasUpdate::Piece(index)) => {
+                self.picker.peer_has(index);
+                self.update_interest(peer);
+            }
+            Event::Choked(true) => {
+                // A choke drops our requests (BEP 6 peers also reject them one by one).
+                self.picker.peer_gone(peer);
+            }
+            Event::Interested(true) => {
+                // A free slot need not wait for the next round.
+                let unchoked = self
+                    .peers
+                    .values()
+                    .filter(|p| !p.session.am_choking)
+                    .count();
+                if unchoked < self.config.upload_slots {
+                    if let Some(session) = self.session(peer) {
+                        if session.am_choking {
+                            session.send(Message::Unchoke);
+                        }
+                    }
+                }
+            }
+            Event::Choked(false) | Event::Interested(false) | Event::AllowedFast(_) => {}
+            Event::Cancelled(_) | Event::Extensions(_) | Event::Extended { .. } => {}
+            Event::Request(block) => self.serve(peer, block),
+            Event::Rejected(block) => self.picker.request_failed(peer, block),
+            Event::Block { block, data } => self.receive(peer, block, &data)?,
+        }
+        Ok(())
+    }
+
+    fn serve(&mut self, peer: PeerKey, block: BlockRef) {
+        let valid = self.picker.have().has(block.index)
+            && u64::from(block.begin) + u64::from(block.length)
+                <= u64::from(self.picker.piece_size(block.index));
+        let data = if valid { self.store.read(block) } else { None };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        match data {
+            Some(data) => {
+                p.window_up += data.len() as u64;
+                p.session.send(Message::Piece {
+                    index: block.index,
+                    begin: block.begin,
+                    data,
+                });
+            }
+            None if p.session.peer_fast() => p.session.send(Message::Reject(block)),
+            None => {}
+        }
+    }
+
+    fn receive(&mut self, peer: PeerKey, block: BlockRef, data: &[u8]) -> Result<(), Close> {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.window_down += data.len() as u64;
+        }
+        let outcome = self.picker.block_received(peer, block);
+        if outcome.unexpected {
+            // Late duplicates after a cancel are normal; blocks never asked for are not.
+            return Ok(());
+        }
+        self.store.write(block, data);
+        self.senders
+            .entry(block.index)
+            .or_default()
+            .push((block, peer));
+        for (other, cancelled) in outcome.cancel {
+            if let Some(session) = self.session(other) {
+                session.send(Message::Cancel(cancelled));
+            }
+        }
+        if let Some(index) = outcome.piece_complete {
+            self.verify(index);
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self, index: u32) {
+        let length = self.picker.piece_size(index);
+        let bytes = self.store.piece(index, length);
+        let good = bytes.as_deref().is_some_and(|bytes| {
+            <[u8; 20]>::from(Sha1::digest(bytes)) == self.info.piece_hashes[index as usize]
+        });
+        let senders = self.senders.remove(&index).unwrap_or_default();
+        if !good {
+            self.picker.piece_failed(index);
+            self.events.push_back(TorrentEvent::HashFailed(index));
+            let suspects = self.suspects.entry(index).or_default();
+            if let Some(bytes) = bytes {
+                for (block, sender) in senders {
+                    let start = block.begin as usize;
+                    let end = (start + block.length as usize).min(bytes.len());
+                    let hash = <[u8; 20]>::from(Sha1::digest(&bytes[start.min(end)..end]));
+                    suspects.push((block, sender, hash));
+                }
+            }
+            return;
+        }
+        self.picker.piece_verified(index);
+        self.events.push_back(TorrentEvent::PieceVerified(index));
+        // Whoever sent a block that differs from the good one lied.
+        if let (Some(suspects), Some(bytes)) = (self.suspects.remove(&index), bytes) {
+            let mut liars: Vec<PeerKey> = Vec::new();
+            for (block, sender, hash) in suspects {
+                let start = block.begin as usize;
+                let end = (start + block.length as usize).min(bytes.len());
+                if <[u8; 20]>::from(Sha1::digest(&bytes[start.min(end)..end])) != hash
+                    && !liars.contains(&sender)
+                {
+                    liars.push(sender);
+                }
+            }
+            for liar in liars {
+                if !self.banned.insert(liar) {
+                    continue;
+                }
+                self.events.push_back(TorrentEvent::Banned(liar));
+                self.close(
+                    liar,
+                    Close {
+                        code: "banned",
+                        detail: format!("sent corrupt data for piece {index}"),
+                    },
+                );
+            }
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            if let Some(session) = self.session(key) {
+                session.send(Message::Have(index));
+            }
+            self.update_interest(key);
+        }
+        if self.picker.complete() {
+            self.events.push_back(TorrentEvent::Complete);
+        }
+    }
+
+    /// Fills `peer`'s request pipeline: deep enough to cover a second at its rate.
+    fn request_more(&mut self, peer: PeerKey) {
+        let random = self.next_random();
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if !p.connected || p.session.peer_choking || !p.session.am_interested {
+            return;
+        }
+        let depth = ((p.download_rate / f64::from(crate::codec::BLOCK)) as usize)
+            .clamp(self.config.min_pipeline, self.config.max_pipeline);
+        let room = depth.saturating_sub(self.picker.outstanding(peer));
+        if room == 0 {
+            return;
+        }
+        let has = p.session.peer_has.clone();
+        for block in self.picker.pick(peer, &has, room, random) {
+            if let Some(session) = self.session(peer) {
+                session.send(Message::Request(block));
+            }
+        }
+    }
+
+    /// The clock moved: timeouts, keep-alives, rechoking, and topping up pipelines.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in &keys {
+            let result = self
+                .session(*key)
+                .map_or(Ok(()), |session| session.handle_timeout(now));
+            if let Err(reason) = result {
+                self.close(*key, reason);
+            }
+        }
+        if now.saturating_sub(self.last_rechoke) >= self.config.rechoke_every {
+            self.rechoke(now);
+        }
+        for key in keys {
+            self.request_more(key);
+        }
+    }
+
+    fn rechoke(&mut self, now: Millis) {
+        let seconds = (now.saturating_sub(self.last_rechoke)).max(1) as f64 / 1000.0;
+        self.last_rechoke = now;
+        let mut rates = Vec::with_capacity(self.peers.len());
+        for (key, p) in &mut self.peers {
+            p.download_rate = p.window_down as f64 / seconds;
+            p.upload_rate = p.window_up as f64 / seconds;
+            p.window_down = 0;
+            p.window_up = 0;
+            rates.push(PeerRates {
+                key: *key,
+                interested: p.connected && p.session.peer_interested,
+                download_rate: p.download_rate,
+                upload_rate: p.upload_rate,
+            });
+        }
+        let seeding = self.picker.complete();
+        let random = self.next_random();
+        let unchoked = self.choker.rechoke(&rates, seeding, random);
+        for (key, p) in &mut self.peers {
+            let unchoke = unchoked.contains(key);
+            if !p.connected {
+                continue;
+            }
+            if unchoke && p.session.am_choking {
+                p.session.send(Message::Unchoke);
+            } else if !unchoke && !p.session.am_choking {
+                p.session.send(Message::Choke);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod swarm_tests;
