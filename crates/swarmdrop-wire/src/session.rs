@@ -241,8 +241,14 @@ impl Session {
     }
 
     fn handle_message(&mut self, message: Message) -> Result<(), Close> {
-        let first = self.phase == Phase::First;
-        if !matches!(message, Message::KeepAlive) {
+                let first = self.phase == Phase::First;
+        // The pieces message must come before any other core message; keep-alives, the
+        // DHT port and extension messages (libtorrent sends its BEP 10 handshake first)
+        // may come before it.
+        if !matches!(
+            message,
+            Message::KeepAlive | Message::Port(_) | Message::Extended { .. }
+        ) {
             self.phase = Phase::Open;
         }
         match message {

@@ -6,6 +6,7 @@ mod gateway;
 mod inspect;
 mod keygen;
 mod pack;
+mod peer;
 mod token;
 mod tracker;
 mod verify;
@@ -43,6 +44,10 @@ enum Command {
     /// Run an edge cache: serves a published drop from memory and disk, pulls through
     /// verified from the origin, doubles as a BEP 19 webseed.
     Edge(edge::Args),
+    /// Seed an asset to BitTorrent peers (libtorrent, qBittorrent, aria2, swarmdrop).
+    Seed(peer::SeedArgs),
+    /// Download an asset; `--p2p-only` fetches from BitTorrent peers alone.
+    Get(peer::GetArgs),
     /// Work with gateway tokens offline.
     #[command(subcommand)]
     Token(token::Token),
@@ -61,6 +66,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(token) => token::run(&token),
         Command::Tracker(args) => tracker::run(&args),
         Command::Edge(args) => edge::run(&args),
+        Command::Seed(args) => peer::seed(&args),
+        Command::Get(args) => peer::get(&args),
         Command::Bench(bench) => bench::run(&bench),
     }
 }

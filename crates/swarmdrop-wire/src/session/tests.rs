@@ -168,6 +168,20 @@ fn bad_input_closes_with_a_reason() {
 }
 
 #[test]
+fn extension_handshakes_may_come_before_the_bitfield() {
+    let (mut a, _) = connected();
+    let mut bytes = BytesMut::new();
+    Message::Extended {
+        id: 0,
+        payload: Bytes::from(crate::extension::ExtendedHandshake::ours(None, None, 250).encode()),
+    }
+    .encode(&mut bytes);
+    Message::HaveNone.encode(&mut bytes);
+    a.handle_bytes(1, &bytes).unwrap();
+    assert!(matches!(&events(&mut a)[..], [Event::Extensions(_), Event::Has(_)]));
+}
+
+#[test]
 fn a_request_flood_is_closed() {
     let (mut a, mut b) = connected();
     b.send(Message::Unchoke);

@@ -1,0 +1,160 @@
+//! `swarmdrop seed` and `swarmdrop get --p2p-only`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use swarmdrop_manifest::torrent::Metainfo;
+use swarmdrop_peer::{run, FileStore, PeerOptions};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SeedArgs {
+    /// The asset's torrent (single-file, v1).
+    #[arg(value_name = "FILE.torrent")]
+    torrent: PathBuf,
+    /// The asset's data (verified piece by piece before seeding starts).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Where to accept peers (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+    /// Also connect to this peer (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Do not announce to the torrent's trackers.
+    #[arg(long)]
+    no_trackers: bool,
+    /// Also announce to this HTTP tracker (repeatable).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GetArgs {
+    /// The asset's torrent (single-file, v1).
+    #[arg(value_name = "FILE.torrent")]
+    torrent: PathBuf,
+    /// Directory to write the asset into (under the torrent's name); a partial file
+    /// there is resumed.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Peers only (the multi-path client comes later; this flag is required for now).
+    #[arg(long)]
+    p2p_only: bool,
+    /// Where to accept peers (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Connect to this peer (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Do not announce to the torrent's trackers.
+    #[arg(long)]
+    no_trackers: bool,
+    /// Also announce to this HTTP tracker (repeatable).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+}
+
+fn read_torrent(path: &PathBuf) -> anyhow::Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let meta = Metainfo::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    if meta.files.len() != 1 {
+        bail!(
+            "{}: a multi-file torrent; swarmdrop publishes one torrent per asset and seeds only those",
+            path.display()
+        );
+    }
+    Ok(meta)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
+    let meta = read_torrent(&args.torrent)?;
+    let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
+    let mut store = FileStore::open(&args.data, meta.length, piece_length, false)
+        .with_context(|| format!("opening {}", args.data.display()))?;
+    let have = store.recheck(&meta.pieces);
+    if !have.is_full() {
+        bail!(
+            "{}: {} of {} pieces match the torrent; seed only complete data",
+            args.data.display(),
+            have.count(),
+            have.len()
+        );
+    }
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("seed address")?;
+    drop(listener);
+    eprintln!("listening seed {addr}");
+    let options = PeerOptions {
+        listen: Some(addr),
+        connect: args.peers.clone(),
+        use_trackers: !args.no_trackers,
+        extra_trackers: args.trackers.clone(),
+        keep_seeding: true,
+    };
+    runtime()?
+        .block_on(run(meta, store, options, Box::new(|_, _| {})))
+        .context("seeding")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
+    if !args.p2p_only {
+        bail!(
+            "only --p2p-only is available yet: the multi-path client comes with `swarmdrop serve`"
+        );
+    }
+    let meta = read_torrent(&args.torrent)?;
+    let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
+    let name = &meta.files[0].path;
+    if name.contains('/') || name.contains('\\') || name.starts_with('.') || name.is_empty() {
+        bail!("{}: unsafe file name {name:?}", args.torrent.display());
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join(name);
+    let store = FileStore::open(&path, meta.length, piece_length, true)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let bar = indicatif::ProgressBar::new(meta.pieces.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pieces {elapsed_precise}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let reporter = bar.clone();
+    let options = PeerOptions {
+        listen: args.listen,
+        connect: args.peers.clone(),
+        use_trackers: !args.no_trackers,
+        extra_trackers: args.trackers.clone(),
+        keep_seeding: false,
+    };
+    let summary = runtime()?
+        .block_on(run(
+            meta,
+            store,
+            options,
+            Box::new(move |have, _| reporter.set_position(u64::from(have))),
+        ))
+        .context("downloading")?;
+    bar.finish();
+    if summary.have != summary.pieces {
+        bail!("stopped with {} of {} pieces", summary.have, summary.pieces);
+    }
+    eprintln!(
+        "done: {} ({} pieces verified; {} failed their hash, {} peers banned)",
+        path.display(),
+        summary.pieces,
+        summary.hash_failures,
+        summary.banned
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,285 @@
+//! The driver: TCP connections and tracker announces around one `Torrent` controller.
+//!
+//! The controller lives on a thread of its own and owns everything stateful; it receives
+//! `Inbox` messages (a connection opened, bytes arrived, a connection closed) and hands
+//! each connection's outgoing bytes to that connection's writer task. Connection tasks
+//! hold no protocol state, so the protocol logic stays in the sans-IO crate where the
+//! deterministic swarm test exercises it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use swarmdrop_manifest::torrent::Metainfo;
+use swarmdrop_wire::picker::PeerKey;
+use swarmdrop_wire::torrent::{Torrent, TorrentConfig, TorrentEvent, TorrentInfo};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::storage::FileStore;
+use crate::tracker::{announce, Announce};
+
+/// How to find and serve peers.
+#[derive(Debug, Clone, Default)]
+pub struct PeerOptions {
+    /// Accept connections here.
+    pub listen: Option<SocketAddr>,
+    /// Connect to these peers.
+    pub connect: Vec<SocketAddr>,
+    /// Announce to the torrent's HTTP trackers.
+    pub use_trackers: bool,
+    /// Announce to these HTTP trackers too.
+    pub extra_trackers: Vec<String>,
+    /// Keep running (seeding) once complete.
+    pub keep_seeding: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Pieces verified at the end.
+    pub have: u32,
+    /// Pieces in the torrent.
+    pub pieces: u32,
+    /// Peers banned for bad data.
+    pub banned: u32,
+    /// Pieces that failed their hash.
+    pub hash_failures: u32,
+    /// Connections closed, by reason code.
+    pub closed: HashMap<&'static str, u32>,
+}
+
+/// A run that could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(pub String);
+
+enum Inbox {
+    Opened(PeerKey, mpsc::UnboundedSender<Bytes>),
+    Received(PeerKey, Vec<u8>),
+    Closed(PeerKey),
+    Peers(Vec<SocketAddr>),
+}
+
+/// Progress reports: pieces verified so far, of how many.
+pub type Progress = Box<dyn Fn(u32, u32) + Send>;
+
+fn peer_id() -> [u8; 20] {
+    let mut id = *b"-SD0001-000000000000";
+    let _ = getrandom::getrandom(&mut id[8..]);
+    id
+}
+
+async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inbox>) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    if inbox.send(Inbox::Opened(key, tx)).is_err() {
+        return;
+    }
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if inbox.send(Inbox::Received(key, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    writing.abort();
+    let _ = inbox.send(Inbox::Closed(key));
+}
+
+/// Downloads and/or seeds `meta`'s single file in `store` until complete (or forever
+/// with `keep_seeding`).
+pub async fn run(
+    meta: Metainfo,
+    mut store: FileStore,
+    options: PeerOptions,
+    progress: Progress,
+) -> Result<RunSummary, DriverError> {
+    let piece_length = u32::try_from(meta.piece_length)
+        .map_err(|_| DriverError(format!("piece length {} is too large", meta.piece_length)))?;
+    let have = store.recheck(&meta.pieces);
+    let info = TorrentInfo {
+        info_hash: meta.info_hash.0,
+        piece_length,
+        total_length: meta.length,
+        piece_hashes: meta.pieces.clone(),
+    };
+    let our_id = peer_id();
+    let mut seed_bytes = [0u8; 8];
+    let _ = getrandom::getrandom(&mut seed_bytes);
+    let torrent = Torrent::new(
+        info,
+        TorrentConfig::default(),
+        our_id,
+        store,
+        &have,
+        u64::from_le_bytes(seed_bytes),
+    )
+    .map_err(|e| DriverError(e.to_string()))?;
+    let (inbox_tx, inbox_rx) = std_mpsc::channel::<Inbox>();
+    let next_key = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
+
+    let listen_port = match options.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| DriverError(format!("listening on {addr}: {e}")))?;
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            let (inbox, keys) = (inbox_tx.clone(), next_key.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::spawn(connection(key, stream, inbox.clone()));
+                }
+            });
+            port
+        }
+        None => 0,
+    };
+
+    let mut trackers: Vec<String> = if options.use_trackers {
+        meta.announce_list
+            .iter()
+            .flatten()
+            .cloned()
+            .chain(meta.announce.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    trackers.extend(options.extra_trackers.iter().cloned());
+    trackers.dedup();
+    if !trackers.is_empty() {
+        let (inbox, info_hash, left) = (
+            inbox_tx.clone(),
+            meta.info_hash.0,
+            if have.is_full() { 0 } else { meta.length },
+        );
+        tokio::spawn(async move {
+            loop {
+                for url in &trackers {
+                    let a = Announce {
+                        info_hash: &info_hash,
+                        peer_id: &our_id,
+                        port: listen_port,
+                        left,
+                        event: Some("started"),
+                    };
+                    if let Ok(peers) = announce(url, a).await {
+                        let _ = inbox.send(Inbox::Peers(peers));
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+    }
+    let keep_seeding = options.keep_seeding;
+    let connect_inbox = inbox_tx.clone();
+    drop(inbox_tx);
+    // Dialing from the controller thread goes through this runtime.
+    let runtime = tokio::runtime::Handle::current();
+    let dialer = move |addr: SocketAddr| {
+        let inbox = connect_inbox.clone();
+        let keys = next_key.clone();
+        runtime.spawn(async move {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
+            {
+                let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                connection(key, stream, inbox).await;
+            }
+        });
+    };
+    for addr in &options.connect {
+        dialer(*addr);
+    }
+    tokio::task::spawn_blocking(move || control(torrent, inbox_rx, keep_seeding, progress, dialer))
+        .await
+        .map_err(|e| DriverError(format!("the controller stopped: {e}")))
+}
+
+fn control(
+    mut torrent: Torrent<FileStore>,
+    inbox: std_mpsc::Receiver<Inbox>,
+    keep_seeding: bool,
+    progress: Progress,
+    dial: impl Fn(SocketAddr),
+) -> RunSummary {
+    let started = Instant::now();
+    let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut writers: HashMap<PeerKey, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let mut dialed: std::collections::HashSet<SocketAddr> = Default::default();
+    let mut summary = RunSummary {
+        pieces: torrent.have().len(),
+        ..RunSummary::default()
+    };
+    let mut last_tick = 0;
+    progress(torrent.have().count(), torrent.have().len());
+    loop {
+        if torrent.complete() && !keep_seeding {
+            break;
+        }
+        match inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(Inbox::Opened(key, writer)) => {
+                torrent.add_peer(key, now());
+                writers.insert(key, writer);
+            }
+            Ok(Inbox::Received(key, bytes)) => torrent.handle_bytes(key, now(), &bytes),
+            Ok(Inbox::Closed(key)) => {
+                torrent.remove_peer(key);
+                writers.remove(&key);
+            }
+            Ok(Inbox::Peers(peers)) => {
+                for addr in peers {
+                    if dialed.insert(addr) {
+                        dial(addr);
+                    }
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if now().saturating_sub(last_tick) >= 50 {
+            last_tick = now();
+            torrent.handle_timeout(last_tick);
+        }
+        while let Some(event) = torrent.poll_event() {
+            match event {
+                TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {
+                    progress(torrent.have().count(), torrent.have().len());
+                }
+                TorrentEvent::HashFailed(_) => summary.hash_failures += 1,
+                TorrentEvent::Banned(_) => summary.banned += 1,
+                TorrentEvent::Closed(key, reason) => {
+                    *summary.closed.entry(reason.code).or_default() += 1;
+                    // Dropping the writer ends the connection's writer task.
+                    writers.remove(&key);
+                }
+            }
+        }
+        let t = now();
+        for (key, writer) in &writers {
+            let bytes = torrent.poll_transmit(*key, t);
+            if !bytes.is_empty() {
+                let _ = writer.send(bytes);
+            }
+        }
+    }
+    summary.have = torrent.have().count();
+    summary
+}

@@ -1,0 +1,10 @@
+//! Peers over TCP: the tokio driver around the sans-IO `swarmdrop-wire` controller. The
+//! controller runs on a thread of its own (its store does positioned file IO, which may
+//! block briefly); connection tasks only move bytes. See docs/design/0006-wire.md.
+
+pub mod driver;
+pub mod storage;
+pub mod tracker;
+
+pub use driver::{run, PeerOptions, RunSummary};
+pub use storage::FileStore;

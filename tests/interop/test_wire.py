@@ -1,0 +1,139 @@
+"""swarmdrop's peer wire protocol against libtorrent (Python bindings, TCP only):
+
+- libtorrent downloads the bulk asset from ``swarmdrop seed`` by direct peer address;
+- ``swarmdrop get --p2p-only`` downloads it from a libtorrent seeder by direct address;
+- both through our tracker as well.
+
+Every download is compared byte for byte with the signed asset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+from pathlib import Path
+
+
+from test_tracker import Bulk, bulk, trackers  # noqa: F401  (fixtures)
+from tracker_support import AlertLog, lt_add, lt_session, wait_until
+
+TRANSFER_TIMEOUT_S = 90.0
+SEED_IP = "127.0.0.61"
+LEECH_IP = "127.0.0.62"
+
+
+def free_port(ip: str) -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+class Seed:
+    def __init__(self, proc: subprocess.Popen, addr: tuple[str, int]):
+        self.proc, self.addr = proc, addr
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_seed(swarmdrop_bin: Path, bulk: Bulk, *extra: str) -> Seed:  # noqa: F811
+    port = free_port(SEED_IP)
+    proc = subprocess.Popen(
+        [str(swarmdrop_bin), "seed", str(bulk.torrent), "--data", str(bulk.seed_dir / bulk.name),
+         "--listen", f"{SEED_IP}:{port}", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stderr.readline() if proc.stderr else ""
+    assert line.startswith("listening seed "), f"swarmdrop seed said {line!r} (exit {proc.poll()})"
+    return Seed(proc, (SEED_IP, port))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def libtorrent_download(bulk: Bulk, tmp_path: Path, trackers_: list[str], peer: tuple[str, int] | None) -> Path:  # noqa: F811
+    ses = lt_session(LEECH_IP)
+    out = tmp_path / "lt-leech"
+    out.mkdir()
+    handle = lt_add(ses, bulk.torrent, out, trackers_)
+    log = AlertLog({"leech": ses})
+    if peer is not None:
+        handle.connect_peer(peer)
+
+    def done() -> bool:
+        return handle.status().is_seeding
+
+    try:
+        assert wait_until(done, TRANSFER_TIMEOUT_S, poll=0.2, on_poll=log.pump), (
+            f"libtorrent did not complete from swarmdrop: {handle.status().progress:.0%}\n{log.summary()}"
+        )
+    finally:
+        ses.pause()
+    return out / bulk.name
+
+
+def test_libtorrent_downloads_from_swarmdrop_seed(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers")
+    try:
+        got = libtorrent_download(bulk, tmp_path, [], seed.addr)
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data, "libtorrent's copy differs from the signed asset"
+
+
+def libtorrent_seeder(bulk: Bulk, trackers_: list[str]):  # noqa: F811
+    ses = lt_session(SEED_IP)
+    handle = lt_add(ses, bulk.torrent, bulk.seed_dir, trackers_)
+    log = AlertLog({"seed": ses})
+    assert wait_until(lambda: handle.status().is_seeding, 30.0, poll=0.1, on_poll=log.pump), log.summary()
+    port = ses.listen_port()
+    return ses, handle, (SEED_IP, port)
+
+
+def test_swarmdrop_get_downloads_from_libtorrent(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    ses, _, addr = libtorrent_seeder(bulk, [])
+    try:
+        out = tmp_path / "sd-leech"
+        proc = subprocess.run(
+            [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+             "--peer", f"{addr[0]}:{addr[1]}", "--no-trackers"],
+            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+        )
+    finally:
+        ses.pause()
+    assert proc.returncode == 0, f"swarmdrop get failed:\n{proc.stderr[-2000:]}"
+    assert (out / bulk.name).read_bytes() == bulk.data, "swarmdrop's copy differs from the signed asset"
+
+
+def test_libtorrent_finds_swarmdrop_seed_through_the_tracker(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa: F811
+    t = trackers("--infohash", bulk.infohash)
+    url = t.http_url("/announce")
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers", "--tracker", url)
+    try:
+        got = libtorrent_download(bulk, tmp_path, [url], None)
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data
+
+
+def test_swarmdrop_get_finds_libtorrent_through_the_tracker(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa: F811
+    t = trackers("--infohash", bulk.infohash)
+    url = t.http_url("/announce")
+    ses, _, _ = libtorrent_seeder(bulk, [url])
+    try:
+        out = tmp_path / "sd-leech"
+        proc = subprocess.run(
+            [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+             "--no-trackers", "--tracker", url, "--listen", f"{LEECH_IP}:0"],
+            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+        )
+    finally:
+        ses.pause()
+    assert proc.returncode == 0, f"swarmdrop get failed:\n{proc.stderr[-2000:]}"
+    assert (out / bulk.name).read_bytes() == bulk.data
