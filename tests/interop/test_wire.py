@@ -14,6 +14,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 
 from test_tracker import Bulk, bulk, trackers  # noqa: F401  (fixtures)
 from tracker_support import AlertLog, lt_add, lt_session, wait_until
@@ -137,3 +139,79 @@ def test_swarmdrop_get_finds_libtorrent_through_the_tracker(swarmdrop_bin, bulk,
         ses.pause()
     assert proc.returncode == 0, f"swarmdrop get failed:\n{proc.stderr[-2000:]}"
     assert (out / bulk.name).read_bytes() == bulk.data
+
+
+def test_mixed_swarm_completes(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa: F811
+    """A libtorrent seeder, two swarmdrop leechers and a libtorrent leecher, through our
+    tracker: every one completes with the signed bytes."""
+    t = trackers("--infohash", bulk.infohash)
+    url = t.http_url("/announce")
+    seeder, _, _ = libtorrent_seeder(bulk, [url])
+    getters = []
+    try:
+        for n, ip in enumerate(("127.0.0.63", "127.0.0.64")):
+            out = tmp_path / f"sd-{n}"
+            getters.append((out, subprocess.Popen(
+                [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+                 "--no-trackers", "--tracker", url, "--listen", f"{ip}:0"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )))
+        got = libtorrent_download(bulk, tmp_path, [url], None)
+        for out, proc in getters:
+            _, err = proc.communicate(timeout=TRANSFER_TIMEOUT_S)
+            assert proc.returncode == 0, f"swarmdrop get failed:\n{err[-2000:]}"
+            assert (out / bulk.name).read_bytes() == bulk.data
+    finally:
+        for _, proc in getters:
+            if proc.poll() is None:
+                proc.kill()
+        seeder.pause()
+    assert got.read_bytes() == bulk.data
+
+
+def raw_peer(addr: tuple[str, int], payload: bytes, read_for: float = 3.0) -> bytes:
+    """Connects, sends ``payload``, returns what came back until the peer closed."""
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(payload)
+        s.settimeout(read_for)
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except (TimeoutError, socket.timeout, ConnectionResetError):
+            pass
+        return data
+
+
+def handshake(info_hash: bytes) -> bytes:
+    return b"\x13BitTorrent protocol" + bytes(8) + info_hash + b"-PY0001-123456789012"
+
+
+@pytest.mark.parametrize("kind", ["wrong_infohash", "huge_length", "unrequested_piece", "bad_bitfield",
+                                  "index_past_end", "request_flood", "garbage"])
+def test_bad_peers_are_closed_and_the_seed_keeps_serving(swarmdrop_bin, bulk, tmp_path, kind):  # noqa: F811
+    import struct
+
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers")
+    try:
+        ih = bulk.ih
+        body = {
+            "wrong_infohash": handshake(bytes(20)),
+            "huge_length": handshake(ih) + struct.pack(">I", 0xFFFFFFFF),
+            "unrequested_piece": handshake(ih) + struct.pack(">IBII", 9 + 4, 7, 0, 0) + b"evil",
+            "bad_bitfield": handshake(ih) + struct.pack(">IB", 1 + 1000, 5) + b"\xff" * 1000,
+            "index_past_end": handshake(ih) + struct.pack(">IBI", 5, 4, 1_000_000),
+            "request_flood": handshake(ih) + b"".join(
+                struct.pack(">IBIII", 13, 6, 0, i * 16384 % (1 << 20), 16384) for i in range(2000)),
+            "garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        }[kind]
+        answer = raw_peer(seed.addr, body)
+        if kind in ("wrong_infohash", "garbage"):
+            assert b"BitTorrent protocol" not in answer[20:] or len(answer) <= 68, answer[:80]
+        # The connection was closed (recv returned) or choked us; either way the seed
+        # still serves an honest client afterwards.
+        assert seed.proc.poll() is None, f"swarmdrop seed exited after {kind}"
+        got = libtorrent_download(bulk, tmp_path, [], seed.addr)
+        assert got.read_bytes() == bulk.data
+    finally:
+        seed.close()

@@ -25,8 +25,6 @@ use crate::tracker::{announce, Announce};
 /// How to find and serve peers.
 #[derive(Debug, Clone, Default)]
 pub struct PeerOptions {
-    /// Accept connections here.
-    pub listen: Option<SocketAddr>,
     /// Connect to these peers.
     pub connect: Vec<SocketAddr>,
     /// Announce to the torrent's HTTP trackers.
@@ -103,11 +101,13 @@ async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inb
 }
 
 /// Downloads and/or seeds `meta`'s single file in `store` until complete (or forever
-/// with `keep_seeding`).
+/// with `keep_seeding`), accepting peers on `listener` if given (bound by the caller, so
+/// it can say where before anything runs).
 pub async fn run(
     meta: Metainfo,
     mut store: FileStore,
     options: PeerOptions,
+    listener: Option<std::net::TcpListener>,
     progress: Progress,
 ) -> Result<RunSummary, DriverError> {
     let piece_length = u32::try_from(meta.piece_length)
@@ -134,11 +134,12 @@ pub async fn run(
     let (inbox_tx, inbox_rx) = std_mpsc::channel::<Inbox>();
     let next_key = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
 
-    let listen_port = match options.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| DriverError(format!("listening on {addr}: {e}")))?;
+    let listen_port = match listener {
+        Some(listener) => {
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+                .map_err(|e| DriverError(format!("listening: {e}")))?;
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let (inbox, keys) = (inbox_tx.clone(), next_key.clone());
             tokio::spawn(async move {

@@ -241,7 +241,7 @@ impl Session {
     }
 
     fn handle_message(&mut self, message: Message) -> Result<(), Close> {
-                let first = self.phase == Phase::First;
+        let first = self.phase == Phase::First;
         // The pieces message must come before any other core message; keep-alives, the
         // DHT port and extension messages (libtorrent sends its BEP 10 handshake first)
         // may come before it.

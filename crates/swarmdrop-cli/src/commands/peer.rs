@@ -92,17 +92,21 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("seed address")?;
-    drop(listener);
     eprintln!("listening seed {addr}");
     let options = PeerOptions {
-        listen: Some(addr),
         connect: args.peers.clone(),
         use_trackers: !args.no_trackers,
         extra_trackers: args.trackers.clone(),
         keep_seeding: true,
     };
     runtime()?
-        .block_on(run(meta, store, options, Box::new(|_, _| {})))
+        .block_on(run(
+            meta,
+            store,
+            options,
+            Some(listener),
+            Box::new(|_, _| {}),
+        ))
         .context("seeding")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -130,8 +134,13 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let reporter = bar.clone();
+    let listener = match args.listen {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?)
+        }
+        None => None,
+    };
     let options = PeerOptions {
-        listen: args.listen,
         connect: args.peers.clone(),
         use_trackers: !args.no_trackers,
         extra_trackers: args.trackers.clone(),
@@ -142,6 +151,7 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
             meta,
             store,
             options,
+            listener,
             Box::new(move |have, _| reporter.set_position(u64::from(have))),
         ))
         .context("downloading")?;

@@ -178,7 +178,10 @@ fn extension_handshakes_may_come_before_the_bitfield() {
     .encode(&mut bytes);
     Message::HaveNone.encode(&mut bytes);
     a.handle_bytes(1, &bytes).unwrap();
-    assert!(matches!(&events(&mut a)[..], [Event::Extensions(_), Event::Has(_)]));
+    assert!(matches!(
+        &events(&mut a)[..],
+        [Event::Extensions(_), Event::Has(_)]
+    ));
 }
 
 #[test]
