@@ -34,6 +34,7 @@ def free_port(ip: str) -> int:
 class Seed:
     def __init__(self, proc: subprocess.Popen, addr: tuple[str, int]):
         self.proc, self.addr = proc, addr
+        self.metrics_addr: tuple[str, int] = ("", 0)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -47,12 +48,26 @@ def start_seed(swarmdrop_bin: Path, bulk: Bulk, *extra: str) -> Seed:  # noqa: F
     port = free_port(SEED_IP)
     proc = subprocess.Popen(
         [str(swarmdrop_bin), "seed", str(bulk.torrent), "--data", str(bulk.seed_dir / bulk.name),
-         "--listen", f"{SEED_IP}:{port}", *extra],
+         "--listen", f"{SEED_IP}:{port}", "--metrics", f"{SEED_IP}:0", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    line = proc.stderr.readline() if proc.stderr else ""
-    assert line.startswith("listening seed "), f"swarmdrop seed said {line!r} (exit {proc.poll()})"
-    return Seed(proc, (SEED_IP, port))
+    seed = Seed(proc, (SEED_IP, port))
+    for _ in range(2):
+        line = proc.stderr.readline() if proc.stderr else ""
+        if line.startswith("listening metrics "):
+            host, _, mport = line.split()[-1].rpartition(":")
+            seed.metrics_addr = (host, int(mport))
+        elif not line.startswith("listening seed "):
+            raise AssertionError(f"swarmdrop seed said {line!r} (exit {proc.poll()})")
+    return seed
+
+
+def seed_metrics(seed: Seed) -> str:
+    import urllib.request
+
+    host, port = seed.metrics_addr
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
 
 
 def sha256(path: Path) -> str:
@@ -205,11 +220,29 @@ def test_bad_peers_are_closed_and_the_seed_keeps_serving(swarmdrop_bin, bulk, tm
                 struct.pack(">IBIII", 13, 6, 0, i * 16384 % (1 << 20), 16384) for i in range(2000)),
             "garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         }[kind]
-        answer = raw_peer(seed.addr, body)
-        if kind in ("wrong_infohash", "garbage"):
-            assert b"BitTorrent protocol" not in answer[20:] or len(answer) <= 68, answer[:80]
-        # The connection was closed (recv returned) or choked us; either way the seed
-        # still serves an honest client afterwards.
+        raw_peer(seed.addr, body)
+        # Each is closed with its reason, counted (an unrequested block is counted).
+        metric, label = {
+            "wrong_infohash": ("swarmdrop_peer_closed_total", 'reason="wrong_infohash"'),
+            "huge_length": ("swarmdrop_peer_closed_total", 'reason="message_too_long"'),
+            "unrequested_piece": ("swarmdrop_peer_unrequested_blocks_total", ""),
+            "bad_bitfield": ("swarmdrop_peer_closed_total", 'reason="bad_bitfield"'),
+            "index_past_end": ("swarmdrop_peer_closed_total", 'reason="bad_piece_index"'),
+            "request_flood": ("swarmdrop_peer_closed_total", 'reason="request_flood"'),
+            "garbage": ("swarmdrop_peer_closed_total", 'reason="not_bittorrent"'),
+        }[kind]
+
+        def counted() -> bool:
+            return any(
+                line.startswith(metric) and label in line and float(line.split()[-1]) >= 1
+                for line in seed_metrics(seed).splitlines()
+            )
+
+        assert wait_until(counted, 5.0, poll=0.1), (
+            f"no {metric} {{{label}}} >= 1 after {kind}:\n"
+            + "\n".join(ln for ln in seed_metrics(seed).splitlines() if "swarmdrop_peer" in ln)
+        )
+        # The seed still serves an honest client afterwards.
         assert seed.proc.poll() is None, f"swarmdrop seed exited after {kind}"
         got = libtorrent_download(bulk, tmp_path, [], seed.addr)
         assert got.read_bytes() == bulk.data

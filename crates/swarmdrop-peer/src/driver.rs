@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::metrics::PeerMetrics;
 use crate::storage::FileStore;
 use crate::tracker::{announce, Announce};
 
@@ -33,6 +34,8 @@ pub struct PeerOptions {
     pub extra_trackers: Vec<String>,
     /// Keep running (seeding) once complete.
     pub keep_seeding: bool,
+    /// Counters to keep up to date (for `--metrics`).
+    pub metrics: PeerMetrics,
 }
 
 /// What a run did.
@@ -190,6 +193,7 @@ pub async fn run(
         });
     }
     let keep_seeding = options.keep_seeding;
+    let metrics = options.metrics.clone();
     let connect_inbox = inbox_tx.clone();
     drop(inbox_tx);
     // Dialing from the controller thread goes through this runtime.
@@ -209,9 +213,11 @@ pub async fn run(
     for addr in &options.connect {
         dialer(*addr);
     }
-    tokio::task::spawn_blocking(move || control(torrent, inbox_rx, keep_seeding, progress, dialer))
-        .await
-        .map_err(|e| DriverError(format!("the controller stopped: {e}")))
+    tokio::task::spawn_blocking(move || {
+        control(torrent, inbox_rx, keep_seeding, progress, dialer, &metrics)
+    })
+    .await
+    .map_err(|e| DriverError(format!("the controller stopped: {e}")))
 }
 
 fn control(
@@ -220,6 +226,7 @@ fn control(
     keep_seeding: bool,
     progress: Progress,
     dial: impl Fn(SocketAddr),
+    metrics: &PeerMetrics,
 ) -> RunSummary {
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -258,16 +265,29 @@ fn control(
         if now().saturating_sub(last_tick) >= 50 {
             last_tick = now();
             torrent.handle_timeout(last_tick);
+            metrics.update(
+                torrent.have().count(),
+                torrent.have().len(),
+                torrent.peers(),
+            );
         }
         while let Some(event) = torrent.poll_event() {
             match event {
                 TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {
                     progress(torrent.have().count(), torrent.have().len());
                 }
-                TorrentEvent::HashFailed(_) => summary.hash_failures += 1,
-                TorrentEvent::Banned(_) => summary.banned += 1,
+                TorrentEvent::HashFailed(_) => {
+                    summary.hash_failures += 1;
+                    metrics.hash_failed();
+                }
+                TorrentEvent::Unrequested(_) => metrics.unrequested(),
+                TorrentEvent::Banned(_) => {
+                    summary.banned += 1;
+                    metrics.banned();
+                }
                 TorrentEvent::Closed(key, reason) => {
                     *summary.closed.entry(reason.code).or_default() += 1;
+                    metrics.closed(reason.code);
                     // Dropping the writer ends the connection's writer task.
                     writers.remove(&key);
                 }
@@ -282,5 +302,10 @@ fn control(
         }
     }
     summary.have = torrent.have().count();
+    metrics.update(
+        torrent.have().count(),
+        torrent.have().len(),
+        torrent.peers(),
+    );
     summary
 }

@@ -3,8 +3,10 @@
 //! block briefly); connection tasks only move bytes. See docs/design/0006-wire.md.
 
 pub mod driver;
+pub mod metrics;
 pub mod storage;
 pub mod tracker;
 
 pub use driver::{run, PeerOptions, RunSummary};
+pub use metrics::{serve_metrics, PeerMetrics};
 pub use storage::FileStore;

@@ -152,6 +152,8 @@ pub struct Session {
     /// Requests the peer made that we have not answered.
     peer_requests: VecDeque<BlockRef>,
     allowed_fast: Vec<u32>,
+    /// Requests received while we choke the peer, since the last unchoke.
+    choked_requests: usize,
     last_received: Millis,
     last_sent: Millis,
     /// Body bytes received in blocks.
@@ -181,6 +183,7 @@ impl Session {
             peer_interested: false,
             peer_requests: VecDeque::new(),
             allowed_fast: Vec::new(),
+            choked_requests: 0,
             last_received: now,
             last_sent: now,
             downloaded: 0,
@@ -299,7 +302,18 @@ impl Session {
             Message::Request(block) => {
                 self.check_index(block.index)?;
                 if self.am_choking && !self.allowed_fast.contains(&block.index) {
-                    // BEP 6 peers are told; others are simply ignored, as BEP 3 does.
+                    // BEP 6 peers are told; others are simply ignored, as BEP 3 does. A
+                    // peer that keeps asking while choked is flooding.
+                    self.choked_requests += 1;
+                    if self.choked_requests > self.config.max_peer_requests {
+                        return Err(Close::new(
+                            "request_flood",
+                            format!(
+                                "more than {} requests while choked",
+                                self.config.max_peer_requests
+                            ),
+                        ));
+                    }
                     if self.peer_fast {
                         self.send(Message::Reject(block));
                     }
@@ -375,7 +389,10 @@ impl Session {
                 }
                 return;
             }
-            Message::Unchoke => self.am_choking = false,
+            Message::Unchoke => {
+                self.am_choking = false;
+                self.choked_requests = 0;
+            }
             Message::Interested => self.am_interested = true,
             Message::NotInterested => self.am_interested = false,
             Message::AllowedFast(index) => self.allowed_fast.push(*index),

@@ -55,16 +55,54 @@ pub enum TorrentEvent {
     Closed(PeerKey, Close),
     /// Every piece is verified.
     Complete,
+    /// A peer sent a block we never asked it for (or one already cancelled).
+    Unrequested(PeerKey),
 }
+
+/// Unrequested blocks tolerated from one peer (late copies after an endgame cancel are
+/// normal) before it is closed.
+const MAX_UNREQUESTED: u32 = 16;
 
 struct Peer {
     session: Session,
     connected: bool,
+    peer_id: Option<[u8; 20]>,
     /// Bytes received and sent since the last rechoke.
     window_down: u64,
     window_up: u64,
+    unrequested: u32,
     download_rate: f64,
     upload_rate: f64,
+}
+
+/// One peer, as metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    /// The caller's key.
+    pub key: PeerKey,
+    /// `libtorrent`, `swarmdrop`, `other` (from the peer id's client prefix).
+    pub client: &'static str,
+    /// Block bytes sent to it.
+    pub uploaded: u64,
+    /// Block bytes received from it.
+    pub downloaded: u64,
+    /// True while we choke it.
+    pub am_choking: bool,
+    /// True while it chokes us.
+    pub peer_choking: bool,
+}
+
+/// The client family a peer id names (Azureus-style `-XX1234-` prefixes).
+pub fn client_kind(peer_id: &[u8; 20]) -> &'static str {
+    match &peer_id[..3] {
+        b"-LT" | b"-lt" => "libtorrent",
+        b"-SD" => "swarmdrop",
+        b"-qB" => "qbittorrent",
+        b"-TR" => "transmission",
+        b"-UT" | b"-ut" => "utorrent",
+        b"-A2" => "aria2",
+        _ => "other",
+    }
 }
 
 /// Tuning.
@@ -175,6 +213,21 @@ impl<S: Store> Torrent<S> {
         self.peers.len()
     }
 
+    /// A snapshot of every peer, for metrics.
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        self.peers
+            .iter()
+            .map(|(key, p)| PeerSnapshot {
+                key: *key,
+                client: p.peer_id.map(|id| client_kind(&id)).unwrap_or("connecting"),
+                uploaded: p.session.uploaded,
+                downloaded: p.session.downloaded,
+                am_choking: p.session.am_choking,
+                peer_choking: p.session.peer_choking,
+            })
+            .collect()
+    }
+
     /// The store.
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
@@ -196,8 +249,10 @@ impl<S: Store> Torrent<S> {
             Peer {
                 session: Session::new(config, now),
                 connected: false,
+                peer_id: None,
                 window_down: 0,
                 window_up: 0,
+                unrequested: 0,
                 download_rate: 0.0,
                 upload_rate: 0.0,
             },
@@ -278,12 +333,13 @@ impl<S: Store> Torrent<S> {
 
     fn handle_event(&mut self, peer: PeerKey, event: Event) -> Result<(), Close> {
         match event {
-            Event::Connected { .. } => {
+            Event::Connected { peer_id } => {
                 let have = self.picker.have().clone();
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return Ok(());
                 };
                 p.connected = true;
+                p.peer_id = Some(peer_id);
                 let message = if p.session.peer_fast() && have.is_full() {
                     Message::HaveAll
                 } else if p.session.peer_fast() && have.count() == 0 {
@@ -357,7 +413,19 @@ impl<S: Store> Torrent<S> {
         }
         let outcome = self.picker.block_received(peer, block);
         if outcome.unexpected {
-            // Late duplicates after a cancel are normal; blocks never asked for are not.
+            // Late duplicates after a cancel are normal; a stream of blocks never asked
+            // for is not.
+            self.events.push_back(TorrentEvent::Unrequested(peer));
+            let strikes = self.peers.get_mut(&peer).map_or(0, |p| {
+                p.unrequested += 1;
+                p.unrequested
+            });
+            if strikes > MAX_UNREQUESTED {
+                return Err(Close {
+                    code: "unrequested_blocks",
+                    detail: format!("more than {MAX_UNREQUESTED} blocks never asked for"),
+                });
+            }
             return Ok(());
         }
         self.store.write(block, data);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use swarmdrop_manifest::torrent::Metainfo;
-use swarmdrop_peer::{run, FileStore, PeerOptions};
+use swarmdrop_peer::{run, serve_metrics, FileStore, PeerMetrics, PeerOptions};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SeedArgs {
@@ -28,6 +28,9 @@ pub(crate) struct SeedArgs {
     /// Also announce to this HTTP tracker (repeatable).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// Serve Prometheus counters at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +57,9 @@ pub(crate) struct GetArgs {
     /// Also announce to this HTTP tracker (repeatable).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// Serve Prometheus counters at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 fn read_torrent(path: &PathBuf) -> anyhow::Result<Metainfo> {
@@ -73,6 +79,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+fn start_metrics(
+    runtime: &tokio::runtime::Runtime,
+    addr: Option<SocketAddr>,
+    metrics: &PeerMetrics,
+) -> anyhow::Result<()> {
+    if let Some(addr) = addr {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        eprintln!(
+            "listening metrics {}",
+            listener.local_addr().context("metrics address")?
+        );
+        runtime.spawn(serve_metrics(listener, metrics.clone()));
+    }
+    Ok(())
 }
 
 pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
@@ -98,8 +122,11 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         use_trackers: !args.no_trackers,
         extra_trackers: args.trackers.clone(),
         keep_seeding: true,
+        metrics: PeerMetrics::default(),
     };
-    runtime()?
+    let runtime = runtime()?;
+    start_metrics(&runtime, args.metrics, &options.metrics)?;
+    runtime
         .block_on(run(
             meta,
             store,
@@ -145,8 +172,11 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         use_trackers: !args.no_trackers,
         extra_trackers: args.trackers.clone(),
         keep_seeding: false,
+        metrics: PeerMetrics::default(),
     };
-    let summary = runtime()?
+    let runtime = runtime()?;
+    start_metrics(&runtime, args.metrics, &options.metrics)?;
+    let summary = runtime
         .block_on(run(
             meta,
             store,
