@@ -248,3 +248,50 @@ def test_bad_peers_are_closed_and_the_seed_keeps_serving(swarmdrop_bin, bulk, tm
         assert got.read_bytes() == bulk.data
     finally:
         seed.close()
+
+
+def magnet_of(bulk: Bulk) -> str:  # noqa: F811
+    return f"magnet:?xt=urn:btih:{bulk.infohash}&dn={bulk.name}"
+
+
+def test_libtorrent_resolves_a_magnet_from_swarmdrop_seed(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    import libtorrent as lt
+
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers")
+    ses = lt_session(LEECH_IP)
+    try:
+        out = tmp_path / "lt-magnet"
+        out.mkdir()
+        atp = lt.parse_magnet_uri(magnet_of(bulk))
+        atp.save_path = str(out)
+        atp.flags &= ~lt.torrent_flags.auto_managed
+        atp.flags &= ~lt.torrent_flags.paused
+        atp.flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
+        handle = ses.add_torrent(atp)
+        handle.connect_peer(seed.addr)
+        log = AlertLog({"leech": ses})
+        assert wait_until(lambda: handle.status().has_metadata, 30.0, poll=0.1, on_poll=log.pump), (
+            f"libtorrent got no metadata from swarmdrop seed\n{log.summary()}"
+        )
+        assert wait_until(lambda: handle.status().is_seeding, TRANSFER_TIMEOUT_S, poll=0.2, on_poll=log.pump), (
+            log.summary()
+        )
+    finally:
+        ses.pause()
+        seed.close()
+    assert (out / bulk.name).read_bytes() == bulk.data
+
+
+def test_swarmdrop_get_resolves_a_magnet_from_libtorrent(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    ses, _, addr = libtorrent_seeder(bulk, [])
+    try:
+        out = tmp_path / "sd-magnet"
+        proc = subprocess.run(
+            [str(swarmdrop_bin), "get", "--p2p-only", magnet_of(bulk), "--out", str(out),
+             "--peer", f"{addr[0]}:{addr[1]}", "--no-trackers"],
+            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+        )
+    finally:
+        ses.pause()
+    assert proc.returncode == 0, f"swarmdrop get (magnet) failed:\n{proc.stderr[-2000:]}"
+    assert (out / bulk.name).read_bytes() == bulk.data

@@ -36,6 +36,8 @@ pub struct PeerOptions {
     pub keep_seeding: bool,
     /// Counters to keep up to date (for `--metrics`).
     pub metrics: PeerMetrics,
+    /// The bencoded info dictionary, to serve magnet clients (BEP 9).
+    pub metadata: Option<Bytes>,
 }
 
 /// What a run did.
@@ -192,6 +194,10 @@ pub async fn run(
             }
         });
     }
+    let torrent = torrent.with_metadata(
+        options.metadata.clone(),
+        Some(listen_port).filter(|p| *p != 0),
+    );
     let keep_seeding = options.keep_seeding;
     let metrics = options.metrics.clone();
     let connect_inbox = inbox_tx.clone();

@@ -3,6 +3,7 @@
 //! block briefly); connection tasks only move bytes. See docs/design/0006-wire.md.
 
 pub mod driver;
+pub mod magnet;
 pub mod metrics;
 pub mod storage;
 pub mod tracker;

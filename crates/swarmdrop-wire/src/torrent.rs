@@ -16,6 +16,7 @@ use sha1::{Digest as _, Sha1};
 use crate::bitfield::Bitfield;
 use crate::choker::{Choker, PeerRates};
 use crate::codec::{BlockRef, Message};
+use crate::extension::{ExtendedHandshake, MetadataMessage, METADATA_PIECE, UT_METADATA};
 use crate::picker::{PeerKey, Picker, PickerError};
 use crate::session::{Close, Event, HasUpdate, Millis, Session, SessionConfig};
 
@@ -67,6 +68,8 @@ struct Peer {
     session: Session,
     connected: bool,
     peer_id: Option<[u8; 20]>,
+    /// The id the peer wants `ut_metadata` messages under.
+    ut_metadata: Option<u8>,
     /// Bytes received and sent since the last rechoke.
     window_down: u64,
     window_up: u64,
@@ -147,6 +150,9 @@ pub struct Torrent<S: Store> {
     events: VecDeque<TorrentEvent>,
     last_rechoke: Millis,
     random: u64,
+    /// The bencoded info dictionary, served to magnet clients (BEP 9).
+    metadata: Option<Bytes>,
+    listen_port: Option<u16>,
 }
 
 impl<S: Store> Torrent<S> {
@@ -180,8 +186,19 @@ impl<S: Store> Torrent<S> {
             events: VecDeque::new(),
             last_rechoke: 0,
             random: seed | 1,
+            metadata: None,
+            listen_port: None,
             info,
         })
+    }
+
+    /// Serves `info` (the bencoded info dictionary, whose SHA-1 must be the info hash) to
+    /// peers that ask through `ut_metadata`, and advertises our listening port.
+    pub fn with_metadata(mut self, info: Option<Bytes>, listen_port: Option<u16>) -> Self {
+        self.metadata =
+            info.filter(|bytes| <[u8; 20]>::from(Sha1::digest(bytes)) == self.info.info_hash);
+        self.listen_port = listen_port;
+        self
     }
 
     fn next_random(&mut self) -> u64 {
@@ -250,6 +267,7 @@ impl<S: Store> Torrent<S> {
                 session: Session::new(config, now),
                 connected: false,
                 peer_id: None,
+                ut_metadata: None,
                 window_down: 0,
                 window_up: 0,
                 unrequested: 0,
@@ -340,6 +358,14 @@ impl<S: Store> Torrent<S> {
                 };
                 p.connected = true;
                 p.peer_id = Some(peer_id);
+                if p.session.peer_extended() {
+                    let size = self.metadata.as_ref().map(|m| m.len() as u32);
+                    let ours = ExtendedHandshake::ours(size, self.listen_port, 500);
+                    p.session.send(Message::Extended {
+                        id: 0,
+                        payload: Bytes::from(ours.encode()),
+                    });
+                }
                 let message = if p.session.peer_fast() && have.is_full() {
                     Message::HaveAll
                 } else if p.session.peer_fast() && have.count() == 0 {
@@ -377,12 +403,48 @@ impl<S: Store> Torrent<S> {
                 }
             }
             Event::Choked(false) | Event::Interested(false) | Event::AllowedFast(_) => {}
-            Event::Cancelled(_) | Event::Extensions(_) | Event::Extended { .. } => {}
+            Event::Extensions(handshake) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.ut_metadata = handshake.id_of("ut_metadata");
+                }
+            }
+            Event::Extended { id, payload } if id == UT_METADATA => {
+                self.metadata_message(peer, &payload)
+            }
+            Event::Cancelled(_) | Event::Extended { .. } => {}
             Event::Request(block) => self.serve(peer, block),
             Event::Rejected(block) => self.picker.request_failed(peer, block),
             Event::Block { block, data } => self.receive(peer, block, &data)?,
         }
         Ok(())
+    }
+
+    /// A BEP 9 message: requests get the piece of the info dictionary (or a reject).
+    fn metadata_message(&mut self, peer: PeerKey, payload: &[u8]) {
+        let Ok(MetadataMessage::Request(piece)) = MetadataMessage::decode(payload) else {
+            return;
+        };
+        let answer = match &self.metadata {
+            Some(info) if (piece as usize) * METADATA_PIECE < info.len() => {
+                let start = piece as usize * METADATA_PIECE;
+                let end = (start + METADATA_PIECE).min(info.len());
+                MetadataMessage::Data {
+                    piece,
+                    total_size: info.len() as u32,
+                    data: info[start..end].to_vec(),
+                }
+            }
+            _ => MetadataMessage::Reject(piece),
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(id) = p.ut_metadata {
+            p.session.send(Message::Extended {
+                id,
+                payload: Bytes::from(answer.encode()),
+            });
+        }
     }
 
     fn serve(&mut self, peer: PeerKey, block: BlockRef) {

@@ -35,9 +35,9 @@ pub(crate) struct SeedArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GetArgs {
-    /// The asset's torrent (single-file, v1).
-    #[arg(value_name = "FILE.torrent")]
-    torrent: PathBuf,
+    /// The asset's torrent (single-file, v1), or a magnet link (metadata from peers).
+    #[arg(value_name = "FILE.torrent|MAGNET")]
+    torrent: String,
     /// Directory to write the asset into (under the torrent's name); a partial file
     /// there is resumed.
     #[arg(long, value_name = "DIR")]
@@ -62,16 +62,62 @@ pub(crate) struct GetArgs {
     metrics: Option<SocketAddr>,
 }
 
-fn read_torrent(path: &PathBuf) -> anyhow::Result<Metainfo> {
+/// The bencoded `info` dictionary of a torrent file, as it appears in it.
+fn info_bytes(torrent: &[u8]) -> Option<bytes::Bytes> {
+    let decoder = swarmdrop_bencode::Decoder {
+        require_sorted_keys: false,
+        ..swarmdrop_bencode::Decoder::default()
+    };
+    let value = decoder.decode(torrent).ok()?;
+    let info = value.as_dict()?.get(b"info")?.as_dict()?.encoded();
+    Some(bytes::Bytes::copy_from_slice(info))
+}
+
+fn read_torrent(path: &PathBuf) -> anyhow::Result<(Metainfo, Option<bytes::Bytes>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let meta = Metainfo::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    check_single_file(&meta, &path.display().to_string())?;
+    Ok((meta, info_bytes(&bytes)))
+}
+
+fn check_single_file(meta: &Metainfo, what: &str) -> anyhow::Result<()> {
     if meta.files.len() != 1 {
-        bail!(
-            "{}: a multi-file torrent; swarmdrop publishes one torrent per asset and seeds only those",
-            path.display()
-        );
+        bail!("{what}: a multi-file torrent; swarmdrop publishes one torrent per asset and seeds only those");
     }
-    Ok(meta)
+    Ok(())
+}
+
+/// A torrent file, or a magnet link whose metadata is fetched from peers first.
+fn resolve(
+    source: &str,
+    runtime: &tokio::runtime::Runtime,
+    peers: &[SocketAddr],
+    trackers: &mut Vec<String>,
+) -> anyhow::Result<(Metainfo, Option<bytes::Bytes>)> {
+    if !source.starts_with("magnet:") {
+        return read_torrent(&PathBuf::from(source));
+    }
+    let magnet = swarmdrop_peer::magnet::parse_magnet(source)?;
+    trackers.extend(magnet.trackers.iter().cloned());
+    let mut id = *b"-SD0001-000000000000";
+    getrandom::getrandom(&mut id[8..]).context("the OS random number generator")?;
+    eprintln!(
+        "fetching the metadata of {} from peers",
+        hex::encode(magnet.info_hash)
+    );
+    let info = runtime.block_on(swarmdrop_peer::magnet::fetch_metadata(
+        &magnet,
+        peers,
+        trackers,
+        id,
+        std::time::Duration::from_secs(15),
+    ))?;
+    let mut torrent = b"d4:info".to_vec();
+    torrent.extend_from_slice(&info);
+    torrent.push(b'e');
+    let meta = Metainfo::parse(&torrent).context("the fetched metadata")?;
+    check_single_file(&meta, "the magnet's torrent")?;
+    Ok((meta, Some(info)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -100,7 +146,7 @@ fn start_metrics(
 }
 
 pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
-    let meta = read_torrent(&args.torrent)?;
+    let (meta, metadata) = read_torrent(&args.torrent)?;
     let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
     let mut store = FileStore::open(&args.data, meta.length, piece_length, false)
         .with_context(|| format!("opening {}", args.data.display()))?;
@@ -123,6 +169,7 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         extra_trackers: args.trackers.clone(),
         keep_seeding: true,
         metrics: PeerMetrics::default(),
+        metadata,
     };
     let runtime = runtime()?;
     start_metrics(&runtime, args.metrics, &options.metrics)?;
@@ -144,11 +191,13 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
             "only --p2p-only is available yet: the multi-path client comes with `swarmdrop serve`"
         );
     }
-    let meta = read_torrent(&args.torrent)?;
+    let runtime = runtime()?;
+    let mut trackers = args.trackers.clone();
+    let (meta, metadata) = resolve(&args.torrent, &runtime, &args.peers, &mut trackers)?;
     let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
     let name = &meta.files[0].path;
     if name.contains('/') || name.contains('\\') || name.starts_with('.') || name.is_empty() {
-        bail!("{}: unsafe file name {name:?}", args.torrent.display());
+        bail!("{}: unsafe file name {name:?}", args.torrent);
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -170,11 +219,11 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
     let options = PeerOptions {
         connect: args.peers.clone(),
         use_trackers: !args.no_trackers,
-        extra_trackers: args.trackers.clone(),
+        extra_trackers: trackers,
         keep_seeding: false,
         metrics: PeerMetrics::default(),
+        metadata,
     };
-    let runtime = runtime()?;
     start_metrics(&runtime, args.metrics, &options.metrics)?;
     let summary = runtime
         .block_on(run(
