@@ -7,6 +7,7 @@ pub mod identity;
 mod loopback_http;
 pub mod pack;
 pub mod tracker;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
 use swarmdrop_bench::tracker::{run_tracker_bench, Protocol, TrackerBenchOptions};
+use swarmdrop_bench::wire::{run_wire_bench, WireBenchOptions};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Bench {
@@ -20,6 +21,21 @@ pub(crate) enum Bench {
     Tracker(TrackerArgs),
     /// The edge (warm) against nginx under wrk, and a cold flash crowd on one large object.
     Edge(EdgeArgs),
+    /// Peer downloads over loopback: swarmdrop and libtorrent, each way.
+    Wire(WireArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WireArgs {
+    /// Asset size (like 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    size: String,
+    /// A Python with libtorrent's bindings.
+    #[arg(long, value_name = "PYTHON", default_value = "python3")]
+    python: String,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +145,21 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             };
             let report = run_tracker_bench(&options, &protocols, &|line| eprintln!("{line}"))
                 .context("bench tracker")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Wire(args) => {
+            let size = parse_size(&args.size).with_context(|| format!("--size {:?}", args.size))?;
+            let options = WireBenchOptions {
+                size: size.max(1 << 20),
+                python: args.python.clone(),
+            };
+            let report =
+                run_wire_bench(&options, &|line| eprintln!("{line}")).context("bench wire")?;
             if args.json {
                 super::print_json(&report)?;
             } else {
