@@ -17,6 +17,9 @@ pub struct FileStore {
     file: File,
     piece_length: u32,
     length: u64,
+    /// The last piece read whole, to serve its blocks without a read each (peers ask for
+    /// a piece's blocks in a row).
+    cached: Option<(u32, Bytes)>,
 }
 
 impl FileStore {
@@ -40,6 +43,7 @@ impl FileStore {
             file,
             piece_length,
             length,
+            cached: None,
         })
     }
 
@@ -67,14 +71,26 @@ impl FileStore {
 
 impl Store for FileStore {
     fn read(&mut self, block: BlockRef) -> Option<Bytes> {
-        let mut buf = vec![0u8; block.length as usize];
-        self.file
-            .read_exact_at(&mut buf, self.offset(block.index, block.begin))
-            .ok()?;
-        Some(Bytes::from(buf))
+        if self.cached.as_ref().map(|(index, _)| *index) != Some(block.index) {
+            let start = self.offset(block.index, 0);
+            let size = (self.length.saturating_sub(start)).min(u64::from(self.piece_length)) as u32;
+            let piece = self.piece(block.index, size)?;
+            self.cached = Some((block.index, Bytes::from(piece)));
+        }
+        let (_, piece) = self.cached.as_ref()?;
+        let start = block.begin as usize;
+        let end = start.checked_add(block.length as usize)?;
+        (end <= piece.len()).then(|| piece.slice(start..end))
     }
 
     fn write(&mut self, block: BlockRef, data: &[u8]) {
+        if self
+            .cached
+            .as_ref()
+            .is_some_and(|(index, _)| *index == block.index)
+        {
+            self.cached = None;
+        }
         // A failed write shows up as a failed piece hash, and the piece is fetched again.
         let _ = self
             .file

@@ -24,9 +24,10 @@ use crate::session::{Close, Event, HasUpdate, Millis, Session, SessionConfig};
 pub trait Store {
     /// A block of a verified piece (`None` when it cannot be read).
     fn read(&mut self, block: BlockRef) -> Option<Bytes>;
-    /// Writes a received, not yet verified, block.
+    /// Writes verified bytes: a whole piece (`begin` 0, `length` the piece's size).
     fn write(&mut self, block: BlockRef, data: &[u8]);
-    /// The whole piece as written, for hashing.
+    /// The whole piece as written (the fallback for hashing when a piece was not
+    /// assembled in memory).
     fn piece(&mut self, index: u32, length: u32) -> Option<Vec<u8>>;
 }
 
@@ -73,6 +74,9 @@ struct Peer {
     /// Bytes received and sent since the last rechoke.
     window_down: u64,
     window_up: u64,
+    /// Bytes received since the last one-second rate update, and that rate.
+    recent_down: u64,
+    recent_rate: f64,
     unrequested: u32,
     download_rate: f64,
     upload_rate: f64,
@@ -127,7 +131,7 @@ impl Default for TorrentConfig {
         Self {
             upload_slots: 4,
             rechoke_every: 10_000,
-            min_pipeline: 4,
+            min_pipeline: 64,
             max_pipeline: 250,
         }
     }
@@ -152,6 +156,10 @@ pub struct Torrent<S: Store> {
     random: u64,
     /// The bencoded info dictionary, served to magnet clients (BEP 9).
     metadata: Option<Bytes>,
+    /// Pieces being received, assembled in memory: hashed from here and written whole
+    /// once they verify (one write, no read back).
+    partial: HashMap<u32, Vec<u8>>,
+    last_rate: Millis,
     listen_port: Option<u16>,
 }
 
@@ -188,6 +196,8 @@ impl<S: Store> Torrent<S> {
             random: seed | 1,
             metadata: None,
             listen_port: None,
+            partial: HashMap::new(),
+            last_rate: 0,
             info,
         })
     }
@@ -270,6 +280,8 @@ impl<S: Store> Torrent<S> {
                 ut_metadata: None,
                 window_down: 0,
                 window_up: 0,
+                recent_down: 0,
+                recent_rate: 0.0,
                 unrequested: 0,
                 download_rate: 0.0,
                 upload_rate: 0.0,
@@ -472,6 +484,7 @@ impl<S: Store> Torrent<S> {
     fn receive(&mut self, peer: PeerKey, block: BlockRef, data: &[u8]) -> Result<(), Close> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.window_down += data.len() as u64;
+            p.recent_down += data.len() as u64;
         }
         let outcome = self.picker.block_received(peer, block);
         if outcome.unexpected {
@@ -490,7 +503,15 @@ impl<S: Store> Torrent<S> {
             }
             return Ok(());
         }
-        self.store.write(block, data);
+        let size = self.picker.piece_size(block.index) as usize;
+        let buffer = self
+            .partial
+            .entry(block.index)
+            .or_insert_with(|| vec![0; size]);
+        let start = block.begin as usize;
+        if let Some(slot) = buffer.get_mut(start..start + data.len()) {
+            slot.copy_from_slice(data);
+        }
         self.senders
             .entry(block.index)
             .or_default()
@@ -508,7 +529,10 @@ impl<S: Store> Torrent<S> {
 
     fn verify(&mut self, index: u32) {
         let length = self.picker.piece_size(index);
-        let bytes = self.store.piece(index, length);
+        let bytes = self
+            .partial
+            .remove(&index)
+            .or_else(|| self.store.piece(index, length));
         let good = bytes.as_deref().is_some_and(|bytes| {
             <[u8; 20]>::from(Sha1::digest(bytes)) == self.info.piece_hashes[index as usize]
         });
@@ -526,6 +550,16 @@ impl<S: Store> Torrent<S> {
                 }
             }
             return;
+        }
+        if let Some(bytes) = &bytes {
+            self.store.write(
+                BlockRef {
+                    index,
+                    begin: 0,
+                    length,
+                },
+                bytes,
+            );
         }
         self.picker.piece_verified(index);
         self.events.push_back(TorrentEvent::PieceVerified(index));
@@ -576,7 +610,8 @@ impl<S: Store> Torrent<S> {
         if !p.connected || p.session.peer_choking || !p.session.am_interested {
             return;
         }
-        let depth = ((p.download_rate / f64::from(crate::codec::BLOCK)) as usize)
+        let depth = ((p.recent_rate.max(p.download_rate) / f64::from(crate::codec::BLOCK))
+            as usize)
             .clamp(self.config.min_pipeline, self.config.max_pipeline);
         let room = depth.saturating_sub(self.picker.outstanding(peer));
         if room == 0 {
@@ -599,6 +634,14 @@ impl<S: Store> Torrent<S> {
                 .map_or(Ok(()), |session| session.handle_timeout(now));
             if let Err(reason) = result {
                 self.close(*key, reason);
+            }
+        }
+        if now.saturating_sub(self.last_rate) >= 1000 {
+            let seconds = now.saturating_sub(self.last_rate) as f64 / 1000.0;
+            self.last_rate = now;
+            for p in self.peers.values_mut() {
+                p.recent_rate = p.recent_down as f64 / seconds;
+                p.recent_down = 0;
             }
         }
         if now.saturating_sub(self.last_rechoke) >= self.config.rechoke_every {
