@@ -20,6 +20,8 @@ pub struct FileStore {
     /// The last piece read whole, to serve its blocks without a read each (peers ask for
     /// a piece's blocks in a row).
     cached: Option<(u32, Bytes)>,
+    /// Created empty by this open: nothing to re-check.
+    fresh: bool,
 }
 
 impl FileStore {
@@ -36,7 +38,8 @@ impl FileStore {
             .create(create)
             .truncate(false)
             .open(path)?;
-        if create && file.metadata()?.len() != length {
+        let existing = file.metadata()?.len();
+        if create && existing != length {
             file.set_len(length)?;
         }
         Ok(Self {
@@ -44,6 +47,7 @@ impl FileStore {
             piece_length,
             length,
             cached: None,
+            fresh: existing == 0,
         })
     }
 
@@ -54,6 +58,10 @@ impl FileStore {
     /// Hashes every piece on disk against `hashes`: what is already there and good.
     pub fn recheck(&mut self, hashes: &[[u8; 20]]) -> Bitfield {
         let mut have = Bitfield::empty(hashes.len() as u32);
+        // A file this open created holds only zeros: reading it back would only hash them.
+        if self.fresh && self.length > 0 {
+            return have;
+        }
         for (index, want) in hashes.iter().enumerate() {
             let index = index as u32;
             let start = self.offset(index, 0);
@@ -84,6 +92,7 @@ impl Store for FileStore {
     }
 
     fn write(&mut self, block: BlockRef, data: &[u8]) {
+        self.fresh = false;
         if self
             .cached
             .as_ref()

@@ -265,6 +265,14 @@ impl Picker {
         let mut fresh: Vec<u32> = (0..self.pieces())
             .filter(|i| !self.started.contains_key(i) && self.wanted(*i, peer_has))
             .collect();
+        // Only the best few can be needed: select them in O(n), then order just those
+        // (pick runs on every message batch; sorting every piece each time showed up).
+        let per_piece = (self.piece_length / BLOCK).max(1) as usize;
+        let needed = (max - picked.len()).div_ceil(per_piece) + 1;
+        if fresh.len() > needed {
+            fresh.select_nth_unstable_by_key(needed, |i| self.order_key(*i, random));
+            fresh.truncate(needed);
+        }
         fresh.sort_by_key(|i| self.order_key(*i, random));
         for index in fresh {
             let blocks = self.blocks_in(index);
