@@ -61,6 +61,7 @@ pub struct RunSummary {
 pub struct DriverError(pub String);
 
 enum Inbox {
+    Checked(u32, Bytes, bool),
     Opened(PeerKey, mpsc::UnboundedSender<Bytes>),
     Received(PeerKey, Vec<u8>),
     Closed(PeerKey),
@@ -194,7 +195,26 @@ pub async fn run(
             }
         });
     }
-    let torrent = torrent.with_metadata(
+    // Hashing runs on its own thread, beside the protocol, as libtorrent's disk threads do.
+    let (hash_tx, hash_rx) = std_mpsc::channel::<(u32, Bytes)>();
+    {
+        let (inbox, hashes) = (inbox_tx.clone(), meta.pieces.clone());
+        std::thread::Builder::new()
+            .name("piece-hasher".into())
+            .spawn(move || {
+                use sha1::Digest as _;
+                while let Ok((index, bytes)) = hash_rx.recv() {
+                    let good = hashes
+                        .get(index as usize)
+                        .is_some_and(|want| <[u8; 20]>::from(sha1::Sha1::digest(&bytes)) == *want);
+                    if inbox.send(Inbox::Checked(index, bytes, good)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| DriverError(format!("starting the hasher: {e}")))?;
+    }
+    let torrent = torrent.hash_elsewhere(true).with_metadata(
         options.metadata.clone(),
         Some(listen_port).filter(|p| *p != 0),
     );
@@ -220,7 +240,15 @@ pub async fn run(
         dialer(*addr);
     }
     tokio::task::spawn_blocking(move || {
-        control(torrent, inbox_rx, keep_seeding, progress, dialer, &metrics)
+        control(
+            torrent,
+            inbox_rx,
+            keep_seeding,
+            progress,
+            dialer,
+            &metrics,
+            &hash_tx,
+        )
     })
     .await
     .map_err(|e| DriverError(format!("the controller stopped: {e}")))
@@ -233,6 +261,7 @@ fn control(
     progress: Progress,
     dial: impl Fn(SocketAddr),
     metrics: &PeerMetrics,
+    hasher: &std_mpsc::Sender<(u32, Bytes)>,
 ) -> RunSummary {
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -249,6 +278,9 @@ fn control(
             break;
         }
         match inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(Inbox::Checked(index, bytes, good)) => {
+                torrent.piece_checked(index, Some(bytes), good)
+            }
             Ok(Inbox::Opened(key, writer)) => {
                 torrent.add_peer(key, now());
                 writers.insert(key, writer);
@@ -287,6 +319,9 @@ fn control(
                     metrics.hash_failed();
                 }
                 TorrentEvent::Unrequested(_) => metrics.unrequested(),
+                TorrentEvent::CheckPiece { index, bytes } => {
+                    let _ = hasher.send((index, bytes));
+                }
                 TorrentEvent::Banned(_) => {
                     summary.banned += 1;
                     metrics.banned();

@@ -57,6 +57,14 @@ pub enum TorrentEvent {
     Closed(PeerKey, Close),
     /// Every piece is verified.
     Complete,
+    /// A piece is complete: hash it and call `piece_checked` (only with
+    /// `hash_elsewhere`, which lets a driver hash on other threads).
+    CheckPiece {
+        /// The piece.
+        index: u32,
+        /// Its bytes as assembled.
+        bytes: Bytes,
+    },
     /// A peer sent a block we never asked it for (or one already cancelled).
     Unrequested(PeerKey),
 }
@@ -160,6 +168,7 @@ pub struct Torrent<S: Store> {
     /// once they verify (one write, no read back).
     partial: HashMap<u32, Vec<u8>>,
     last_rate: Millis,
+    hash_elsewhere: bool,
     listen_port: Option<u16>,
 }
 
@@ -198,8 +207,21 @@ impl<S: Store> Torrent<S> {
             listen_port: None,
             partial: HashMap::new(),
             last_rate: 0,
+            hash_elsewhere: false,
             info,
         })
+    }
+
+    /// Completed pieces are handed out as `CheckPiece` events instead of hashed here, so
+    /// that hashing does not hold up the protocol.
+    pub fn hash_elsewhere(mut self, yes: bool) -> Self {
+        self.hash_elsewhere = yes;
+        self
+    }
+
+    /// The SHA-1 each piece must have.
+    pub fn piece_hashes(&self) -> &[[u8; 20]] {
+        &self.info.piece_hashes
     }
 
     /// Serves `info` (the bencoded info dictionary, whose SHA-1 must be the info hash) to
@@ -533,9 +555,25 @@ impl<S: Store> Torrent<S> {
             .partial
             .remove(&index)
             .or_else(|| self.store.piece(index, length));
+        if self.hash_elsewhere {
+            if let Some(bytes) = bytes {
+                self.events.push_back(TorrentEvent::CheckPiece {
+                    index,
+                    bytes: Bytes::from(bytes),
+                });
+                return;
+            }
+        }
         let good = bytes.as_deref().is_some_and(|bytes| {
             <[u8; 20]>::from(Sha1::digest(bytes)) == self.info.piece_hashes[index as usize]
         });
+        self.piece_checked(index, bytes.map(Bytes::from), good);
+    }
+
+    /// The SHA-1 of piece `index` (`bytes`, as assembled) was checked: `good` or not.
+    /// Called by the driver for pieces it hashed elsewhere (see `hash_elsewhere`).
+    pub fn piece_checked(&mut self, index: u32, bytes: Option<Bytes>, good: bool) {
+        let length = self.picker.piece_size(index);
         let senders = self.senders.remove(&index).unwrap_or_default();
         if !good {
             self.picker.piece_failed(index);

@@ -176,7 +176,9 @@ fn run(seed: u64) -> Outcome {
                     TorrentEvent::Closed(peer, _) => {
                         links.remove(&(key as PeerKey, peer));
                     }
-                    TorrentEvent::PieceVerified(_) | TorrentEvent::Unrequested(_) => {}
+                    TorrentEvent::PieceVerified(_)
+                    | TorrentEvent::Unrequested(_)
+                    | TorrentEvent::CheckPiece { .. } => {}
                 }
             }
         }
