@@ -22,6 +22,7 @@ pub struct FileStore {
     cached: Option<(u32, Bytes)>,
     /// Created empty by this open: nothing to re-check.
     fresh: bool,
+    buffer: bytes::BytesMut,
 }
 
 impl FileStore {
@@ -48,6 +49,7 @@ impl FileStore {
             length,
             cached: None,
             fresh: existing == 0,
+            buffer: bytes::BytesMut::new(),
         })
     }
 
@@ -81,9 +83,15 @@ impl Store for FileStore {
     fn read(&mut self, block: BlockRef) -> Option<Bytes> {
         if self.cached.as_ref().map(|(index, _)| *index) != Some(block.index) {
             let start = self.offset(block.index, 0);
-            let size = (self.length.saturating_sub(start)).min(u64::from(self.piece_length)) as u32;
-            let piece = self.piece(block.index, size)?;
-            self.cached = Some((block.index, Bytes::from(piece)));
+            let size = (self.length.saturating_sub(start)).min(u64::from(self.piece_length));
+            // Reuse one buffer: blocks handed out are copied into the send buffer at once,
+            // so by the next piece the old one is unshared and `reserve` takes it back
+            // (fresh pages for every piece made the kernel zero a page per 4 KiB served).
+            self.cached = None;
+            self.buffer.clear();
+            self.buffer.resize(usize::try_from(size).ok()?, 0);
+            self.file.read_exact_at(&mut self.buffer, start).ok()?;
+            self.cached = Some((block.index, self.buffer.split().freeze()));
         }
         let (_, piece) = self.cached.as_ref()?;
         let start = block.begin as usize;
