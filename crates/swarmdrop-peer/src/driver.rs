@@ -336,8 +336,11 @@ fn control(
         }
         let t = now();
         for (key, writer) in &writers {
-            let bytes = torrent.poll_transmit(*key, t);
-            if !bytes.is_empty() {
+            loop {
+                let bytes = torrent.poll_transmit(*key, t);
+                if bytes.is_empty() {
+                    break;
+                }
                 let _ = writer.send(bytes);
             }
         }

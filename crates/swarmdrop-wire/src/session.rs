@@ -136,6 +136,8 @@ pub struct Session {
     phase: Phase,
     received: BytesMut,
     outgoing: BytesMut,
+    /// Chunks ready before `outgoing`: block payloads go here as they are.
+    queued: VecDeque<Bytes>,
     events: VecDeque<Event>,
     peer_fast: bool,
     peer_extended: bool,
@@ -173,6 +175,7 @@ impl Session {
             phase: Phase::Handshake,
             received: BytesMut::new(),
             outgoing,
+            queued: VecDeque::new(),
             events: VecDeque::new(),
             peer_fast: false,
             peer_extended: false,
@@ -404,6 +407,17 @@ impl Session {
                 };
                 self.peer_requests.retain(|b| *b != block);
                 self.uploaded += data.len() as u64;
+                // The block goes out as its own chunk, never copied into the send
+                // buffer: only its 13-byte header is.
+                self.outgoing.reserve(13);
+                self.outgoing
+                    .extend_from_slice(&(9 + block.length).to_be_bytes());
+                self.outgoing.extend_from_slice(&[7]);
+                self.outgoing.extend_from_slice(&block.index.to_be_bytes());
+                self.outgoing.extend_from_slice(&block.begin.to_be_bytes());
+                self.queued.push_back(self.outgoing.split().freeze());
+                self.queued.push_back(data.clone());
+                return;
             }
             _ => {}
         }
@@ -415,12 +429,17 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Everything queued for the socket (empty when nothing is).
+    /// The next chunk for the socket, in order (empty when nothing is queued): call
+    /// until it is empty.
     pub fn poll_transmit(&mut self, now: Millis) -> Bytes {
-        if !self.outgoing.is_empty() {
+        let chunk = match self.queued.pop_front() {
+            Some(chunk) => chunk,
+            None => self.outgoing.split().freeze(),
+        };
+        if !chunk.is_empty() {
             self.last_sent = now;
         }
-        self.outgoing.split().freeze()
+        chunk
     }
 
     /// The clock moved: a keep-alive when we have been quiet, a close when the peer has.
@@ -433,6 +452,7 @@ impl Session {
         }
         if self.phase != Phase::Handshake
             && self.outgoing.is_empty()
+            && self.queued.is_empty()
             && now.saturating_sub(self.last_sent) >= self.config.keepalive
         {
             Message::KeepAlive.encode(&mut self.outgoing);

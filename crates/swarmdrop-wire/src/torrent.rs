@@ -325,7 +325,7 @@ impl<S: Store> Torrent<S> {
         self.events.pop_front()
     }
 
-    /// Bytes to send to `peer`.
+    /// The next chunk to send to `peer` (empty when nothing is queued): call until empty.
     pub fn poll_transmit(&mut self, peer: PeerKey, now: Millis) -> Bytes {
         self.peers
             .get_mut(&peer)

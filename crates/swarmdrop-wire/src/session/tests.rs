@@ -13,7 +13,14 @@ fn pair() -> (Session, Session) {
 
 /// Moves everything queued in `from` into `to`.
 fn pipe(from: &mut Session, to: &mut Session, now: Millis) -> Result<(), Close> {
-    let bytes = from.poll_transmit(now);
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = from.poll_transmit(now);
+        if chunk.is_empty() {
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     to.handle_bytes(now, &bytes)
 }
 

@@ -153,11 +153,16 @@ fn run(seed: u64) -> Outcome {
         now += STEP;
         // Senders hand their bytes to the links; links deliver at their rate.
         for &(from, to) in &order {
-            let bytes = torrents[from as usize].poll_transmit(to, now);
             let Some(link) = links.get_mut(&(from, to)) else {
                 continue;
             };
-            link.queue.extend_from_slice(&bytes);
+            loop {
+                let bytes = torrents[from as usize].poll_transmit(to, now);
+                if bytes.is_empty() {
+                    break;
+                }
+                link.queue.extend_from_slice(&bytes);
+            }
             let n = link.rate.min(link.queue.len());
             if n > 0 {
                 let delivered: Vec<u8> = link.queue.drain(..n).collect();
