@@ -77,6 +77,36 @@ fn peer_id() -> [u8; 20] {
     id
 }
 
+async fn write_all_vectored(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunks: &[Bytes],
+) -> std::io::Result<()> {
+    let (mut at, mut offset) = (0, 0);
+    while at < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[at..]
+            .iter()
+            .enumerate()
+            .map(|(k, chunk)| std::io::IoSlice::new(if k == 0 { &chunk[offset..] } else { chunk }))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && at < chunks.len() {
+            let left = chunks[at].len() - offset;
+            if written >= left {
+                written -= left;
+                at += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inbox>) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -85,8 +115,19 @@ async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inb
         return;
     }
     let writing = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+        // Everything queued goes out in one vectored write: a block's header and payload
+        // are separate chunks, and a write per chunk would double the system calls.
+        let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
+        while let Some(first) = rx.recv().await {
+            chunks.clear();
+            chunks.push(first);
+            while chunks.len() < 64 {
+                match rx.try_recv() {
+                    Ok(chunk) => chunks.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            if write_all_vectored(&mut writer, &chunks).await.is_err() {
                 break;
             }
         }
