@@ -1,0 +1,103 @@
+//! Piece integrity: hashing a completed piece (here, or handed out to the driver),
+//! writing it whole once good, announcing it, and banning peers whose blocks differ from
+//! the verified copy (smart ban).
+
+use bytes::Bytes;
+use sha1::{Digest as _, Sha1};
+
+use super::{Store, Torrent, TorrentEvent};
+use crate::codec::{BlockRef, Message};
+use crate::picker::PeerKey;
+use crate::session::Close;
+
+impl<S: Store> Torrent<S> {
+    pub(super) fn verify(&mut self, index: u32) {
+        let length = self.picker.piece_size(index);
+        let bytes = self
+            .partial
+            .remove(&index)
+            .or_else(|| self.store.piece(index, length));
+        if self.hash_elsewhere {
+            if let Some(bytes) = bytes {
+                self.events.push_back(TorrentEvent::CheckPiece {
+                    index,
+                    bytes: Bytes::from(bytes),
+                });
+                return;
+            }
+        }
+        let good = bytes.as_deref().is_some_and(|bytes| {
+            <[u8; 20]>::from(Sha1::digest(bytes)) == self.info.piece_hashes[index as usize]
+        });
+        self.piece_checked(index, bytes.map(Bytes::from), good);
+    }
+
+    /// The SHA-1 of piece `index` (`bytes`, as assembled) was checked: `good` or not.
+    /// Called by the driver for pieces it hashed elsewhere (see `hash_elsewhere`).
+    pub fn piece_checked(&mut self, index: u32, bytes: Option<Bytes>, good: bool) {
+        let length = self.picker.piece_size(index);
+        let senders = self.senders.remove(&index).unwrap_or_default();
+        if !good {
+            self.picker.piece_failed(index);
+            self.events.push_back(TorrentEvent::HashFailed(index));
+            let suspects = self.suspects.entry(index).or_default();
+            if let Some(bytes) = bytes {
+                for (block, sender) in senders {
+                    let start = block.begin as usize;
+                    let end = (start + block.length as usize).min(bytes.len());
+                    let hash = <[u8; 20]>::from(Sha1::digest(&bytes[start.min(end)..end]));
+                    suspects.push((block, sender, hash));
+                }
+            }
+            return;
+        }
+        if let Some(bytes) = &bytes {
+            self.store.write(
+                BlockRef {
+                    index,
+                    begin: 0,
+                    length,
+                },
+                bytes,
+            );
+        }
+        self.picker.piece_verified(index);
+        self.events.push_back(TorrentEvent::PieceVerified(index));
+        // Whoever sent a block that differs from the good one lied.
+        if let (Some(suspects), Some(bytes)) = (self.suspects.remove(&index), bytes) {
+            let mut liars: Vec<PeerKey> = Vec::new();
+            for (block, sender, hash) in suspects {
+                let start = block.begin as usize;
+                let end = (start + block.length as usize).min(bytes.len());
+                if <[u8; 20]>::from(Sha1::digest(&bytes[start.min(end)..end])) != hash
+                    && !liars.contains(&sender)
+                {
+                    liars.push(sender);
+                }
+            }
+            for liar in liars {
+                if !self.banned.insert(liar) {
+                    continue;
+                }
+                self.events.push_back(TorrentEvent::Banned(liar));
+                self.close(
+                    liar,
+                    Close {
+                        code: "banned",
+                        detail: format!("sent corrupt data for piece {index}"),
+                    },
+                );
+            }
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            if let Some(session) = self.session(key) {
+                session.send(Message::Have(index));
+            }
+            self.update_interest(key);
+        }
+        if self.picker.complete() {
+            self.events.push_back(TorrentEvent::Complete);
+        }
+    }
+}
