@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -18,6 +17,7 @@ use tokio::net::TcpStream;
 use swarmdrop_manifest::tuf::release::Expiries;
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
+use crate::child::{port_of, start_swarmdrop, Running};
 use crate::pack::{io, write_random};
 use crate::{round3, BenchError, BenchReport};
 
@@ -57,15 +57,6 @@ class = "keyframe"
 glob = "bulk/**"
 class = "bulk"
 "#;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -222,42 +213,24 @@ fn start_edge(
         "memory_bytes = 536870912\nverify_before_send = 4194304\n",
     )
     .map_err(io(config.display().to_string()))?;
-    let exe = std::env::current_exe().map_err(io("locating the swarmdrop binary"))?;
-    let mut child = Command::new(exe)
-        .arg("edge")
-        .arg("--config")
-        .arg(&config)
-        .arg("--origin")
-        .arg(format!("http://127.0.0.1:{origin_port}/"))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--root")
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io("starting swarmdrop edge"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| BenchError::Usage("no stderr from swarmdrop edge".into()))?;
-    let running = Running(child);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.map_err(io("reading swarmdrop edge's output"))?;
-        if let Some(addr) = line.strip_prefix("listening edge ") {
-            let port = addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| BenchError::Usage(format!("bad listening line {line:?}")))?;
-            return Ok((running, port));
-        }
-    }
-    Err(BenchError::Usage(
-        "swarmdrop edge exited before listening".into(),
-    ))
+    let origin = format!("http://127.0.0.1:{origin_port}/");
+    let (running, addr) = start_swarmdrop(
+        &[
+            "edge".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--origin".as_ref(),
+            origin.as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--cache-dir".as_ref(),
+            cache.as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+        ],
+        "edge",
+    )?;
+    Ok((running, port_of(&addr)?))
 }
 
 /// One GET, body read and dropped; returns (status, body bytes, header text).
@@ -583,7 +556,7 @@ pub fn run_edge_bench(
         ratios,
         targets,
         notes: vec![
-            format!("wrk -t1 -c{} -d{}s against each server in turn; nginx 2 workers with sendfile, the edge on its default runtime; same files, same paths", options.connections, options.seconds),
+            format!("wrk -t1 -c{} -d{}s against each server in turn; nginx 2 workers with sendfile, the edge with a thread per core; same files, same paths", options.connections, options.seconds),
             "small: one 4 KiB object; range_1mib: bytes=0-1048575 of the large object; the edge's cache was warm".into(),
             "cold: fresh edges (empty caches) in front of nginx as the origin; origin bytes from the edge's /metrics".into(),
         ],

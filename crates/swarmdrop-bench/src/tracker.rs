@@ -7,11 +7,11 @@
 //! on two cores); `.ci/run` does not build them.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::child::{port_of, start_swarmdrop, Running};
 use crate::{round3, BenchError, BenchReport};
 
 /// Options.
@@ -85,17 +85,6 @@ fn peak_memory(pid: u32) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-struct Running {
-    child: Child,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Which tracker protocol a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -128,34 +117,11 @@ fn start_ours(work: &Path, protocol: Protocol) -> Result<(Running, u16), BenchEr
         ),
     )
     .map_err(io(config.display().to_string()))?;
-    let exe = std::env::current_exe().map_err(io("locating the swarmdrop binary"))?;
-    let mut child = Command::new(exe)
-        .arg("tracker")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io("starting swarmdrop tracker"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| BenchError::Usage("no stderr from swarmdrop tracker".into()))?;
-    let running = Running { child };
-    for line in BufReader::new(stderr).lines() {
-        let line = line.map_err(io("reading swarmdrop tracker's output"))?;
-        if let Some(addr) = line.strip_prefix(&format!("listening tracker-{} ", protocol.name())) {
-            let port = addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| BenchError::Usage(format!("bad listening line {line:?}")))?;
-            return Ok((running, port));
-        }
-    }
-    Err(BenchError::Usage(
-        "swarmdrop tracker exited before listening".into(),
-    ))
+    let (running, addr) = start_swarmdrop(
+        &["tracker".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &format!("tracker-{}", protocol.name()),
+    )?;
+    Ok((running, port_of(&addr)?))
 }
 
 fn start_aquatic(
@@ -182,10 +148,10 @@ fn start_aquatic(
         .stderr(log_file)
         .spawn()
         .map_err(io(format!("starting aquatic_{p}")))?;
-    let mut running = Running { child };
+    let mut running = Running(child);
     // aquatic prints nothing when ready; give it a moment to bind, and make sure it lives.
     std::thread::sleep(Duration::from_millis(500));
-    if let Ok(Some(status)) = running.child.try_wait() {
+    if let Ok(Some(status)) = running.0.try_wait() {
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(BenchError::Baseline {
             tool: format!("aquatic_{p}"),
@@ -265,7 +231,7 @@ fn measure(
                 problem: "answered no requests under load".into(),
             });
         }
-        let memory = peak_memory(running.child.id()).unwrap_or(0);
+        let memory = peak_memory(running.0.id()).unwrap_or(0);
         log(&format!(
             "{p} {name}: {rate:.0} responses/s, peak memory {} MiB",
             memory >> 20

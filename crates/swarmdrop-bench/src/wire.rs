@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use swarmdrop_manifest::tuf::release::Expiries;
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
+use crate::child::{start_swarmdrop, Running};
 use crate::pack::{io, write_random};
 use crate::{round3, BenchError, BenchReport};
 
@@ -40,15 +41,6 @@ paths = ["p2p", "origin"]
 glob = "**"
 class = "bulk"
 "#;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One download's figures.
 struct Measured {
@@ -137,31 +129,18 @@ fn publish(work: &Path, size: u64) -> Result<(PathBuf, PathBuf), BenchError> {
 }
 
 fn start_our_seed(torrent: &Path, data: &Path) -> Result<(Running, String), BenchError> {
-    let exe = std::env::current_exe().map_err(io("locating the swarmdrop binary"))?;
-    let mut child = Command::new(exe)
-        .arg("seed")
-        .arg(torrent)
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", "127.0.0.71:0", "--no-trackers"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io("starting swarmdrop seed"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| BenchError::Usage("no stderr from swarmdrop seed".into()))?;
-    let running = Running(child);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.map_err(io("reading swarmdrop seed's output"))?;
-        if let Some(addr) = line.strip_prefix("listening seed ") {
-            return Ok((running, addr.to_owned()));
-        }
-    }
-    Err(BenchError::Usage(
-        "swarmdrop seed exited before listening".into(),
-    ))
+    start_swarmdrop(
+        &[
+            "seed".as_ref(),
+            torrent.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--listen".as_ref(),
+            "127.0.0.71:0".as_ref(),
+            "--no-trackers".as_ref(),
+        ],
+        "seed",
+    )
 }
 
 fn start_lt_seed(
