@@ -10,12 +10,8 @@ use swarmdrop_edge::{Edge, EdgeConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Configuration file (TOML; `--print-config` shows every field and its default).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Print the default configuration, documented, and exit.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    config: super::ConfigFile,
     /// The origin: base URL of a published directory (http://HOST:PORT/).
     #[arg(long, value_name = "URL")]
     origin: Option<String>,
@@ -31,16 +27,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.print_config {
-        print!("{DEFAULT_CONFIG}");
+    let Some((text, file)) = args.config.load(DEFAULT_CONFIG)? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let (text, file) = match &args.config {
-        Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        None => (String::new(), "(defaults)".to_owned()),
     };
     let mut config = EdgeConfig::parse(&text, &file).map_err(anyhow::Error::msg)?;
     if let Some(origin) = &args.origin {

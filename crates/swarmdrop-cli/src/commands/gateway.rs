@@ -10,12 +10,8 @@ use swarmdrop_gateway::{Gateway, GatewayConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Configuration file (TOML; `--print-config` shows every field and its default).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Print the default configuration, documented, and exit.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    config: super::ConfigFile,
     /// Listen address (port 0 picks a free port; the address is printed on stderr).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -37,18 +33,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.print_config {
-        print!("{DEFAULT_CONFIG}");
+    let Some((text, file)) = args.config.load(DEFAULT_CONFIG)? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            GatewayConfig::parse(&text, &path.display().to_string())?
-        }
-        None => GatewayConfig::defaults()?,
     };
+    let mut config = GatewayConfig::parse(&text, &file)?;
     if let Some(v) = &args.listen {
         config.listen = v.clone();
     }

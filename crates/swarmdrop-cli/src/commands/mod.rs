@@ -96,3 +96,34 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `--config FILE` and `--print-config`, as every server takes them.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConfigFile {
+    /// Configuration file (TOML; `--print-config` shows every field and its default).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Print the default configuration, documented, and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ConfigFile {
+    /// With `--print-config`, prints `defaults` and returns `None` (the caller exits).
+    /// Otherwise the file's text (empty without `--config`) and its name for errors.
+    pub(crate) fn load(&self, defaults: &str) -> anyhow::Result<Option<(String, String)>> {
+        use anyhow::Context as _;
+        if self.print_config {
+            print!("{defaults}");
+            return Ok(None);
+        }
+        Ok(Some(match &self.config {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "(defaults)".to_owned()),
+        }))
+    }
+}

@@ -19,18 +19,8 @@ pub(crate) struct SeedArgs {
     /// Where to accept peers (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6881")]
     listen: SocketAddr,
-    /// Also connect to this peer (repeatable).
-    #[arg(long = "peer", value_name = "ADDR")]
-    peers: Vec<SocketAddr>,
-    /// Do not announce to the torrent's trackers.
-    #[arg(long)]
-    no_trackers: bool,
-    /// Also announce to this HTTP tracker (repeatable).
-    #[arg(long = "tracker", value_name = "URL")]
-    trackers: Vec<String>,
-    /// Serve Prometheus counters at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    swarm: SwarmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +38,13 @@ pub(crate) struct GetArgs {
     /// Where to accept peers (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    swarm: SwarmArgs,
+}
+
+/// How `seed` and `get` find peers, and where they report.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SwarmArgs {
     /// Connect to this peer (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
@@ -164,15 +161,15 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr().context("seed address")?;
     eprintln!("listening seed {addr}");
     let options = PeerOptions {
-        connect: args.peers.clone(),
-        use_trackers: !args.no_trackers,
-        extra_trackers: args.trackers.clone(),
+        connect: args.swarm.peers.clone(),
+        use_trackers: !args.swarm.no_trackers,
+        extra_trackers: args.swarm.trackers.clone(),
         keep_seeding: true,
         metrics: PeerMetrics::default(),
         metadata,
     };
     let runtime = runtime()?;
-    start_metrics(&runtime, args.metrics, &options.metrics)?;
+    start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     runtime
         .block_on(run(
             meta,
@@ -192,8 +189,8 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = runtime()?;
-    let mut trackers = args.trackers.clone();
-    let (meta, metadata) = resolve(&args.torrent, &runtime, &args.peers, &mut trackers)?;
+    let mut trackers = args.swarm.trackers.clone();
+    let (meta, metadata) = resolve(&args.torrent, &runtime, &args.swarm.peers, &mut trackers)?;
     let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
     let name = &meta.files[0].path;
     if name.contains('/') || name.contains('\\') || name.starts_with('.') || name.is_empty() {
@@ -217,14 +214,14 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let options = PeerOptions {
-        connect: args.peers.clone(),
-        use_trackers: !args.no_trackers,
+        connect: args.swarm.peers.clone(),
+        use_trackers: !args.swarm.no_trackers,
         extra_trackers: trackers,
         keep_seeding: false,
         metrics: PeerMetrics::default(),
         metadata,
     };
-    start_metrics(&runtime, args.metrics, &options.metrics)?;
+    start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     let summary = runtime
         .block_on(run(
             meta,

@@ -1,6 +1,5 @@
 //! `swarmdrop tracker`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -9,12 +8,8 @@ use swarmdrop_tracker::server::{bind, run as serve, TrackerConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Configuration file (TOML; `--print-config` shows every field and its default).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Print the default configuration, documented, and exit.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    config: super::ConfigFile,
     /// HTTP listen address ("" to turn HTTP off; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -30,16 +25,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.print_config {
-        print!("{DEFAULT_CONFIG}");
+    let Some((text, file)) = args.config.load(DEFAULT_CONFIG)? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let (text, file) = match &args.config {
-        Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        None => (String::new(), "(defaults)".to_owned()),
     };
     let mut config = TrackerConfig::parse(&text, &file).map_err(anyhow::Error::msg)?;
     if let Some(http) = &args.http {
