@@ -974,25 +974,20 @@ def viewer_token(gw) -> str:
 
 
 def lt_webseed_session(ip: str):
-    """A loopback, TCP-only session on ``ip`` with DHT/LSD/UPnP/NAT-PMP off."""
+    """A loopback, TCP-only session on ``ip`` with every discovery off, retrying webseeds
+    after one second."""
     import libtorrent as lt
 
-    return lt.session({
-        "listen_interfaces": f"{ip}:0",
-        "outgoing_interfaces": ip,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "webtorrent_stun_server": "",
-        "urlseed_wait_retry": 1,
-        "alert_mask": (
+    from tracker_support import lt_session
+
+    return lt_session(
+        ip,
+        urlseed_wait_retry=1,
+        alert_mask=(
             lt.alert_category.error | lt.alert_category.status | lt.alert_category.storage
             | lt.alert_category.peer
         ),
-    })
+    )
 
 
 def lt_add_webseed(ses, torrent: Path, save_path: Path, url_seeds: Sequence[str] | None = None):

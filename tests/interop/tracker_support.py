@@ -731,8 +731,9 @@ def verify_webhook(d: WebhookDelivery, secret: bytes, max_age_s: float = 300.0) 
 # --------------------------------------------------------------------------
 
 
-def lt_session(ip: str):
-    """A TCP-only session listening on ``ip`` (127.x) with every other discovery off."""
+def lt_session(ip: str, **overrides: Any):
+    """A TCP-only session listening on ``ip`` (127.x) with every other discovery off;
+    ``overrides`` replace or add settings."""
     import libtorrent as lt
 
     return lt.session({
@@ -756,7 +757,7 @@ def lt_session(ip: str):
             lt.alert_category.error | lt.alert_category.status | lt.alert_category.tracker
             | lt.alert_category.storage | lt.alert_category.connect
         ),
-    })
+    } | overrides)
 
 
 def lt_add(ses, torrent: Path, save_path: Path, trackers: Sequence[str]):

@@ -93,26 +93,37 @@ fn refuse(
     gw.refuse(endpoint, client, None, Refusal::new(status, code, detail))
 }
 
+/// Records a nonce or challenge for `client` (counted against its quota); returns when
+/// it expires.
+async fn issue_single_use(
+    gw: &Gateway,
+    client: IpAddr,
+    kind: &'static str,
+    value: &str,
+    data: String,
+) -> Result<swarmdrop_manifest::UtcTime, Refusal> {
+    let now = gw.now();
+    let expires = now.plus_seconds(gw.durations.nonce_lifetime);
+    let new = NewSingleUse {
+        kind,
+        value: value.to_owned(),
+        data,
+        owner: client_key(client),
+        expires,
+    };
+    gw.store
+        .issue(new, now)
+        .await
+        .map_err(|e| gw.refuse(kind, client, None, store_error(e)))?;
+    Ok(expires)
+}
+
 /// `GET /auth/nonce`.
 pub(crate) async fn nonce(State(gw): Shared, ConnectInfo(addr): Client) -> Answer {
     let client = addr.ip();
     gw.admit("nonce", client)?;
     let nonce = random_hex(12)?;
-    let now = gw.now();
-    let expires = now.plus_seconds(gw.durations.nonce_lifetime);
-    gw.store
-        .issue(
-            NewSingleUse {
-                kind: "nonce",
-                value: nonce.clone(),
-                data: String::new(),
-                owner: client_key(client),
-                expires,
-            },
-            now,
-        )
-        .await
-        .map_err(|e| gw.refuse("nonce", client, None, store_error(e)))?;
+    let expires = issue_single_use(&gw, client, "nonce", &nonce, String::new()).await?;
     gw.emit("nonce", client, None, "allow", "ok");
     Ok(Json(
         json!({ "nonce": nonce, "expires_at": expires.to_string() }),
@@ -203,21 +214,8 @@ async fn new_challenge(gw: &Gateway, client: IpAddr) -> Result<Value, Refusal> {
     let (load, risk) = gw.load_and_risk(client);
     let difficulty = pow::difficulty(gw.config.trust.base_difficulty, load, risk);
     let challenge = random_hex(16)?;
-    let now = gw.now();
-    let expires = now.plus_seconds(gw.durations.nonce_lifetime);
-    gw.store
-        .issue(
-            NewSingleUse {
-                kind: "challenge",
-                value: challenge.clone(),
-                data: difficulty.to_string(),
-                owner: client_key(client),
-                expires,
-            },
-            now,
-        )
-        .await
-        .map_err(|e| gw.refuse("challenge", client, None, store_error(e)))?;
+    let expires =
+        issue_single_use(gw, client, "challenge", &challenge, difficulty.to_string()).await?;
     Ok(
         json!({ "challenge": challenge, "difficulty": difficulty, "expires_at": expires.to_string() }),
     )
