@@ -74,8 +74,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def libtorrent_download(bulk: Bulk, tmp_path: Path, trackers_: list[str], peer: tuple[str, int] | None) -> Path:  # noqa: F811
-    ses = lt_session(LEECH_IP)
+def libtorrent_download(bulk: Bulk, tmp_path: Path, trackers_: list[str], peer: tuple[str, int] | None,  # noqa: F811
+                        **settings) -> Path:
+    ses = lt_session(LEECH_IP, **settings)
     out = tmp_path / "lt-leech"
     out.mkdir()
     handle = lt_add(ses, bulk.torrent, out, trackers_)
@@ -104,8 +105,8 @@ def test_libtorrent_downloads_from_swarmdrop_seed(swarmdrop_bin, bulk, tmp_path)
     assert got.read_bytes() == bulk.data, "libtorrent's copy differs from the signed asset"
 
 
-def libtorrent_seeder(bulk: Bulk, trackers_: list[str]):  # noqa: F811
-    ses = lt_session(SEED_IP)
+def libtorrent_seeder(bulk: Bulk, trackers_: list[str], **settings):  # noqa: F811
+    ses = lt_session(SEED_IP, **settings)
     handle = lt_add(ses, bulk.torrent, bulk.seed_dir, trackers_)
     log = AlertLog({"seed": ses})
     assert wait_until(lambda: handle.status().is_seeding, 30.0, poll=0.1, on_poll=log.pump), log.summary()
@@ -218,7 +219,8 @@ def test_bad_peers_are_closed_and_the_seed_keeps_serving(swarmdrop_bin, bulk, tm
             "index_past_end": handshake(ih) + struct.pack(">IBI", 5, 4, 1_000_000),
             "request_flood": handshake(ih) + b"".join(
                 struct.pack(">IBIII", 13, 6, 0, i * 16384 % (1 << 20), 16384) for i in range(2000)),
-            "garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            # Not a BitTorrent handshake, so it is read as MSE: no sync marker turns up.
+            "garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 4,
         }[kind]
         raw_peer(seed.addr, body)
         # Each is closed with its reason, counted (an unrequested block is counted).
@@ -229,7 +231,7 @@ def test_bad_peers_are_closed_and_the_seed_keeps_serving(swarmdrop_bin, bulk, tm
             "bad_bitfield": ("swarmdrop_peer_closed_total", 'reason="bad_bitfield"'),
             "index_past_end": ("swarmdrop_peer_closed_total", 'reason="bad_piece_index"'),
             "request_flood": ("swarmdrop_peer_closed_total", 'reason="request_flood"'),
-            "garbage": ("swarmdrop_peer_closed_total", 'reason="not_bittorrent"'),
+            "garbage": ("swarmdrop_peer_closed_total", 'reason="mse_no_sync"'),
         }[kind]
 
         def counted() -> bool:
@@ -295,3 +297,80 @@ def test_swarmdrop_get_resolves_a_magnet_from_libtorrent(swarmdrop_bin, bulk, tm
         ses.pause()
     assert proc.returncode == 0, f"swarmdrop get (magnet) failed:\n{proc.stderr[-2000:]}"
     assert (out / bulk.name).read_bytes() == bulk.data
+
+
+def encryption(policy: str, level: str) -> dict:
+    """libtorrent settings for protocol encryption (MSE) both ways: ``policy`` is forced,
+    enabled or disabled; ``level`` is plaintext, rc4 or both."""
+    import libtorrent as lt
+
+    return {
+        "out_enc_policy": int(getattr(lt.enc_policy, policy)),
+        "in_enc_policy": int(getattr(lt.enc_policy, policy)),
+        "allowed_enc_level": int(getattr(lt.enc_level, level)),
+    }
+
+
+def transports(seed: Seed) -> dict[str, float]:
+    return {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in seed_metrics(seed).splitlines()
+        if line.startswith("swarmdrop_peer_connections_total{")
+    }
+
+
+def test_libtorrent_default_encryption_is_answered_at_once(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    """libtorrent opens with MSE by default; the seed answers it (and both pick plaintext)
+    instead of hanging up and making libtorrent retry in plaintext."""
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers")
+    try:
+        got = libtorrent_download(bulk, tmp_path, [], seed.addr)
+        assert transports(seed) == {"mse_plain": 1.0}, seed_metrics(seed)
+        assert "not_bittorrent" not in seed_metrics(seed)
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data
+
+
+def test_libtorrent_forcing_rc4_downloads_from_swarmdrop_seed(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers")
+    try:
+        got = libtorrent_download(bulk, tmp_path, [], seed.addr, **encryption("forced", "rc4"))
+        assert transports(seed) == {"mse_rc4": 1.0}, seed_metrics(seed)
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data, "libtorrent's RC4 copy differs from the signed asset"
+
+
+@pytest.mark.parametrize("mode,level", [("prefer", "both"), ("require", "rc4")])
+def test_swarmdrop_get_dials_libtorrent_with_mse(swarmdrop_bin, bulk, tmp_path, mode, level):  # noqa: F811
+    """Outgoing MSE: against a libtorrent that refuses plain BitTorrent (and, for
+    ``require``, accepts only an RC4 payload stream)."""
+    ses, _, addr = libtorrent_seeder(bulk, [], **encryption("forced", level))
+    try:
+        out = tmp_path / "sd-mse"
+        proc = subprocess.run(
+            [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+             "--peer", f"{addr[0]}:{addr[1]}", "--no-trackers", "--encryption", mode],
+            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+        )
+    finally:
+        ses.pause()
+    assert proc.returncode == 0, f"swarmdrop get --encryption {mode} failed:\n{proc.stderr[-2000:]}"
+    assert (out / bulk.name).read_bytes() == bulk.data
+
+
+def test_a_seed_requiring_encryption_refuses_plain_peers(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers", "--encryption", "require")
+    try:
+        raw_peer(seed.addr, handshake(bulk.ih))
+
+        def refused() -> bool:
+            return 'reason="plaintext_refused"' in seed_metrics(seed)
+
+        assert wait_until(refused, 5.0, poll=0.1), seed_metrics(seed)
+        # An RC4 libtorrent is still served.
+        got = libtorrent_download(bulk, tmp_path, [], seed.addr, **encryption("forced", "rc4"))
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data

@@ -23,6 +23,8 @@ pub struct WireBenchOptions {
     pub size: u64,
     /// The Python with libtorrent.
     pub python: String,
+    /// Rounds of the three downloads; figures are medians.
+    pub rounds: u32,
 }
 
 const HELPER: &str = include_str!("wire_helper.py");
@@ -43,6 +45,7 @@ class = "bulk"
 "#;
 
 /// One download's figures.
+#[derive(Debug, Clone, Copy)]
 struct Measured {
     seconds: f64,
     cpu_seconds: f64,
@@ -175,6 +178,24 @@ fn start_lt_seed(
     Ok((running, format!("127.0.0.72:{port}")))
 }
 
+/// The run with the median time.
+fn median(runs: &[Measured]) -> Measured {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|x, y| x.seconds.total_cmp(&y.seconds));
+    sorted[sorted.len() / 2]
+}
+
+/// Empties `dir` for the next download, and writes back what the last one left dirty in
+/// the page cache, so no run pays for its predecessor's writeback.
+fn fresh_dir(dir: &Path) -> Result<(), BenchError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(dir.display().to_string()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
+    let _ = Command::new("sync").status();
+    Ok(())
+}
+
 /// Runs the wire benchmark.
 pub fn run_wire_bench(
     options: &WireBenchOptions,
@@ -207,56 +228,77 @@ pub fn run_wire_bench(
     let exe = exe.display().to_string();
     let (t, python) = (torrent.display().to_string(), options.python.as_str());
 
-    log("(a) swarmdrop get from swarmdrop seed");
     let (seed, addr) = start_our_seed(&torrent, &data)?;
-    let out_a = work.join("a");
-    let a = run_helper(
-        python,
-        &helper,
-        &[
-            "measure",
-            "--",
-            &exe,
-            "get",
-            "--p2p-only",
-            &t,
-            "--out",
-            &out_a.display().to_string(),
-            "--peer",
-            &addr,
-            "--no-trackers",
-            "--listen",
-            "127.0.0.73:0",
-        ],
-        "swarmdrop get",
-    )?;
-    log("(b) libtorrent from swarmdrop seed");
-    let out_b = work.join("b");
-    std::fs::create_dir_all(&out_b).map_err(io("creating b/"))?;
-    let b = run_helper(
-        python,
-        &helper,
-        &["get", &t, &out_b.display().to_string(), "127.0.0.74", &addr],
-        "libtorrent get",
-    )?;
-    drop(seed);
-    log("(c) libtorrent from a libtorrent seeder");
     let (lt_seed, lt_addr) = start_lt_seed(python, &helper, &torrent, &data_dir)?;
-    let out_c = work.join("c");
-    std::fs::create_dir_all(&out_c).map_err(io("creating c/"))?;
-    let c = run_helper(
-        python,
-        &helper,
-        &[
-            "get",
-            &t,
-            &out_c.display().to_string(),
-            "127.0.0.75",
-            &lt_addr,
-        ],
-        "libtorrent get",
-    )?;
+    let out = work.join("out");
+    let out_arg = out.display().to_string();
+    let (mut runs_a, mut runs_b, mut runs_c) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=options.rounds.max(1) {
+        log(&format!(
+            "round {round}/{}: (a) swarmdrop get from swarmdrop seed",
+            options.rounds
+        ));
+        fresh_dir(&out)?;
+        runs_a.push(run_helper(
+            python,
+            &helper,
+            &[
+                "measure",
+                "--",
+                &exe,
+                "get",
+                "--p2p-only",
+                &t,
+                "--out",
+                &out_arg,
+                "--peer",
+                &addr,
+                "--no-trackers",
+                "--listen",
+                "127.0.0.73:0",
+            ],
+            "swarmdrop get",
+        )?);
+        log(&format!(
+            "round {round}/{}: (b) libtorrent from swarmdrop seed",
+            options.rounds
+        ));
+        fresh_dir(&out)?;
+        runs_b.push(run_helper(
+            python,
+            &helper,
+            &["get", &t, &out_arg, "127.0.0.74", &addr],
+            "libtorrent get",
+        )?);
+        log(&format!(
+            "round {round}/{}: (c) libtorrent from a libtorrent seeder",
+            options.rounds
+        ));
+        fresh_dir(&out)?;
+        runs_c.push(run_helper(
+            python,
+            &helper,
+            &["get", &t, &out_arg, "127.0.0.75", &lt_addr],
+            "libtorrent get",
+        )?);
+    }
+    drop(seed);
     drop(lt_seed);
+    for (label, runs) in [("a", &runs_a), ("b", &runs_b), ("c", &runs_c)] {
+        let each: Vec<String> = runs
+            .iter()
+            .map(|m| {
+                format!(
+                    "{:.0} MB/s ({:.2} s, {:.2} CPU s)",
+                    options.size as f64 / 1e6 / m.seconds.max(1e-9),
+                    m.seconds,
+                    m.cpu_seconds
+                )
+            })
+            .collect();
+        log(&format!("({label}) {}", each.join(", ")));
+    }
+    let (a, b, c) = (median(&runs_a), median(&runs_b), median(&runs_c));
 
     let mb = options.size as f64 / 1e6;
     let mut figures = BTreeMap::new();
@@ -299,7 +341,8 @@ pub fn run_wire_bench(
         ratios,
         targets,
         notes: vec![
-            format!("one {} MiB asset over loopback from one seeder, TCP only (uTP off on both ends)", options.size >> 20),
+            format!("one {} MiB asset over loopback from one seeder, TCP only (uTP off on both ends); median of {} interleaved rounds, page cache written back before each download", options.size >> 20, options.rounds),
+            "libtorrent opens connections with MSE (its default); swarmdrop seed answers MSE and both sides then select plaintext".into(),
             "CPU seconds and peak RSS are the downloader's; libtorrent's include its Python interpreter (about 15 MB)".into(),
         ],
     })

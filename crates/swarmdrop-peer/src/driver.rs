@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::metrics::PeerMetrics;
 use crate::storage::FileStore;
 use crate::tracker::{announce, Announce};
+use crate::transport::{negotiate, Encryption};
 
 /// How to find and serve peers.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct PeerOptions {
     pub metrics: PeerMetrics,
     /// The bencoded info dictionary, to serve magnet clients (BEP 9).
     pub metadata: Option<Bytes>,
+    /// Plain BitTorrent or Message Stream Encryption.
+    pub encryption: Encryption,
 }
 
 /// What a run did.
@@ -62,9 +65,11 @@ pub struct DriverError(pub String);
 
 enum Inbox {
     Checked(u32, Bytes, bool),
-    Opened(PeerKey, mpsc::UnboundedSender<Bytes>),
+    Opened(PeerKey, mpsc::UnboundedSender<Bytes>, &'static str),
     Received(PeerKey, Vec<u8>),
     Closed(PeerKey),
+    /// A connection that failed before BitTorrent began, with its reason code.
+    Refused(&'static str),
     Peers(Vec<SocketAddr>),
 }
 
@@ -107,11 +112,58 @@ async fn write_all_vectored(
     Ok(())
 }
 
-async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inbox>) {
+/// One connection's transport: whether it was accepted or dialed, for which torrent, and
+/// what it may negotiate before BitTorrent.
+#[derive(Clone, Copy)]
+struct Transport {
+    inbound: bool,
+    info_hash: [u8; 20],
+    encryption: Encryption,
+}
+
+fn encrypt_chunks(cipher: &mut swarmdrop_wire::mse::Rc4, chunks: &mut [Bytes]) {
+    for chunk in chunks {
+        let mut sealed = chunk.to_vec();
+        cipher.apply(&mut sealed);
+        *chunk = Bytes::from(sealed);
+    }
+}
+
+async fn connection(
+    key: PeerKey,
+    mut stream: TcpStream,
+    inbox: std_mpsc::Sender<Inbox>,
+    transport: Transport,
+) {
     let _ = stream.set_nodelay(true);
+    let negotiated = match negotiate(
+        &mut stream,
+        transport.inbound,
+        transport.info_hash,
+        transport.encryption,
+    )
+    .await
+    {
+        Ok(negotiated) => negotiated,
+        Err(code) => {
+            let _ = inbox.send(Inbox::Refused(code));
+            return;
+        }
+    };
+    let (mut incoming, mut outgoing) = (negotiated.incoming, negotiated.outgoing);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    if inbox.send(Inbox::Opened(key, tx)).is_err() {
+    if inbox
+        .send(Inbox::Opened(key, tx, negotiated.label))
+        .is_err()
+    {
+        return;
+    }
+    if !negotiated.received.is_empty()
+        && inbox
+            .send(Inbox::Received(key, negotiated.received))
+            .is_err()
+    {
         return;
     }
     let writing = tokio::spawn(async move {
@@ -127,6 +179,9 @@ async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inb
                     Err(_) => break,
                 }
             }
+            if let Some(cipher) = outgoing.as_mut() {
+                encrypt_chunks(cipher, &mut chunks);
+            }
             if write_all_vectored(&mut writer, &chunks).await.is_err() {
                 break;
             }
@@ -137,6 +192,9 @@ async fn connection(key: PeerKey, stream: TcpStream, inbox: std_mpsc::Sender<Inb
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(cipher) = incoming.as_mut() {
+                    cipher.apply(&mut buf[..n]);
+                }
                 if inbox.send(Inbox::Received(key, buf[..n].to_vec())).is_err() {
                     break;
                 }
@@ -189,10 +247,15 @@ pub async fn run(
                 .map_err(|e| DriverError(format!("listening: {e}")))?;
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let (inbox, keys) = (inbox_tx.clone(), next_key.clone());
+            let transport = Transport {
+                inbound: true,
+                info_hash: meta.info_hash.0,
+                encryption: options.encryption,
+            };
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::spawn(connection(key, stream, inbox.clone()));
+                    tokio::spawn(connection(key, stream, inbox.clone(), transport));
                 }
             });
             port
@@ -265,6 +328,11 @@ pub async fn run(
     drop(inbox_tx);
     // Dialing from the controller thread goes through this runtime.
     let runtime = tokio::runtime::Handle::current();
+    let transport = Transport {
+        inbound: false,
+        info_hash: meta.info_hash.0,
+        encryption: options.encryption,
+    };
     let dialer = move |addr: SocketAddr| {
         let inbox = connect_inbox.clone();
         let keys = next_key.clone();
@@ -273,7 +341,7 @@ pub async fn run(
                 tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
             {
                 let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                connection(key, stream, inbox).await;
+                connection(key, stream, inbox, transport).await;
             }
         });
     };
@@ -322,7 +390,8 @@ fn control(
             Ok(Inbox::Checked(index, bytes, good)) => {
                 torrent.piece_checked(index, Some(bytes), good)
             }
-            Ok(Inbox::Opened(key, writer)) => {
+            Ok(Inbox::Opened(key, writer, transport)) => {
+                metrics.opened(transport);
                 torrent.add_peer(key, now());
                 writers.insert(key, writer);
             }
@@ -330,6 +399,10 @@ fn control(
             Ok(Inbox::Closed(key)) => {
                 torrent.remove_peer(key);
                 writers.remove(&key);
+            }
+            Ok(Inbox::Refused(code)) => {
+                *summary.closed.entry(code).or_default() += 1;
+                metrics.closed(code);
             }
             Ok(Inbox::Peers(peers)) => {
                 for addr in peers {

@@ -7,7 +7,9 @@ pub mod magnet;
 pub mod metrics;
 pub mod storage;
 pub mod tracker;
+pub mod transport;
 
 pub use driver::{run, PeerOptions, RunSummary};
 pub use metrics::{serve_metrics, PeerMetrics};
 pub use storage::FileStore;
+pub use transport::Encryption;

@@ -15,6 +15,8 @@ struct State {
     bans: u64,
     unrequested: u64,
     closed: BTreeMap<&'static str, u64>,
+    /// Connections that reached BitTorrent, by transport.
+    opened: BTreeMap<&'static str, u64>,
     current: HashMap<PeerKey, PeerSnapshot>,
     /// Bytes of peers that left, by client: (uploaded, downloaded).
     departed: BTreeMap<&'static str, (u64, u64)>,
@@ -63,6 +65,10 @@ impl PeerMetrics {
         self.with(|s| s.bans += 1);
     }
 
+    pub(crate) fn opened(&self, transport: &'static str) {
+        self.with(|s| *s.opened.entry(transport).or_default() += 1);
+    }
+
     pub(crate) fn closed(&self, code: &'static str) {
         self.with(|s| *s.closed.entry(code).or_default() += 1);
     }
@@ -101,6 +107,10 @@ impl PeerMetrics {
             out.push_str("# HELP swarmdrop_peer_choke_state Peers by choke state.\n# TYPE swarmdrop_peer_choke_state gauge\n");
             let _ = writeln!(out, "swarmdrop_peer_choke_state{{state=\"we_choke\"}} {choking}");
             let _ = writeln!(out, "swarmdrop_peer_choke_state{{state=\"they_choke\"}} {choked}");
+            out.push_str("# HELP swarmdrop_peer_connections_total Connections that reached BitTorrent, by transport (plain, mse_plain: MSE handshake then plaintext, mse_rc4).\n# TYPE swarmdrop_peer_connections_total counter\n");
+            for (transport, n) in &s.opened {
+                let _ = writeln!(out, "swarmdrop_peer_connections_total{{transport=\"{transport}\"}} {n}");
+            }
             out.push_str("# HELP swarmdrop_peer_closed_total Connections closed, by reason.\n# TYPE swarmdrop_peer_closed_total counter\n");
             for (code, n) in &s.closed {
                 let _ = writeln!(out, "swarmdrop_peer_closed_total{{reason=\"{code}\"}} {n}");

@@ -6,6 +6,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod codec;
 pub mod extension;
+pub mod mse;
 pub mod picker;
 pub mod session;
 pub mod torrent;

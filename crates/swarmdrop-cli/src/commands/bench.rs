@@ -33,6 +33,9 @@ pub(crate) struct WireArgs {
     /// A Python with libtorrent's bindings.
     #[arg(long, value_name = "PYTHON", default_value = "python3")]
     python: String,
+    /// Rounds of the three downloads (interleaved); each figure is the median.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    rounds: u32,
     /// Print one JSON object on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -157,6 +160,7 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             let options = WireBenchOptions {
                 size: size.max(1 << 20),
                 python: args.python.clone(),
+                rounds: args.rounds.max(1),
             };
             let report =
                 run_wire_bench(&options, &|line| eprintln!("{line}")).context("bench wire")?;

@@ -57,6 +57,29 @@ pub(crate) struct SwarmArgs {
     /// Serve Prometheus counters at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Protocol encryption (MSE). `plain`: dial in plain BitTorrent, accept plain and MSE.
+    /// `prefer`: dial with MSE offering plaintext or RC4, accept both. `require`: dial and
+    /// accept only MSE with RC4, for peers or networks that refuse plain BitTorrent.
+    #[arg(long, value_enum, default_value_t = EncryptionArg::Plain)]
+    encryption: EncryptionArg,
+}
+
+/// `--encryption` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EncryptionArg {
+    Plain,
+    Prefer,
+    Require,
+}
+
+impl From<EncryptionArg> for swarmdrop_peer::Encryption {
+    fn from(arg: EncryptionArg) -> Self {
+        match arg {
+            EncryptionArg::Plain => swarmdrop_peer::Encryption::Plain,
+            EncryptionArg::Prefer => swarmdrop_peer::Encryption::Prefer,
+            EncryptionArg::Require => swarmdrop_peer::Encryption::Require,
+        }
+    }
 }
 
 /// The bencoded `info` dictionary of a torrent file, as it appears in it.
@@ -167,6 +190,7 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         keep_seeding: true,
         metrics: PeerMetrics::default(),
         metadata,
+        encryption: args.swarm.encryption.into(),
     };
     let runtime = runtime()?;
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
@@ -220,6 +244,7 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         keep_seeding: false,
         metrics: PeerMetrics::default(),
         metadata,
+        encryption: args.swarm.encryption.into(),
     };
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     let summary = runtime

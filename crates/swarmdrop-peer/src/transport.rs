@@ -1,0 +1,153 @@
+//! What a connection carries before BitTorrent: plain, or Message Stream Encryption
+//! negotiated by `swarmdrop_wire::mse`. Incoming connections are told apart by their first
+//! bytes, so a seeder answers libtorrent's default (MSE first) at once instead of making it
+//! retry in plaintext a second later.
+
+use std::time::Duration;
+
+use swarmdrop_wire::mse::{
+    is_plain_handshake, MseHandshake, Rc4, CRYPTO_PLAINTEXT, CRYPTO_RC4, MAX_PAD,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// How connections are opened and which incoming ones are accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// Open connections in plain BitTorrent; accept plain and MSE.
+    #[default]
+    Plain,
+    /// Open connections with MSE offering plaintext or RC4 (for peers that refuse plain
+    /// BitTorrent); accept plain and MSE.
+    Prefer,
+    /// Open and accept only MSE with an RC4 payload stream.
+    Require,
+}
+
+/// Longest time a peer may take over the obfuscated handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection ready for BitTorrent.
+pub(crate) struct Negotiated {
+    /// BitTorrent bytes already received (plaintext).
+    pub received: Vec<u8>,
+    /// RC4 for what arrives, if negotiated.
+    pub incoming: Option<Rc4>,
+    /// RC4 for what we send, if negotiated.
+    pub outgoing: Option<Rc4>,
+    /// `plain`, `mse_plain` or `mse_rc4`, for the connection counter.
+    pub label: &'static str,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let _ = getrandom::getrandom(&mut bytes);
+    bytes
+}
+
+fn random_pad() -> Vec<u8> {
+    let len = usize::from(u16::from_le_bytes(random::<2>())) % (MAX_PAD / 4);
+    let mut pad = vec![0u8; len];
+    let _ = getrandom::getrandom(&mut pad);
+    pad
+}
+
+/// Prepares `stream` for BitTorrent; on failure, the stable reason code to count.
+pub(crate) async fn negotiate(
+    stream: &mut TcpStream,
+    inbound: bool,
+    info_hash: [u8; 20],
+    encryption: Encryption,
+) -> Result<Negotiated, &'static str> {
+    match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        negotiate_now(stream, inbound, info_hash, encryption),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err("handshake_timeout"),
+    }
+}
+
+async fn negotiate_now(
+    stream: &mut TcpStream,
+    inbound: bool,
+    info_hash: [u8; 20],
+    encryption: Encryption,
+) -> Result<Negotiated, &'static str> {
+    let methods = match encryption {
+        Encryption::Require => CRYPTO_RC4,
+        Encryption::Plain | Encryption::Prefer => CRYPTO_PLAINTEXT | CRYPTO_RC4,
+    };
+    let mut first = Vec::new();
+    let handshake = if inbound {
+        let mut buf = [0u8; 1024];
+        let plain = loop {
+            if let Some(plain) = is_plain_handshake(&first) {
+                break plain;
+            }
+            let n = stream.read(&mut buf).await.map_err(|_| "closed_early")?;
+            if n == 0 {
+                return Err("closed_early");
+            }
+            first.extend_from_slice(&buf[..n]);
+        };
+        if plain {
+            if encryption == Encryption::Require {
+                return Err("plaintext_refused");
+            }
+            return Ok(Negotiated {
+                received: first,
+                incoming: None,
+                outgoing: None,
+                label: "plain",
+            });
+        }
+        MseHandshake::responder(vec![info_hash], methods, random(), &random_pad())
+    } else {
+        if encryption == Encryption::Plain {
+            return Ok(Negotiated {
+                received: Vec::new(),
+                incoming: None,
+                outgoing: None,
+                label: "plain",
+            });
+        }
+        MseHandshake::initiator(info_hash, methods, random(), &random_pad())
+    };
+    run_mse(stream, handshake, first).await
+}
+
+async fn run_mse(
+    stream: &mut TcpStream,
+    mut handshake: MseHandshake,
+    first: Vec<u8>,
+) -> Result<Negotiated, &'static str> {
+    let mut buf = [0u8; 4096];
+    let mut received = first;
+    loop {
+        handshake.handle_bytes(&received).map_err(|e| e.code())?;
+        let out = handshake.take_transmit();
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(|_| "closed_early")?;
+        }
+        if let Some(done) = handshake.established() {
+            return Ok(Negotiated {
+                label: if done.method == CRYPTO_RC4 {
+                    "mse_rc4"
+                } else {
+                    "mse_plain"
+                },
+                received: done.received,
+                incoming: done.incoming,
+                outgoing: done.outgoing,
+            });
+        }
+        let n = stream.read(&mut buf).await.map_err(|_| "closed_early")?;
+        if n == 0 {
+            return Err("closed_early");
+        }
+        received = buf[..n].to_vec();
+    }
+}
