@@ -140,17 +140,22 @@ def test_libtorrent_finds_swarmdrop_seed_through_the_tracker(swarmdrop_bin, bulk
     assert got.read_bytes() == bulk.data
 
 
+def get_through_tracker(swarmdrop_bin: Path, bulk: Bulk, out: Path, url: str) -> subprocess.CompletedProcess:  # noqa: F811
+    """``swarmdrop get --p2p-only`` finding its peers through the tracker at ``url`` only."""
+    return subprocess.run(
+        [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+         "--no-trackers", "--tracker", url, "--listen", f"{LEECH_IP}:0"],
+        capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+    )
+
+
 def test_swarmdrop_get_finds_libtorrent_through_the_tracker(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa: F811
     t = trackers("--infohash", bulk.infohash)
     url = t.http_url("/announce")
     ses, _, _ = libtorrent_seeder(bulk, [url])
     try:
         out = tmp_path / "sd-leech"
-        proc = subprocess.run(
-            [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
-             "--no-trackers", "--tracker", url, "--listen", f"{LEECH_IP}:0"],
-            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
-        )
+        proc = get_through_tracker(swarmdrop_bin, bulk, out, url)
     finally:
         ses.pause()
     assert proc.returncode == 0, f"swarmdrop get failed:\n{proc.stderr[-2000:]}"
@@ -371,6 +376,87 @@ def test_a_seed_requiring_encryption_refuses_plain_peers(swarmdrop_bin, bulk, tm
         assert wait_until(refused, 5.0, poll=0.1), seed_metrics(seed)
         # An RC4 libtorrent is still served.
         got = libtorrent_download(bulk, tmp_path, [], seed.addr, **encryption("forced", "rc4"))
+    finally:
+        seed.close()
+    assert got.read_bytes() == bulk.data
+
+
+def test_seed_published_serves_every_torrent_on_one_port(swarmdrop_bin, pristine_published, pristine_drop, tmp_path):
+    """``swarmdrop seed PUBLISHED`` verifies the drop, then seeds every asset with a
+    torrent from one port. Connections are routed by the info hash they name: libtorrent
+    fetches every torrent from that one address over MSE (its default), ``swarmdrop get``
+    fetches one in plain BitTorrent, and each copy is the signed asset."""
+    import libtorrent as lt
+    from sd_interop import signed_targets
+
+    p2p = {path: info for path, info in signed_targets(pristine_published).items()
+           if "p2p" in info.get("custom", {})}
+    assert len(p2p) >= 3, f"the example drop should have several torrents: {sorted(p2p)}"
+    port = free_port(SEED_IP)
+    proc = subprocess.Popen(
+        [str(swarmdrop_bin), "seed", str(pristine_published), "--listen", f"{SEED_IP}:{port}",
+         "--no-trackers", "--metrics", f"{SEED_IP}:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    seed = Seed(proc, (SEED_IP, port))
+    try:
+        seeding = 0
+        while True:
+            line = proc.stderr.readline() if proc.stderr else ""
+            assert line, f"swarmdrop seed PUBLISHED exited ({proc.poll()}) after {seeding} torrents"
+            seeding += line.startswith("seeding ")
+            if line.startswith("listening metrics "):
+                host, _, mport = line.split()[-1].rpartition(":")
+                seed.metrics_addr = (host, int(mport))
+                break
+        assert seeding == len(p2p), f"seeding {seeding} torrents, the drop has {len(p2p)}"
+        ses = lt_session(LEECH_IP)
+        handles = {}
+        for path, info in p2p.items():
+            out = tmp_path / "lt" / path.replace("/", "_")
+            out.mkdir(parents=True)
+            handle = lt_add(ses, pristine_published / info["custom"]["p2p"]["torrent"], out, [])
+            handle.connect_peer(seed.addr)
+            handles[path] = (handle, out)
+        log = AlertLog({"leech": ses})
+        try:
+            assert wait_until(lambda: all(h.status().is_seeding for h, _ in handles.values()),
+                              TRANSFER_TIMEOUT_S, poll=0.2, on_poll=log.pump), (
+                {p: f"{h.status().progress:.0%}" for p, (h, _) in handles.items()}, log.summary())
+        finally:
+            ses.pause()
+        for path, (handle, out) in handles.items():
+            name = handle.torrent_file().name()
+            assert (out / name).read_bytes() == (pristine_drop / path).read_bytes(), path
+        assert transports(seed).get("mse_plain", 0) == len(p2p), seed_metrics(seed)
+        from sd_interop import BULK_DROP_PATH
+
+        torrent = pristine_published / p2p[BULK_DROP_PATH]["custom"]["p2p"]["torrent"]
+        got = subprocess.run(
+            [str(swarmdrop_bin), "get", "--p2p-only", str(torrent), "--out", str(tmp_path / "sd"),
+             "--peer", f"{SEED_IP}:{port}", "--no-trackers"],
+            capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S,
+        )
+        assert got.returncode == 0, got.stderr[-2000:]
+        name = lt.torrent_info(str(torrent)).name()
+        assert (tmp_path / "sd" / name).read_bytes() == (pristine_drop / BULK_DROP_PATH).read_bytes()
+        assert transports(seed).get("plain", 0) == 1, seed_metrics(seed)
+    finally:
+        seed.close()
+
+
+def test_peers_meet_through_a_udp_tracker(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa: F811
+    """BEP 15 from the driver: ``swarmdrop seed`` announces over UDP, a swarmdrop leecher
+    finds it the same way, and libtorrent (also over UDP) downloads from the swarm."""
+    t = trackers("--infohash", bulk.infohash)
+    url = t.udp_url()
+    seed = start_seed(swarmdrop_bin, bulk, "--no-trackers", "--tracker", url)
+    try:
+        out = tmp_path / "sd-udp"
+        proc = get_through_tracker(swarmdrop_bin, bulk, out, url)
+        assert proc.returncode == 0, f"swarmdrop get over a UDP tracker failed:\n{proc.stderr[-2000:]}"
+        assert (out / bulk.name).read_bytes() == bulk.data
+        got = libtorrent_download(bulk, tmp_path, [url], None)
     finally:
         seed.close()
     assert got.read_bytes() == bulk.data

@@ -112,6 +112,7 @@ impl Edge {
         let timeouts = swarmdrop_httpc::Timeouts {
             connect: self.durations.origin_timeout,
             head: self.durations.origin_timeout,
+            ..swarmdrop_httpc::Timeouts::default()
         };
         let response = swarmdrop_httpc::get(&url, &[], timeouts)
             .await

@@ -59,6 +59,7 @@ impl Edge {
         let timeouts = swarmdrop_httpc::Timeouts {
             connect: self.durations.origin_timeout,
             head: self.durations.origin_timeout,
+            ..swarmdrop_httpc::Timeouts::default()
         };
         let fetched = swarmdrop_httpc::get_bytes(
             &url,

@@ -124,13 +124,17 @@ impl std::fmt::Display for HttpUrl {
     }
 }
 
-/// Time bounds for one call.
+/// Time bounds for one call, and where it comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// To connect.
     pub connect: Duration,
     /// From sending the request to the end of the response head.
     pub head: Duration,
+    /// The local address to call from (default: the system's choice). A peer announcing
+    /// to a tracker calls from the address it listens on, since that is the address the
+    /// tracker hands out.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Default for Timeouts {
@@ -138,8 +142,32 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(5),
             head: Duration::from_secs(10),
+            source: None,
         }
     }
+}
+
+async fn connect(authority: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(authority).await;
+    };
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "resolves to nothing");
+    for target in tokio::net::lookup_host(authority).await? {
+        if target.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Sends `GET url` with `headers` and returns the response with its body still streaming
@@ -157,7 +185,7 @@ pub async fn get(
         url: url.to_string(),
         reason,
     };
-    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(&url.authority))
+    let stream = tokio::time::timeout(timeouts.connect, connect(&url.authority, timeouts.source))
         .await
         .map_err(|_| connect_error(format!("no connection within {:?}", timeouts.connect)))?
         .map_err(|e| connect_error(e.to_string()))?;

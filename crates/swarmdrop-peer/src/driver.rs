@@ -1,4 +1,5 @@
-//! The driver: TCP connections and tracker announces around one `Torrent` controller.
+//! The driver: TCP connections and tracker announces around `Torrent` controllers (one per
+//! torrent; several can share one listener).
 //!
 //! The controller lives on a thread of its own and owns everything stateful; it receives
 //! `Inbox` messages (a connection opened, bytes arrived, a connection closed) and hands
@@ -15,14 +16,16 @@ use bytes::Bytes;
 use swarmdrop_manifest::torrent::Metainfo;
 use swarmdrop_wire::picker::PeerKey;
 use swarmdrop_wire::torrent::{Torrent, TorrentConfig, TorrentEvent, TorrentInfo};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+mod connection;
+use connection::Inbox;
 
 use crate::metrics::PeerMetrics;
 use crate::storage::FileStore;
 use crate::tracker::{announce, Announce};
-use crate::transport::{negotiate, Encryption};
+use crate::transport::Encryption;
 
 /// How to find and serve peers.
 #[derive(Debug, Clone, Default)]
@@ -63,18 +66,23 @@ pub struct RunSummary {
 #[error("{0}")]
 pub struct DriverError(pub String);
 
-enum Inbox {
-    Checked(u32, Bytes, bool),
-    Opened(PeerKey, mpsc::UnboundedSender<Bytes>, &'static str),
-    Received(PeerKey, Vec<u8>),
-    Closed(PeerKey),
-    /// A connection that failed before BitTorrent began, with its reason code.
-    Refused(&'static str),
-    Peers(Vec<SocketAddr>),
-}
-
 /// Progress reports: pieces verified so far, of how many.
 pub type Progress = Box<dyn Fn(u32, u32) + Send>;
+
+/// One torrent of a run.
+pub struct Job {
+    /// The torrent (single file).
+    pub meta: Metainfo,
+    /// Its data.
+    pub store: FileStore,
+    /// The bencoded info dictionary, to serve magnet clients (BEP 9).
+    pub metadata: Option<Bytes>,
+    /// Progress reports for this torrent.
+    pub progress: Progress,
+    /// The data was already checked against every piece hash (by the caller): skip the
+    /// re-check.
+    pub verified: bool,
+}
 
 fn peer_id() -> [u8; 20] {
     let mut id = *b"-SD0001-000000000000";
@@ -82,144 +90,107 @@ fn peer_id() -> [u8; 20] {
     id
 }
 
-async fn write_all_vectored(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    chunks: &[Bytes],
-) -> std::io::Result<()> {
-    let (mut at, mut offset) = (0, 0);
-    while at < chunks.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks[at..]
-            .iter()
-            .enumerate()
-            .map(|(k, chunk)| std::io::IoSlice::new(if k == 0 { &chunk[offset..] } else { chunk }))
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 && at < chunks.len() {
-            let left = chunks[at].len() - offset;
-            if written >= left {
-                written -= left;
-                at += 1;
-                offset = 0;
-            } else {
-                offset += written;
-                written = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One connection's transport: whether it was accepted or dialed, for which torrent, and
-/// what it may negotiate before BitTorrent.
-#[derive(Clone, Copy)]
-struct Transport {
-    inbound: bool,
-    info_hash: [u8; 20],
-    encryption: Encryption,
-}
-
-fn encrypt_chunks(cipher: &mut swarmdrop_wire::mse::Rc4, chunks: &mut [Bytes]) {
-    for chunk in chunks {
-        let mut sealed = chunk.to_vec();
-        cipher.apply(&mut sealed);
-        *chunk = Bytes::from(sealed);
-    }
-}
-
-async fn connection(
-    key: PeerKey,
-    mut stream: TcpStream,
-    inbox: std_mpsc::Sender<Inbox>,
-    transport: Transport,
-) {
-    let _ = stream.set_nodelay(true);
-    let negotiated = match negotiate(
-        &mut stream,
-        transport.inbound,
-        transport.info_hash,
-        transport.encryption,
-    )
-    .await
-    {
-        Ok(negotiated) => negotiated,
-        Err(code) => {
-            let _ = inbox.send(Inbox::Refused(code));
-            return;
-        }
-    };
-    let (mut incoming, mut outgoing) = (negotiated.incoming, negotiated.outgoing);
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    if inbox
-        .send(Inbox::Opened(key, tx, negotiated.label))
-        .is_err()
-    {
-        return;
-    }
-    if !negotiated.received.is_empty()
-        && inbox
-            .send(Inbox::Received(key, negotiated.received))
-            .is_err()
-    {
-        return;
-    }
-    let writing = tokio::spawn(async move {
-        // Everything queued goes out in one vectored write: a block's header and payload
-        // are separate chunks, and a write per chunk would double the system calls.
-        let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
-        while let Some(first) = rx.recv().await {
-            chunks.clear();
-            chunks.push(first);
-            while chunks.len() < 64 {
-                match rx.try_recv() {
-                    Ok(chunk) => chunks.push(chunk),
-                    Err(_) => break,
-                }
-            }
-            if let Some(cipher) = outgoing.as_mut() {
-                encrypt_chunks(cipher, &mut chunks);
-            }
-            if write_all_vectored(&mut writer, &chunks).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Some(cipher) = incoming.as_mut() {
-                    cipher.apply(&mut buf[..n]);
-                }
-                if inbox.send(Inbox::Received(key, buf[..n].to_vec())).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    writing.abort();
-    let _ = inbox.send(Inbox::Closed(key));
-}
-
 /// Downloads and/or seeds `meta`'s single file in `store` until complete (or forever
 /// with `keep_seeding`), accepting peers on `listener` if given (bound by the caller, so
 /// it can say where before anything runs).
 pub async fn run(
     meta: Metainfo,
-    mut store: FileStore,
+    store: FileStore,
     options: PeerOptions,
     listener: Option<std::net::TcpListener>,
     progress: Progress,
 ) -> Result<RunSummary, DriverError> {
+    let metadata = options.metadata.clone();
+    let job = Job {
+        meta,
+        store,
+        metadata,
+        progress,
+        verified: false,
+    };
+    let mut summaries = run_all(vec![job], options, listener).await?;
+    summaries
+        .pop()
+        .ok_or_else(|| DriverError("the run ended without a summary".into()))
+}
+
+/// Runs several torrents at once behind one listener (which routes each accepted peer by
+/// the info hash it asks for); each has a controller thread of its own. Returns when all
+/// are complete (never, with `keep_seeding`), summaries in `jobs` order.
+pub async fn run_all(
+    jobs: Vec<Job>,
+    options: PeerOptions,
+    listener: Option<std::net::TcpListener>,
+) -> Result<Vec<RunSummary>, DriverError> {
+    let keys: connection::Keys = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
+    let listener = listener
+        .map(|l| {
+            l.set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map_err(|e| DriverError(format!("listening: {e}")))
+        })
+        .transpose()?;
+    let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let listen_port = listen_addr.map_or(0, |a| a.port());
+    let announce_from = listen_addr
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let mut routes = HashMap::new();
+    let mut controllers = Vec::new();
+    for job in jobs {
+        let (inbox, controller) =
+            start_torrent(job, &options, (listen_port, announce_from), &keys)?;
+        routes.insert(inbox.0, inbox.1);
+        controllers.push(controller);
+    }
+    if let Some(listener) = listener {
+        tokio::spawn(connection::accept(
+            listener,
+            routes,
+            options.encryption,
+            keys,
+        ));
+    } else {
+        drop(routes);
+    }
+    let mut summaries = Vec::new();
+    for controller in controllers {
+        summaries.push(
+            controller
+                .await
+                .map_err(|e| DriverError(format!("the controller stopped: {e}")))?,
+        );
+    }
+    Ok(summaries)
+}
+
+type Route = ([u8; 20], std_mpsc::Sender<Inbox>);
+
+/// Starts one torrent's controller, hasher and tracker announces; returns its route for
+/// the listener and the controller to await.
+fn start_torrent(
+    job: Job,
+    options: &PeerOptions,
+    (listen_port, announce_from): (u16, Option<std::net::IpAddr>),
+    keys: &connection::Keys,
+) -> Result<(Route, tokio::task::JoinHandle<RunSummary>), DriverError> {
+    let Job {
+        meta,
+        mut store,
+        metadata,
+        progress,
+        verified,
+    } = job;
     let piece_length = u32::try_from(meta.piece_length)
         .map_err(|_| DriverError(format!("piece length {} is too large", meta.piece_length)))?;
-    let have = store.recheck(&meta.pieces);
+    let have = if verified {
+        swarmdrop_wire::Bitfield::full(meta.pieces.len() as u32)
+    } else {
+        store.recheck(&meta.pieces)
+    };
+    let info_hash = meta.info_hash.0;
     let info = TorrentInfo {
-        info_hash: meta.info_hash.0,
+        info_hash,
         piece_length,
         total_length: meta.length,
         piece_hashes: meta.pieces.clone(),
@@ -237,31 +208,6 @@ pub async fn run(
     )
     .map_err(|e| DriverError(e.to_string()))?;
     let (inbox_tx, inbox_rx) = std_mpsc::channel::<Inbox>();
-    let next_key = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
-
-    let listen_port = match listener {
-        Some(listener) => {
-            let listener = listener
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(listener))
-                .map_err(|e| DriverError(format!("listening: {e}")))?;
-            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-            let (inbox, keys) = (inbox_tx.clone(), next_key.clone());
-            let transport = Transport {
-                inbound: true,
-                info_hash: meta.info_hash.0,
-                encryption: options.encryption,
-            };
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::spawn(connection(key, stream, inbox.clone(), transport));
-                }
-            });
-            port
-        }
-        None => 0,
-    };
 
     let mut trackers: Vec<String> = if options.use_trackers {
         meta.announce_list
@@ -276,9 +222,8 @@ pub async fn run(
     trackers.extend(options.extra_trackers.iter().cloned());
     trackers.dedup();
     if !trackers.is_empty() {
-        let (inbox, info_hash, left) = (
+        let (inbox, left) = (
             inbox_tx.clone(),
-            meta.info_hash.0,
             if have.is_full() { 0 } else { meta.length },
         );
         tokio::spawn(async move {
@@ -290,6 +235,7 @@ pub async fn run(
                         port: listen_port,
                         left,
                         event: Some("started"),
+                        source: announce_from,
                     };
                     if let Ok(peers) = announce(url, a).await {
                         let _ = inbox.send(Inbox::Peers(peers));
@@ -318,39 +264,31 @@ pub async fn run(
             })
             .map_err(|e| DriverError(format!("starting the hasher: {e}")))?;
     }
-    let torrent = torrent.hash_elsewhere(true).with_metadata(
-        options.metadata.clone(),
-        Some(listen_port).filter(|p| *p != 0),
-    );
+    let torrent = torrent
+        .hash_elsewhere(true)
+        .with_metadata(metadata, Some(listen_port).filter(|p| *p != 0));
     let keep_seeding = options.keep_seeding;
     let metrics = options.metrics.clone();
-    let connect_inbox = inbox_tx.clone();
-    drop(inbox_tx);
     // Dialing from the controller thread goes through this runtime.
     let runtime = tokio::runtime::Handle::current();
-    let transport = Transport {
-        inbound: false,
-        info_hash: meta.info_hash.0,
-        encryption: options.encryption,
-    };
+    let (connect_inbox, encryption, dial_keys) =
+        (inbox_tx.clone(), options.encryption, keys.clone());
     let dialer = move |addr: SocketAddr| {
-        let inbox = connect_inbox.clone();
-        let keys = next_key.clone();
-        runtime.spawn(async move {
-            if let Ok(Ok(stream)) =
-                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
-            {
-                let key = keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                connection(key, stream, inbox, transport).await;
-            }
-        });
+        runtime.spawn(connection::dial(
+            addr,
+            info_hash,
+            encryption,
+            connect_inbox.clone(),
+            dial_keys.clone(),
+        ));
     };
     for addr in &options.connect {
         dialer(*addr);
     }
-    tokio::task::spawn_blocking(move || {
+    let controller = tokio::task::spawn_blocking(move || {
         control(
             torrent,
+            info_hash,
             inbox_rx,
             keep_seeding,
             progress,
@@ -358,13 +296,14 @@ pub async fn run(
             &metrics,
             &hash_tx,
         )
-    })
-    .await
-    .map_err(|e| DriverError(format!("the controller stopped: {e}")))
+    });
+    Ok(((info_hash, inbox_tx), controller))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn control(
     mut torrent: Torrent<FileStore>,
+    info_hash: [u8; 20],
     inbox: std_mpsc::Receiver<Inbox>,
     keep_seeding: bool,
     progress: Progress,
@@ -418,6 +357,7 @@ fn control(
             last_tick = now();
             torrent.handle_timeout(last_tick);
             metrics.update(
+                info_hash,
                 torrent.have().count(),
                 torrent.have().len(),
                 torrent.peers(),
@@ -461,6 +401,7 @@ fn control(
     }
     summary.have = torrent.have().count();
     metrics.update(
+        info_hash,
         torrent.have().count(),
         torrent.have().len(),
         torrent.peers(),

@@ -8,8 +8,9 @@ pub mod metrics;
 pub mod storage;
 pub mod tracker;
 pub mod transport;
+pub mod udp_tracker;
 
-pub use driver::{run, PeerOptions, RunSummary};
+pub use driver::{run, run_all, Job, PeerOptions, Progress, RunSummary};
 pub use metrics::{serve_metrics, PeerMetrics};
 pub use storage::FileStore;
 pub use transport::Encryption;

@@ -230,6 +230,8 @@ pub async fn fetch_metadata(
             port: 0,
             left: 1,
             event: None,
+            // Port 0: this announce only asks; nobody should be handed our address.
+            source: None,
         };
         if let Ok(found) = announce(url, a).await {
             peers.extend(found);

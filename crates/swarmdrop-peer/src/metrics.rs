@@ -9,15 +9,16 @@ use swarmdrop_wire::torrent::PeerSnapshot;
 
 #[derive(Debug, Default)]
 struct State {
-    pieces: u32,
-    have: u32,
+    /// Per torrent: (pieces verified, pieces).
+    progress: HashMap<[u8; 20], (u32, u32)>,
     hash_failures: u64,
     bans: u64,
     unrequested: u64,
     closed: BTreeMap<&'static str, u64>,
     /// Connections that reached BitTorrent, by transport.
     opened: BTreeMap<&'static str, u64>,
-    current: HashMap<PeerKey, PeerSnapshot>,
+    /// Connected peers, by torrent.
+    current: HashMap<[u8; 20], HashMap<PeerKey, PeerSnapshot>>,
     /// Bytes of peers that left, by client: (uploaded, downloaded).
     departed: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -36,20 +37,26 @@ impl PeerMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    pub(crate) fn update(&self, have: u32, pieces: u32, peers: Vec<PeerSnapshot>) {
+    pub(crate) fn update(
+        &self,
+        info_hash: [u8; 20],
+        have: u32,
+        pieces: u32,
+        peers: Vec<PeerSnapshot>,
+    ) {
         self.with(|s| {
-            s.have = have;
-            s.pieces = pieces;
+            s.progress.insert(info_hash, (have, pieces));
             let now: HashMap<PeerKey, PeerSnapshot> =
                 peers.into_iter().map(|p| (p.key, p)).collect();
-            for (key, old) in &s.current {
+            let before = s.current.insert(info_hash, now).unwrap_or_default();
+            let now = &s.current[&info_hash];
+            for (key, old) in &before {
                 if !now.contains_key(key) {
                     let entry = s.departed.entry(old.client).or_default();
                     entry.0 += old.uploaded;
                     entry.1 += old.downloaded;
                 }
             }
-            s.current = now;
         });
     }
 
@@ -84,7 +91,7 @@ impl PeerMetrics {
                 e.2 += down;
             }
             let (mut choking, mut choked) = (0, 0);
-            for p in s.current.values() {
+            for p in s.current.values().flat_map(HashMap::values) {
                 let e = by_client.entry(p.client).or_default();
                 e.0 += 1;
                 e.1 += p.uploaded;
@@ -121,8 +128,12 @@ impl PeerMetrics {
                  # HELP swarmdrop_peer_bans_total Peers banned for sending bad data.\n# TYPE swarmdrop_peer_bans_total counter\nswarmdrop_peer_bans_total {}\n\
                  # HELP swarmdrop_peer_unrequested_blocks_total Blocks received that were never asked for.\n# TYPE swarmdrop_peer_unrequested_blocks_total counter\nswarmdrop_peer_unrequested_blocks_total {}\n\
                  # HELP swarmdrop_peer_pieces_verified Pieces verified.\n# TYPE swarmdrop_peer_pieces_verified gauge\nswarmdrop_peer_pieces_verified {}\n\
-                 # HELP swarmdrop_peer_pieces Pieces in the torrent.\n# TYPE swarmdrop_peer_pieces gauge\nswarmdrop_peer_pieces {}\n",
-                s.hash_failures, s.bans, s.unrequested, s.have, s.pieces
+                 # HELP swarmdrop_peer_pieces Pieces in the torrents of the run.\n# TYPE swarmdrop_peer_pieces gauge\nswarmdrop_peer_pieces {}\n",
+                s.hash_failures,
+                s.bans,
+                s.unrequested,
+                s.progress.values().map(|p| u64::from(p.0)).sum::<u64>(),
+                s.progress.values().map(|p| u64::from(p.1)).sum::<u64>()
             );
             out
         })

@@ -1,4 +1,5 @@
-//! Announcing to HTTP trackers (BEP 3, compact answers of BEP 23 and BEP 7).
+//! Announcing to trackers: HTTP (BEP 3, compact answers of BEP 23 and BEP 7) here, UDP
+//! (BEP 15) in `udp_tracker`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -9,9 +10,8 @@ use swarmdrop_httpc::{get_bytes, HttpUrl, Timeouts};
 /// An announce that did not give peers.
 #[derive(Debug, thiserror::Error)]
 pub enum AnnounceError {
-    /// Not an http:// tracker (UDP trackers are announced to by the tracker issue's
-    /// clients; this driver speaks HTTP).
-    #[error("{0}: only http:// trackers are announced to")]
+    /// Neither an http:// nor a udp:// tracker.
+    #[error("{0}: only http:// and udp:// trackers are announced to")]
     Unsupported(String),
     /// The call failed.
     #[error(transparent)]
@@ -52,10 +52,16 @@ pub struct Announce<'a> {
     pub left: u64,
     /// `started`, `completed` or `stopped`.
     pub event: Option<&'a str>,
+    /// Announce from this local address: the one we listen on, when that is a specific
+    /// address, since trackers hand out the address an announce came from.
+    pub source: Option<IpAddr>,
 }
 
 /// Announces and returns the peers the tracker gave.
 pub async fn announce(url: &str, a: Announce<'_>) -> Result<Vec<SocketAddr>, AnnounceError> {
+    if url.starts_with("udp://") {
+        return crate::udp_tracker::announce_udp(url, a).await;
+    }
     if !url.starts_with("http://") {
         return Err(AnnounceError::Unsupported(url.to_owned()));
     }
@@ -76,7 +82,10 @@ pub async fn announce(url: &str, a: Announce<'_>) -> Result<Vec<SocketAddr>, Ann
         &target,
         &[],
         1 << 20,
-        Timeouts::default(),
+        Timeouts {
+            source: a.source,
+            ..Timeouts::default()
+        },
         Duration::from_secs(15),
     )
     .await?;

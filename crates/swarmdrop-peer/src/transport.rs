@@ -29,6 +29,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection ready for BitTorrent.
 pub(crate) struct Negotiated {
+    /// The torrent the peer asked for.
+    pub info_hash: [u8; 20],
     /// BitTorrent bytes already received (plaintext).
     pub received: Vec<u8>,
     /// RC4 for what arrives, if negotiated.
@@ -52,16 +54,17 @@ fn random_pad() -> Vec<u8> {
     pad
 }
 
-/// Prepares `stream` for BitTorrent; on failure, the stable reason code to count.
+/// Prepares `stream` for BitTorrent and learns which of `info_hashes` it is for (dialing,
+/// pass exactly one); on failure, the stable reason code to count.
 pub(crate) async fn negotiate(
     stream: &mut TcpStream,
     inbound: bool,
-    info_hash: [u8; 20],
+    info_hashes: &[[u8; 20]],
     encryption: Encryption,
 ) -> Result<Negotiated, &'static str> {
     match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        negotiate_now(stream, inbound, info_hash, encryption),
+        negotiate_now(stream, inbound, info_hashes, encryption),
     )
     .await
     {
@@ -70,12 +73,16 @@ pub(crate) async fn negotiate(
     }
 }
 
+/// Where a plain handshake names its torrent.
+const PLAIN_INFO_HASH: std::ops::Range<usize> = 28..48;
+
 async fn negotiate_now(
     stream: &mut TcpStream,
     inbound: bool,
-    info_hash: [u8; 20],
+    info_hashes: &[[u8; 20]],
     encryption: Encryption,
 ) -> Result<Negotiated, &'static str> {
+    let first_hash = *info_hashes.first().ok_or("no_torrent")?;
     let methods = match encryption {
         Encryption::Require => CRYPTO_RC4,
         Encryption::Plain | Encryption::Prefer => CRYPTO_PLAINTEXT | CRYPTO_RC4,
@@ -84,8 +91,10 @@ async fn negotiate_now(
     let handshake = if inbound {
         let mut buf = [0u8; 1024];
         let plain = loop {
-            if let Some(plain) = is_plain_handshake(&first) {
-                break plain;
+            match is_plain_handshake(&first) {
+                Some(false) => break false,
+                Some(true) if first.len() >= PLAIN_INFO_HASH.end => break true,
+                _ => {}
             }
             let n = stream.read(&mut buf).await.map_err(|_| "closed_early")?;
             if n == 0 {
@@ -97,24 +106,28 @@ async fn negotiate_now(
             if encryption == Encryption::Require {
                 return Err("plaintext_refused");
             }
+            let mut info_hash = [0u8; 20];
+            info_hash.copy_from_slice(&first[PLAIN_INFO_HASH]);
             return Ok(Negotiated {
+                info_hash,
                 received: first,
                 incoming: None,
                 outgoing: None,
                 label: "plain",
             });
         }
-        MseHandshake::responder(vec![info_hash], methods, random(), &random_pad())
+        MseHandshake::responder(info_hashes.to_vec(), methods, random(), &random_pad())
     } else {
         if encryption == Encryption::Plain {
             return Ok(Negotiated {
+                info_hash: first_hash,
                 received: Vec::new(),
                 incoming: None,
                 outgoing: None,
                 label: "plain",
             });
         }
-        MseHandshake::initiator(info_hash, methods, random(), &random_pad())
+        MseHandshake::initiator(first_hash, methods, random(), &random_pad())
     };
     run_mse(stream, handshake, first).await
 }
@@ -134,6 +147,7 @@ async fn run_mse(
         }
         if let Some(done) = handshake.established() {
             return Ok(Negotiated {
+                info_hash: done.info_hash,
                 label: if done.method == CRYPTO_RC4 {
                     "mse_rc4"
                 } else {

@@ -45,6 +45,12 @@ pub struct VerifiedAsset {
     pub length: u64,
     /// Whether a torrent was checked too.
     pub torrent_checked: bool,
+    /// Where the verified data is.
+    #[serde(skip)]
+    pub data_file: PathBuf,
+    /// Where its checked torrent is, if it has one.
+    #[serde(skip)]
+    pub torrent_file: Option<PathBuf>,
 }
 
 /// What verification established.
@@ -291,6 +297,8 @@ fn verify_asset(
         path: name.to_owned(),
         length: digests.length,
         torrent_checked: torrent.is_some(),
+        torrent_file: torrent.map(|(file, _)| PathBuf::from(file)),
+        data_file: file,
     })
 }
 

@@ -6,16 +6,22 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use swarmdrop_manifest::torrent::Metainfo;
-use swarmdrop_peer::{run, serve_metrics, FileStore, PeerMetrics, PeerOptions};
+use swarmdrop_peer::{run, run_all, serve_metrics, FileStore, Job, PeerMetrics, PeerOptions};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SeedArgs {
-    /// The asset's torrent (single-file, v1).
-    #[arg(value_name = "FILE.torrent")]
-    torrent: PathBuf,
-    /// The asset's data (verified piece by piece before seeding starts).
+    /// A published drop directory (its signed metadata is verified, then every asset
+    /// with a torrent is seeded from PUBLISHED/targets on one port), or one asset's
+    /// torrent (single-file, v1) with --data.
+    #[arg(value_name = "PUBLISHED|FILE.torrent")]
+    source: PathBuf,
+    /// The asset's data, for a torrent file (checked piece by piece before seeding).
     #[arg(long, value_name = "FILE")]
-    data: PathBuf,
+    data: Option<PathBuf>,
+    /// For PUBLISHED: the root metadata to trust (obtained out of band); without it,
+    /// PUBLISHED's own metadata/1.root.json is trusted on first use.
+    #[arg(long, value_name = "ROOT.json")]
+    root: Option<PathBuf>,
     /// Where to accept peers (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6881")]
     listen: SocketAddr,
@@ -165,20 +171,86 @@ fn start_metrics(
     Ok(())
 }
 
-pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
-    let (meta, metadata) = read_torrent(&args.torrent)?;
+/// The torrents of a verified published directory, ready to seed.
+fn published_jobs(args: &SeedArgs) -> anyhow::Result<Vec<Job>> {
+    use swarmdrop_publish::verify::{verify, VerifyOptions};
+    let options = VerifyOptions {
+        published: args.source.clone(),
+        trusted_root: args.root.clone(),
+        assets: Vec::new(),
+        now: swarmdrop_publish::pack::Clock::System.now(),
+    };
+    eprintln!("verifying {}", args.source.display());
+    let report = verify(&options, &|_| {})
+        .with_context(|| format!("verification of {} failed", args.source.display()))?;
+    let mut jobs = Vec::new();
+    for asset in &report.assets {
+        let Some(torrent) = &asset.torrent_file else {
+            continue;
+        };
+        let (meta, metadata) = read_torrent(torrent)?;
+        let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
+        let store = FileStore::open(&asset.data_file, meta.length, piece_length, false)
+            .with_context(|| format!("opening {}", asset.data_file.display()))?;
+        eprintln!("seeding {} ({})", asset.path, meta.info_hash);
+        jobs.push(Job {
+            meta,
+            store,
+            metadata,
+            progress: Box::new(|_, _| {}),
+            verified: true,
+        });
+    }
+    if jobs.is_empty() {
+        bail!(
+            "{}: no asset has a torrent (no class of its policy lists the p2p path)",
+            args.source.display()
+        );
+    }
+    Ok(jobs)
+}
+
+/// One asset's torrent and data, checked piece by piece.
+fn torrent_job(torrent: &PathBuf, data: Option<&PathBuf>) -> anyhow::Result<Job> {
+    let data = data.with_context(|| {
+        format!(
+            "{}: a torrent file needs --data FILE (or pass a published directory)",
+            torrent.display()
+        )
+    })?;
+    let (meta, metadata) = read_torrent(torrent)?;
     let piece_length = u32::try_from(meta.piece_length).context("piece length")?;
-    let mut store = FileStore::open(&args.data, meta.length, piece_length, false)
-        .with_context(|| format!("opening {}", args.data.display()))?;
+    let mut store = FileStore::open(data, meta.length, piece_length, false)
+        .with_context(|| format!("opening {}", data.display()))?;
     let have = store.recheck(&meta.pieces);
     if !have.is_full() {
         bail!(
             "{}: {} of {} pieces match the torrent; seed only complete data",
-            args.data.display(),
+            data.display(),
             have.count(),
             have.len()
         );
     }
+    Ok(Job {
+        meta,
+        store,
+        metadata,
+        progress: Box::new(|_, _| {}),
+        verified: true,
+    })
+}
+
+pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
+    let jobs = if args.source.is_dir() {
+        if args.data.is_some() {
+            bail!(
+                "--data is for a torrent file; a published directory seeds from its own targets/"
+            );
+        }
+        published_jobs(args)?
+    } else {
+        vec![torrent_job(&args.source, args.data.as_ref())?]
+    };
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("seed address")?;
@@ -189,19 +261,13 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         extra_trackers: args.swarm.trackers.clone(),
         keep_seeding: true,
         metrics: PeerMetrics::default(),
-        metadata,
+        metadata: None,
         encryption: args.swarm.encryption.into(),
     };
     let runtime = runtime()?;
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     runtime
-        .block_on(run(
-            meta,
-            store,
-            options,
-            Some(listener),
-            Box::new(|_, _| {}),
-        ))
+        .block_on(run_all(jobs, options, Some(listener)))
         .context("seeding")?;
     Ok(ExitCode::SUCCESS)
 }

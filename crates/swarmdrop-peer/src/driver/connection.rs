@@ -1,0 +1,195 @@
+//! Connection tasks: they negotiate the transport, then only move bytes between the
+//! socket and their torrent's controller. One listener serves every torrent of a run: an
+//! accepted connection is routed by the info hash its handshake names (plain or MSE).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use swarmdrop_wire::picker::PeerKey;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::transport::{negotiate, Encryption, Negotiated};
+
+/// What a torrent's controller hears.
+pub(crate) enum Inbox {
+    Checked(u32, Bytes, bool),
+    Opened(PeerKey, mpsc::UnboundedSender<Bytes>, &'static str),
+    Received(PeerKey, Vec<u8>),
+    Closed(PeerKey),
+    /// A connection that failed before BitTorrent began, with its reason code.
+    Refused(&'static str),
+    Peers(Vec<SocketAddr>),
+}
+
+/// Keys unique across every torrent of a run.
+pub(crate) type Keys = Arc<AtomicU32>;
+
+fn next_key(keys: &Keys) -> PeerKey {
+    keys.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn write_all_vectored(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunks: &[Bytes],
+) -> std::io::Result<()> {
+    let (mut at, mut offset) = (0, 0);
+    while at < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[at..]
+            .iter()
+            .enumerate()
+            .map(|(k, chunk)| std::io::IoSlice::new(if k == 0 { &chunk[offset..] } else { chunk }))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && at < chunks.len() {
+            let left = chunks[at].len() - offset;
+            if written >= left {
+                written -= left;
+                at += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encrypt_chunks(cipher: &mut swarmdrop_wire::mse::Rc4, chunks: &mut [Bytes]) {
+    for chunk in chunks {
+        let mut sealed = chunk.to_vec();
+        cipher.apply(&mut sealed);
+        *chunk = Bytes::from(sealed);
+    }
+}
+
+/// Moves bytes between a negotiated stream and its controller until either side ends.
+async fn carry(
+    key: PeerKey,
+    stream: TcpStream,
+    inbox: std_mpsc::Sender<Inbox>,
+    negotiated: Negotiated,
+) {
+    let (mut incoming, mut outgoing) = (negotiated.incoming, negotiated.outgoing);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    if inbox
+        .send(Inbox::Opened(key, tx, negotiated.label))
+        .is_err()
+    {
+        return;
+    }
+    if !negotiated.received.is_empty()
+        && inbox
+            .send(Inbox::Received(key, negotiated.received))
+            .is_err()
+    {
+        return;
+    }
+    let writing = tokio::spawn(async move {
+        // Everything queued goes out in one vectored write: a block's header and payload
+        // are separate chunks, and a write per chunk would double the system calls.
+        let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
+        while let Some(first) = rx.recv().await {
+            chunks.clear();
+            chunks.push(first);
+            while chunks.len() < 64 {
+                match rx.try_recv() {
+                    Ok(chunk) => chunks.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            if let Some(cipher) = outgoing.as_mut() {
+                encrypt_chunks(cipher, &mut chunks);
+            }
+            if write_all_vectored(&mut writer, &chunks).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(cipher) = incoming.as_mut() {
+                    cipher.apply(&mut buf[..n]);
+                }
+                if inbox.send(Inbox::Received(key, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    writing.abort();
+    let _ = inbox.send(Inbox::Closed(key));
+}
+
+/// Dials `addr` for one torrent.
+pub(crate) async fn dial(
+    addr: SocketAddr,
+    info_hash: [u8; 20],
+    encryption: Encryption,
+    inbox: std_mpsc::Sender<Inbox>,
+    keys: Keys,
+) {
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
+    else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    match negotiate(&mut stream, false, &[info_hash], encryption).await {
+        Ok(negotiated) => carry(next_key(&keys), stream, inbox, negotiated).await,
+        Err(code) => {
+            let _ = inbox.send(Inbox::Refused(code));
+        }
+    }
+}
+
+/// Accepts peers for every torrent in `routes` (info hash → its controller's inbox).
+/// A connection naming no torrent here is counted on the first one's metrics.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    routes: HashMap<[u8; 20], std_mpsc::Sender<Inbox>>,
+    encryption: Encryption,
+    keys: Keys,
+) {
+    let routes = Arc::new(routes);
+    let hashes: Arc<Vec<[u8; 20]>> = Arc::new(routes.keys().copied().collect());
+    let Some(fallback) = routes.values().next().cloned() else {
+        return;
+    };
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let (routes, hashes, fallback, keys) = (
+            routes.clone(),
+            hashes.clone(),
+            fallback.clone(),
+            keys.clone(),
+        );
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match negotiate(&mut stream, true, &hashes, encryption).await {
+                Ok(negotiated) => match routes.get(&negotiated.info_hash) {
+                    Some(inbox) => carry(next_key(&keys), stream, inbox.clone(), negotiated).await,
+                    None => {
+                        let _ = fallback.send(Inbox::Refused("wrong_infohash"));
+                    }
+                },
+                Err(code) => {
+                    let _ = fallback.send(Inbox::Refused(code));
+                }
+            }
+        });
+    }
+}
