@@ -33,8 +33,9 @@ pub(crate) struct WireArgs {
     /// A Python with libtorrent's bindings.
     #[arg(long, value_name = "PYTHON", default_value = "python3")]
     python: String,
-    /// Rounds of the three downloads (interleaved); each figure is the median.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    /// Rounds of the three downloads (interleaved); ratios use each one's median round,
+    /// best rounds are printed beside them.
+    #[arg(long, value_name = "N", default_value_t = 5)]
     rounds: u32,
     /// Print one JSON object on stdout (progress stays on stderr).
     #[arg(long)]
