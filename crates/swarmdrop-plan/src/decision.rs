@@ -1,0 +1,88 @@
+//! What the planner decides, and why.
+
+use serde::Serialize;
+
+use crate::planner::{AssetId, FetchId};
+use crate::{Millis, PathId};
+
+/// Why a decision was taken; each becomes the `reason` of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The first path in the class's order that is projected to meet the deadline.
+    MeetsDeadline,
+    /// No allowed path other than the origin is projected to meet the deadline.
+    OnlyOriginMeetsDeadline,
+    /// Every allowed path other than the origin is down.
+    OthersFailed,
+    /// No allowed path is projected to meet the deadline: the fastest one is used.
+    NoPathMeetsDeadline,
+    /// The deadline has already passed: the fastest path is used.
+    BudgetBlown,
+    /// A fetch is projected to miss its deadline: the same range on another path.
+    Hedge,
+    /// A hedged range arrived on the other path first.
+    LostRace,
+    /// The fetch's path failed or stalled; its range goes back to be fetched again.
+    PathFailed,
+    /// A piece the swarm holds is at risk: the peer picker should hurry it.
+    AtRisk,
+}
+
+/// One decision for the client to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Fetch `length` bytes at `offset` of `asset` over `path` by `deadline`. For the
+    /// swarm, the range is whole pieces (`first_piece` onwards) and the deadline goes to
+    /// the peer picker.
+    Fetch {
+        /// Names this fetch in later calls and decisions.
+        fetch: FetchId,
+        /// The asset.
+        asset: AssetId,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+        /// The path instance.
+        path: PathId,
+        /// When it must be done, on the caller's clock.
+        deadline: Millis,
+        /// Set when this duplicates a slow fetch on another path.
+        hedge_of: Option<FetchId>,
+        /// Why this path.
+        reason: Reason,
+    },
+    /// Stop a fetch (its bytes are no longer wanted).
+    Cancel {
+        /// The fetch.
+        fetch: FetchId,
+        /// Why.
+        reason: Reason,
+    },
+    /// Tell the peer picker that these pieces are urgent.
+    Urgent {
+        /// The asset.
+        asset: AssetId,
+        /// First piece.
+        first_piece: u32,
+        /// Pieces from `first_piece`.
+        pieces: u32,
+        /// When they must be done.
+        deadline: Millis,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+impl Decision {
+    /// The decision's reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Decision::Fetch { reason, .. }
+            | Decision::Cancel { reason, .. }
+            | Decision::Urgent { reason, .. } => *reason,
+        }
+    }
+}

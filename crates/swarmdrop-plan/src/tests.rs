@@ -1,0 +1,529 @@
+//! Scripted scenarios with a fake clock: emulated paths (rate, RTT, failures) carry out the
+//! planner's decisions in 10 ms steps, sharing each path's rate among its fetches.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const STEP: Millis = 10;
+
+/// One emulated path: bytes per ms as a function of time, an RTT, and a time from which
+/// every fetch on it fails.
+#[derive(Clone)]
+struct SimPath {
+    rate: fn(Millis) -> f64,
+    rtt: Millis,
+    fails_from: Option<Millis>,
+}
+
+struct Active {
+    path: PathId,
+    remaining: u64,
+    first_byte: Millis,
+    range: (AssetId, u64),
+}
+
+#[derive(Default)]
+struct Outcome {
+    finished: BTreeMap<AssetId, Millis>,
+    bytes_by_path: BTreeMap<PathId, u64>,
+    log: Vec<String>,
+    decisions: Vec<Decision>,
+    /// Fetches of a range already in flight that were not hedges.
+    duplicates: usize,
+}
+
+struct Sim {
+    planner: Planner,
+    paths: BTreeMap<PathId, SimPath>,
+    active: BTreeMap<FetchId, Active>,
+}
+
+impl Sim {
+    fn new(paths: &[(PathId, SimPath)]) -> Self {
+        let mut planner = Planner::new(PlanConfig::default());
+        for (id, p) in paths {
+            // Every prior is the client's optimistic guess (100 Mbit/s): a path is
+            // assumed able until it shows otherwise; the planner must learn the rest.
+            planner.add_path(
+                *id,
+                Estimate {
+                    rtt_ms: p.rtt as f64,
+                    bytes_per_ms: 12_500.0,
+                },
+            );
+        }
+        Sim {
+            planner,
+            paths: paths.iter().cloned().collect(),
+            active: BTreeMap::new(),
+        }
+    }
+
+    fn run(&mut self, until: Millis) -> Outcome {
+        let out = self.run_from(0, until + 1);
+        if std::env::var_os("PLAN_DEBUG").is_some() {
+            eprintln!(
+                "bytes {:?} finished {:?} reasons {:?}",
+                out.bytes_by_path,
+                out.finished.values().max(),
+                out.decisions
+                    .iter()
+                    .map(|d| format!("{:?}", d.reason()))
+                    .fold(BTreeMap::<String, usize>::new(), |mut m, r| {
+                        *m.entry(r).or_default() += 1;
+                        m
+                    })
+            );
+        }
+        out
+    }
+
+    fn advance(&mut self, now: Millis, out: &mut Outcome) {
+        let mut per_path: BTreeMap<PathId, usize> = BTreeMap::new();
+        for a in self.active.values().filter(|a| a.first_byte <= now) {
+            *per_path.entry(a.path).or_default() += 1;
+        }
+        let ids: Vec<FetchId> = self.active.keys().copied().collect();
+        for id in ids {
+            let a = &self.active[&id];
+            let path = &self.paths[&a.path];
+            if a.first_byte > now {
+                continue;
+            }
+            if path.fails_from.is_some_and(|t| now >= t) {
+                self.active.remove(&id);
+                // It may already have been cancelled with its path (the client sees the
+                // same race): the planner says so and nothing changes.
+                let _ = self.planner.fail(id, now);
+                continue;
+            }
+            let share = (path.rate)(now) * STEP as f64 / per_path[&a.path] as f64;
+            let bytes = (share as u64).min(a.remaining);
+            let path_id = a.path;
+            *out.bytes_by_path.entry(path_id).or_default() += bytes;
+            self.planner.progress(id, bytes, now);
+            let a = self.active.get_mut(&id).unwrap();
+            a.remaining -= bytes;
+            if a.remaining == 0 {
+                self.active.remove(&id);
+                let _ = self.planner.complete(id, now);
+            }
+        }
+    }
+}
+
+fn spec(
+    name: &str,
+    length: u64,
+    budget_ms: Millis,
+    paths: &[PathKind],
+    piece: Option<u32>,
+) -> AssetSpec {
+    AssetSpec {
+        name: name.into(),
+        class: name.split('/').next().unwrap_or(name).into(),
+        length,
+        piece_length: piece,
+        budget_ms,
+        paths: paths.to_vec(),
+    }
+}
+
+use PathKind::{Edge, Origin, P2p};
+
+/// A 200 KiB keyframe of the example drop's class (edge, then peers, then origin).
+fn add_keyframe(planner: &mut Planner, name: &str, budget_ms: Millis, at: Millis) -> AssetId {
+    planner
+        .add_asset(
+            spec(name, 200 << 10, budget_ms, &[Edge, P2p, Origin], None),
+            at,
+        )
+        .unwrap()
+}
+
+/// A drop like the example: a checkout page, keyframes, one bulk asset with a torrent.
+fn add_drop(
+    planner: &mut Planner,
+    keyframes: usize,
+    swarm_has_bulk: bool,
+) -> (AssetId, Vec<AssetId>, AssetId) {
+    let checkout = planner
+        .add_asset(
+            spec("checkout/index.html", 64 << 10, 300, &[Edge, Origin], None),
+            0,
+        )
+        .unwrap();
+    let frames = (0..keyframes)
+        .map(|k| add_keyframe(planner, &format!("keyframe/{k}"), 800, 0))
+        .collect();
+    let bulk = planner
+        .add_asset(
+            spec(
+                "bulk/patch",
+                64 << 20,
+                60_000,
+                &[P2p, Edge, Origin],
+                Some(256 << 10),
+            ),
+            0,
+        )
+        .unwrap();
+    if swarm_has_bulk {
+        planner.set_swarm_pieces(bulk, &[true; 256]);
+    }
+    (checkout, frames, bulk)
+}
+
+fn fast(_: Millis) -> f64 {
+    20_000.0 // 20 MB/s
+}
+fn swarm(_: Millis) -> f64 {
+    40_000.0
+}
+fn slow_origin(_: Millis) -> f64 {
+    5_000.0
+}
+fn slows_at_one_second(now: Millis) -> f64 {
+    if now < 1_000 {
+        20_000.0
+    } else {
+        500.0
+    }
+}
+
+fn three_paths(edge0: fn(Millis) -> f64, edge0_fails: Option<Millis>) -> Vec<(PathId, SimPath)> {
+    vec![
+        (
+            PathId::P2P,
+            SimPath {
+                rate: swarm,
+                rtt: 30,
+                fails_from: None,
+            },
+        ),
+        (
+            PathId::edge(0),
+            SimPath {
+                rate: edge0,
+                rtt: 10,
+                fails_from: edge0_fails,
+            },
+        ),
+        (
+            PathId::edge(1),
+            SimPath {
+                rate: fast,
+                rtt: 20,
+                fails_from: None,
+            },
+        ),
+        (
+            PathId::ORIGIN,
+            SimPath {
+                rate: slow_origin,
+                rtt: 60,
+                fails_from: None,
+            },
+        ),
+    ]
+}
+
+fn within_budget(out: &Outcome, planner: &Planner, assets: &[AssetId]) -> bool {
+    assets.iter().all(|a| {
+        out.finished
+            .get(a)
+            .is_some_and(|t| *t <= planner.deadline(*a).unwrap())
+    })
+}
+
+#[test]
+fn healthy_swarm_carries_the_bulk_and_the_origin_stays_idle() {
+    let mut sim = Sim::new(&three_paths(fast, None));
+    let (checkout, frames, bulk) = add_drop(&mut sim.planner, 20, true);
+    let out = sim.run(120_000);
+    assert!(sim.planner.all_done());
+    assert!(within_budget(&out, &sim.planner, &[checkout]));
+    assert!(within_budget(&out, &sim.planner, &frames));
+    assert!(within_budget(&out, &sim.planner, &[bulk]));
+    let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
+    assert!(
+        p2p >= 48 << 20,
+        "the swarm carried only {p2p} bytes of the 64 MiB bulk asset"
+    );
+    assert_eq!(
+        out.bytes_by_path.get(&PathId::ORIGIN),
+        None,
+        "origin used: {:?}",
+        out.log
+    );
+}
+
+#[test]
+fn a_slow_edge_loses_its_share_and_late_fetches_are_hedged() {
+    let mut sim = Sim::new(&three_paths(slows_at_one_second, None));
+    let (_, _, _) = add_drop(&mut sim.planner, 0, false);
+    // Keyframes arrive every 100 ms from t = 1.2 s, as a live drop publishes them.
+    let mut frames = Vec::new();
+    let mut out = sim.run(1_200);
+    for k in 0..30u64 {
+        frames.push(add_keyframe(
+            &mut sim.planner,
+            &format!("keyframe/{k}"),
+            800,
+            1_200 + k * 100,
+        ));
+        let more = sim.run_from(1_200 + k * 100, 1_300 + k * 100);
+        out.merge(more);
+    }
+    let more = sim.run_from(4_300, 90_000);
+    out.merge(more);
+    assert!(sim.planner.all_done());
+    assert!(
+        within_budget(&out, &sim.planner, &frames),
+        "keyframes late: {:?}",
+        out.finished
+    );
+    let hedges = out
+        .decisions
+        .iter()
+        .filter(|d| d.reason() == Reason::Hedge)
+        .count();
+    let late_on_edge0 = out
+        .decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Fetch { path, asset, .. } if *path == PathId::edge(0) && frames.contains(asset)))
+        .count();
+    assert!(
+        late_on_edge0 <= 6,
+        "{late_on_edge0} of 30 keyframes still went to the slowed edge"
+    );
+    assert!(
+        hedges >= 1 || late_on_edge0 == 0,
+        "no hedge although edge0 slowed down"
+    );
+    assert!(
+        sim.planner
+            .estimate(PathId::edge(0))
+            .unwrap()
+            .0
+            .bytes_per_ms
+            < 5_000.0
+    );
+}
+
+#[test]
+fn a_failed_edge_is_bypassed_without_the_origin() {
+    let mut sim = Sim::new(&three_paths(fast, Some(0)));
+    let (checkout, frames, bulk) = add_drop(&mut sim.planner, 20, true);
+    let out = sim.run(120_000);
+    assert!(sim.planner.all_done());
+    assert!(
+        within_budget(&out, &sim.planner, &frames),
+        "{:?}",
+        out.finished
+    );
+    assert!(within_budget(&out, &sim.planner, &[checkout, bulk]));
+    assert_eq!(out.bytes_by_path.get(&PathId::edge(0)), None);
+    assert_eq!(
+        out.bytes_by_path.get(&PathId::ORIGIN),
+        None,
+        "origin used although edge1 was healthy"
+    );
+}
+
+#[test]
+fn with_no_peers_the_bulk_goes_to_the_edges() {
+    let mut sim = Sim::new(&three_paths(fast, None));
+    let (_, _, bulk) = add_drop(&mut sim.planner, 10, false);
+    let out = sim.run(120_000);
+    assert!(sim.planner.all_done());
+    assert!(within_budget(&out, &sim.planner, &[bulk]));
+    assert_eq!(out.bytes_by_path.get(&PathId::P2P), None);
+    assert_eq!(out.bytes_by_path.get(&PathId::ORIGIN), None);
+}
+
+#[test]
+fn when_every_other_path_is_down_the_origin_serves() {
+    let paths = vec![
+        (
+            PathId::edge(0),
+            SimPath {
+                rate: fast,
+                rtt: 10,
+                fails_from: Some(0),
+            },
+        ),
+        (
+            PathId::ORIGIN,
+            SimPath {
+                rate: slow_origin,
+                rtt: 60,
+                fails_from: None,
+            },
+        ),
+    ];
+    let mut sim = Sim::new(&paths);
+    let frame = add_keyframe(&mut sim.planner, "keyframe/0", 800, 0);
+    let out = sim.run(10_000);
+    assert!(sim.planner.is_done(frame));
+    assert!(
+        out.decisions
+            .iter()
+            .any(|d| d.reason() == Reason::OthersFailed),
+        "{:?}",
+        out.log
+    );
+}
+
+#[test]
+fn a_blown_budget_takes_the_fastest_path() {
+    let mut sim = Sim::new(&three_paths(fast, None));
+    let late = add_keyframe(&mut sim.planner, "keyframe/late", 0, 0);
+    let out = sim.run(10_000);
+    assert!(sim.planner.is_done(late));
+    assert!(
+        matches!(
+            out.decisions[0],
+            Decision::Fetch {
+                reason: Reason::BudgetBlown,
+                ..
+            }
+        ),
+        "{:?}",
+        out.log
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_decisions() {
+    let run = || {
+        let mut sim = Sim::new(&three_paths(slows_at_one_second, Some(5_000)));
+        add_drop(&mut sim.planner, 20, true);
+        sim.run(120_000).log
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn bad_assets_are_refused_by_name() {
+    let mut p = Planner::new(PlanConfig::default());
+    assert_eq!(
+        p.add_asset(spec("x", 1, 1, &[], None), 0),
+        Err(PlannerError::NoPaths("x".into()))
+    );
+    assert_eq!(
+        p.add_asset(spec("y", 1, 1, &[Edge], Some(0)), 0),
+        Err(PlannerError::ZeroChunk("y".into()))
+    );
+    assert_eq!(
+        p.complete(FetchId(9), 0),
+        Err(PlannerError::Unknown("fetch"))
+    );
+    let empty = p.add_asset(spec("z", 0, 1, &[Edge], None), 0).unwrap();
+    assert!(p.is_done(empty));
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        for (a, t) in other.finished {
+            self.finished.entry(a).or_insert(t);
+        }
+        for (p, b) in other.bytes_by_path {
+            *self.bytes_by_path.entry(p).or_default() += b;
+        }
+        self.log.extend(other.log);
+        self.decisions.extend(other.decisions);
+        self.duplicates += other.duplicates;
+    }
+}
+
+impl Sim {
+    /// Runs from `from` to `until` (the clock is the caller's; `run` starts at 0).
+    fn run_from(&mut self, from: Millis, until: Millis) -> Outcome {
+        let mut out = Outcome::default();
+        let mut now = from;
+        while now < until {
+            for d in self.planner.poll(now) {
+                out.log.push(serde_json::to_string(&d).unwrap());
+                if let Decision::Fetch {
+                    fetch,
+                    asset,
+                    offset,
+                    path,
+                    length,
+                    hedge_of,
+                    ..
+                } = &d
+                {
+                    if hedge_of.is_none()
+                        && self.active.values().any(|a| a.range == (*asset, *offset))
+                    {
+                        out.duplicates += 1;
+                    }
+                    let rtt = self.paths[path].rtt;
+                    self.active.insert(
+                        *fetch,
+                        Active {
+                            path: *path,
+                            remaining: *length,
+                            first_byte: now + rtt,
+                            range: (*asset, *offset),
+                        },
+                    );
+                } else if let Decision::Cancel { fetch, .. } = &d {
+                    self.active.remove(fetch);
+                }
+                out.decisions.push(d);
+            }
+            if self.planner.all_done() {
+                break;
+            }
+            now += STEP;
+            self.advance(now, &mut out);
+            let mut a = 0;
+            while self.planner.deadline(AssetId(a)).is_some() {
+                if self.planner.is_done(AssetId(a)) {
+                    out.finished.entry(AssetId(a)).or_insert(now);
+                }
+                a += 1;
+            }
+        }
+        out
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the rates and failures, as long as one path works: everything completes,
+    /// no range is fetched twice except as a hedge, and the origin is only chosen for a
+    /// reason that allows it.
+    #[test]
+    fn everything_completes_and_the_origin_rule_holds(
+        edge0_fails in proptest::option::of(0u64..5_000),
+        edge1_fails in proptest::option::of(0u64..5_000),
+        swarm_has in any::<bool>(),
+        frames in 1usize..12,
+    ) {
+        let mut paths = three_paths(fast, edge0_fails);
+        paths[2].1.fails_from = edge1_fails;
+        let mut sim = Sim::new(&paths);
+        add_drop(&mut sim.planner, frames, swarm_has);
+        let out = sim.run(600_000);
+        prop_assert!(sim.planner.all_done());
+        prop_assert_eq!(out.duplicates, 0);
+        for d in &out.decisions {
+            if let Decision::Fetch { path, reason, .. } = d {
+                if path.kind == PathKind::Origin {
+                    prop_assert!(
+                        !matches!(reason, Reason::MeetsDeadline),
+                        "origin chosen as if it were a preferred path"
+                    );
+                }
+            }
+        }
+    }
+}
