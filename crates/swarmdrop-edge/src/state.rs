@@ -386,16 +386,6 @@ impl Edge {
     /// The origin URL of `relative` (a path under the published root), each segment
     /// percent-encoded (drop paths may hold spaces, `?`, `#` or non-ASCII).
     pub fn origin_url(&self, relative: &str) -> HttpUrl {
-        let base = self.origin.path();
-        let base = base.split('?').next().unwrap_or("/");
-        let encoded: Vec<String> = relative
-            .split('/')
-            .map(|segment| percent_encode(segment, b""))
-            .collect();
-        self.origin.with_path(&format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            encoded.join("/")
-        ))
+        self.origin.join(&percent_encode(relative, b"/"))
     }
 }

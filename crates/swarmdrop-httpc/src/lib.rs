@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -105,6 +105,17 @@ impl HttpUrl {
         &self.path
     }
 
+    /// `relative` (already percent-encoded) under this URL's path, treated as a
+    /// directory whatever its trailing slash; the query is dropped.
+    pub fn join(&self, relative: &str) -> Self {
+        let base = self.path.split('?').next().unwrap_or("/");
+        self.with_path(&format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            relative.trim_start_matches('/')
+        ))
+    }
+
     /// The same origin with another path (which must start with `/`).
     pub fn with_path(&self, path: &str) -> Self {
         Self {
@@ -177,6 +188,17 @@ pub async fn get(
     headers: &[(&str, &str)],
     timeouts: Timeouts,
 ) -> Result<Response<Incoming>, FetchError> {
+    send(hyper::Method::GET, url, headers, Bytes::new(), timeouts).await
+}
+
+/// Sends `method url` with `headers` and `body`; the response's body still streaming.
+pub async fn send(
+    method: hyper::Method,
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeouts: Timeouts,
+) -> Result<Response<Incoming>, FetchError> {
     let connect_error = |reason: String| FetchError::Connect {
         url: url.to_string(),
         reason,
@@ -195,12 +217,15 @@ pub async fn get(
         .map_err(|e| http_error(e.to_string()))?;
     // The connection runs until the body is read or dropped.
     tokio::spawn(connection);
-    let mut request = hyper::Request::get(url.path.as_str()).header("host", &url.authority);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(url.path.as_str())
+        .header("host", &url.authority);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     let request = request
-        .body(Empty::<Bytes>::new())
+        .body(http_body_util::Full::new(body))
         .map_err(|e| http_error(format!("building the request: {e}")))?;
     tokio::time::timeout(timeouts.head, sender.send_request(request))
         .await
@@ -218,6 +243,30 @@ pub async fn get_bytes(
     body_time: Duration,
 ) -> Result<(StatusCode, Bytes), FetchError> {
     let response = get(url, headers, timeouts).await?;
+    read_bounded(url, response, max_bytes, body_time).await
+}
+
+/// `POST url` with a JSON `body` and the whole answer, bounded like [`get_bytes`].
+pub async fn post_json_bytes(
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    max_bytes: usize,
+    timeouts: Timeouts,
+    body_time: Duration,
+) -> Result<(StatusCode, Bytes), FetchError> {
+    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let response = send(hyper::Method::POST, url, &all, body, timeouts).await?;
+    read_bounded(url, response, max_bytes, body_time).await
+}
+
+async fn read_bounded(
+    url: &HttpUrl,
+    response: Response<Incoming>,
+    max_bytes: usize,
+    body_time: Duration,
+) -> Result<(StatusCode, Bytes), FetchError> {
     let status = response.status();
     let body = tokio::time::timeout(
         body_time,

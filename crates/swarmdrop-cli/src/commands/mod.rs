@@ -2,6 +2,7 @@
 
 mod bench;
 mod edge;
+mod fetch;
 mod gateway;
 mod inspect;
 mod keygen;
@@ -46,7 +47,8 @@ enum Command {
     Edge(edge::Args),
     /// Seed an asset to BitTorrent peers (libtorrent, qBittorrent, aria2, swarmdrop).
     Seed(peer::SeedArgs),
-    /// Download an asset; `--p2p-only` fetches from BitTorrent peers alone.
+    /// Download a drop: every signed asset, verified, over edges and the origin by each
+    /// class's latency budget; `--p2p-only` fetches one asset from BitTorrent peers.
     Get(peer::GetArgs),
     /// Work with gateway tokens offline.
     #[command(subcommand)]

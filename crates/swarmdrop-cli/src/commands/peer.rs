@@ -31,16 +31,19 @@ pub(crate) struct SeedArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GetArgs {
-    /// The asset's torrent (single-file, v1), or a magnet link (metadata from peers).
-    #[arg(value_name = "FILE.torrent|MAGNET")]
-    torrent: String,
-    /// Directory to write the asset into (under the torrent's name); a partial file
-    /// there is resumed.
+    /// The drop's origin URL (its published root, `http://host:port/`); with
+    /// `--p2p-only`, an asset's torrent (single-file, v1) or a magnet link.
+    #[arg(value_name = "URL|FILE.torrent|MAGNET")]
+    pub(crate) torrent: String,
+    /// Directory to write into: every asset under its drop path (a partial file from
+    /// `--p2p-only` is resumed).
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Peers only (the multi-path client comes later; this flag is required for now).
+    pub(crate) out: PathBuf,
+    /// Peers only: one asset's torrent or magnet, from BitTorrent peers alone.
     #[arg(long)]
     p2p_only: bool,
+    #[command(flatten)]
+    pub(crate) hybrid: super::fetch::HybridArgs,
     /// Where to accept peers (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -274,9 +277,7 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
     if !args.p2p_only {
-        bail!(
-            "only --p2p-only is available yet: the multi-path client comes with `swarmdrop serve`"
-        );
+        return super::fetch::get(args);
     }
     let runtime = runtime()?;
     let mut trackers = args.swarm.trackers.clone();

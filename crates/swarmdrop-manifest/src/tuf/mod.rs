@@ -10,6 +10,7 @@ pub mod metadata;
 pub mod release;
 pub mod sign;
 pub mod trusted;
+pub mod updater;
 
 pub use metadata::{
     MetaFile, P2pInfo, Role, RoleKeys, Root, Signature, Snapshot, TargetCustom, TargetFile,

@@ -93,6 +93,12 @@ pub enum TufError {
     /// The target is not listed by the trusted targets metadata.
     #[error("target {0:?} is not listed in the signed targets metadata")]
     UnknownTarget(String),
+    /// A metadata file the walk needs does not exist on the mirror.
+    #[error("metadata/{0} does not exist on the mirror")]
+    MissingFile(String),
+    /// The repository's layout is one this client does not follow.
+    #[error("{0}")]
+    Layout(String),
 }
 
 /// Trusted metadata for one refresh.

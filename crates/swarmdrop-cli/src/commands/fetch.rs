@@ -1,0 +1,156 @@
+//! `swarmdrop get URL`: the hybrid client over edges and the origin.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context as _};
+use swarmdrop_client::{run, ClientOptions, Progress, Report};
+use swarmdrop_plan::PathKind;
+
+/// The hybrid client's options (`get` without `--p2p-only`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct HybridArgs {
+    /// An edge cache's base URL (repeatable); measured and used fastest first.
+    #[arg(long = "edge", value_name = "URL")]
+    edges: Vec<String>,
+    /// The root metadata to trust (obtained out of band). Without it, the origin's
+    /// metadata/1.root.json is trusted on first use, and the run says so.
+    #[arg(long, value_name = "ROOT.json")]
+    root: Option<PathBuf>,
+    /// The gateway to get a token from (for private drops).
+    #[arg(long, value_name = "URL", requires = "anonymous")]
+    gateway: Option<String>,
+    /// Sign in anonymously with proof of work (needs --gateway).
+    #[arg(long, requires = "gateway")]
+    anonymous: bool,
+    /// Only these paths, whatever the classes allow (comma-separated: edge,origin).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    paths: Vec<String>,
+    /// Only this asset (drop path, repeatable); default: every signed target.
+    #[arg(long = "asset", value_name = "PATH")]
+    assets: Vec<String>,
+    /// Write every scheduling decision, with its reason, as a JSON line here.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One progress bar per class.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn class_total(&self, class: &str, bytes: u64) {
+        let bar = self.multi.add(indicatif::ProgressBar::new(bytes));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>10} {bar:40} {bytes}/{total_bytes} {elapsed_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(class.to_owned());
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(class.to_owned(), bar);
+        }
+    }
+
+    fn advanced(&self, class: &str, bytes: u64) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(class).cloned()) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn note(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<12} {:>9} {:>7} {:>9} {:>9} {:>8}  bytes by path",
+        "class", "budget", "assets", "p50", "p99", "within"
+    );
+    for (class, c) in &report.classes {
+        let paths: Vec<String> = c
+            .bytes_by_path
+            .iter()
+            .map(|(path, n)| format!("{path} {:.1} MB", *n as f64 / 1e6))
+            .collect();
+        println!(
+            "{:<12} {:>7}ms {:>7} {:>7}ms {:>7}ms {:>7.1}%  {}",
+            class,
+            c.budget_ms,
+            c.assets,
+            c.p50_ms,
+            c.p99_ms,
+            c.within_budget * 100.0,
+            paths.join(", ")
+        );
+    }
+    for (path, n) in &report.refused_by_path {
+        println!("refused from {path}: {n} range(s) that failed verification");
+    }
+    println!("done in {:.2} s", report.seconds);
+}
+
+pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
+    let hybrid = &args.hybrid;
+    if !args.torrent.starts_with("http://") {
+        bail!(
+            "{}: give the drop's origin URL (http://host:port/), or --p2p-only with a torrent or magnet",
+            args.torrent
+        );
+    }
+    let only_paths = if hybrid.paths.is_empty() {
+        None
+    } else {
+        let mut kinds = Vec::new();
+        for name in &hybrid.paths {
+            match PathKind::parse(name.trim()) {
+                Some(PathKind::P2p) => bail!(
+                    "--paths p2p: the hybrid client has no peer engine yet; use `get --p2p-only` for peers"
+                ),
+                Some(kind) => kinds.push(kind),
+                None => bail!("--paths: {name:?} is not a path (edge, origin)"),
+            }
+        }
+        Some(kinds)
+    };
+    let options = ClientOptions {
+        origin: args.torrent.clone(),
+        edges: hybrid.edges.clone(),
+        out_dir: args.out.clone(),
+        root: hybrid.root.clone(),
+        gateway: hybrid.gateway.clone().filter(|_| hybrid.anonymous),
+        only_paths,
+        assets: hybrid.assets.clone(),
+        events: hybrid.events.clone(),
+    };
+    let bars = Bars {
+        multi: indicatif::MultiProgress::new(),
+        bars: Mutex::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime
+        .block_on(run(&options, &bars))
+        .with_context(|| format!("fetching the drop at {}", args.torrent))?;
+    if let Ok(bars) = bars.bars.lock() {
+        for bar in bars.values() {
+            bar.finish();
+        }
+    }
+    if hybrid.json {
+        super::print_json(&report)?;
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,173 @@
+//! The assets of one run: what the signed targets say about each, the part file it is
+//! written into, and the checks every range passes before a byte is written — a piece's
+//! SHA-1 from the torrent the signed targets pin, or the asset's signed SHA-256 and
+//! length — and the whole-file SHA-256 before the part file is renamed into place.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use sha1::Digest as _;
+use swarmdrop_manifest::tuf::metadata::TargetFile;
+use swarmdrop_manifest::DropPath;
+
+use crate::ClientError;
+
+/// One asset being fetched.
+#[derive(Debug)]
+pub(crate) struct Asset {
+    /// Its drop path.
+    pub(crate) path: String,
+    /// Its class.
+    pub(crate) class: String,
+    /// The class's budget.
+    pub(crate) budget_ms: u64,
+    /// The class's paths, in the policy's order.
+    pub(crate) class_paths: Vec<swarmdrop_manifest::model::PathKind>,
+    /// The signed length.
+    pub(crate) length: u64,
+    /// The signed SHA-256 (hex).
+    pub(crate) sha256: String,
+    /// Where it is published, relative to the root (hash-named).
+    pub(crate) published: String,
+    /// The torrent's piece length and piece hashes, when it has a torrent.
+    pub(crate) pieces: Option<(u32, Vec<[u8; 20]>)>,
+    part: PathBuf,
+    dest: PathBuf,
+    file: Option<File>,
+}
+
+/// Why a range was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The bytes do not match their signed digest.
+    Digest,
+    /// Fewer or more bytes than asked.
+    Length,
+}
+
+impl Asset {
+    /// An asset from its signed target entry, to be written under `out_dir`.
+    pub(crate) fn new(
+        name: &str,
+        target: &TargetFile,
+        out_dir: &Path,
+    ) -> Result<Self, ClientError> {
+        let path =
+            DropPath::new(name).map_err(|e| ClientError::Metadata(format!("{name}: {e}")))?;
+        let sha256 = target
+            .hashes
+            .get("sha256")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                ClientError::Metadata(format!("{name}: no sha256 in the signed targets"))
+            })?
+            .to_ascii_lowercase();
+        let custom = target.swarmdrop().ok_or_else(|| {
+            ClientError::Metadata(format!("{name}: no swarmdrop class in the signed targets"))
+        })?;
+        let dest = out_dir.join(path.as_str());
+        let part = dest.with_file_name(format!(
+            ".{}.part",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or("asset")
+        ));
+        Ok(Asset {
+            published: format!("targets/{}", path.hash_prefixed(&sha256)),
+            path: name.to_owned(),
+            class: custom.class.to_string(),
+            budget_ms: custom.budget_ms,
+            class_paths: custom.paths.clone(),
+            length: target.length,
+            sha256,
+            pieces: None,
+            part,
+            dest,
+            file: None,
+        })
+    }
+
+    /// Checks `bytes`, fetched for `offset`, against what is signed; writes them on
+    /// success.
+    pub(crate) fn accept(
+        &mut self,
+        offset: u64,
+        expected: u64,
+        bytes: &[u8],
+    ) -> Result<Result<(), Refused>, ClientError> {
+        if bytes.len() as u64 != expected {
+            return Ok(Err(Refused::Length));
+        }
+        let good = match &self.pieces {
+            Some((piece_length, hashes)) => {
+                let index = (offset / u64::from(*piece_length)) as usize;
+                hashes
+                    .get(index)
+                    .is_some_and(|want| <[u8; 20]>::from(sha1::Sha1::digest(bytes)) == *want)
+            }
+            // Without pieces a range is checked whole: the planner fetches such assets
+            // in one range unless they are too large to hold, which `finish` then checks.
+            None if offset == 0 && expected == self.length => {
+                hex::encode(sha2::Sha256::digest(bytes)) == self.sha256
+            }
+            None => true,
+        };
+        if !good {
+            return Ok(Err(Refused::Digest));
+        }
+        let file = self.open()?;
+        file.write_all_at(bytes, offset)
+            .map_err(|e| ClientError::Io(format!("{}: {e}", self.part.display())))?;
+        Ok(Ok(()))
+    }
+
+    fn open(&mut self) -> Result<&File, ClientError> {
+        if self.file.is_none() {
+            if let Some(dir) = self.part.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&self.part)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", self.part.display())))?;
+            file.set_len(self.length)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", self.part.display())))?;
+            self.file = Some(file);
+        }
+        self.file
+            .as_ref()
+            .ok_or_else(|| ClientError::Io("the part file vanished".into()))
+    }
+
+    /// All bytes are in: the whole file's SHA-256 against the signed one, then flushed to
+    /// disk and renamed into place, so a reader never sees a partial or unverified file.
+    pub(crate) fn finish(&mut self) -> Result<(), ClientError> {
+        self.open()?;
+        let part = self.part.clone();
+        let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", part.display()));
+        let mut file = File::open(&self.part).map_err(io)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        if hex::encode(hasher.finalize()) != self.sha256 {
+            return Err(ClientError::Verification(format!(
+                "{}: the assembled file does not match its signed SHA-256",
+                self.path
+            )));
+        }
+        if let Some(written) = self.file.take() {
+            written.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&part, &self.dest).map_err(io)
+    }
+}

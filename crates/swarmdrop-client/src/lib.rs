@@ -1,0 +1,307 @@
+//! The hybrid client: a token from the gateway (when asked), the TUF chain from the
+//! fastest edge (falling back to the others and the origin), then the `swarmdrop-plan`
+//! scheduler carried out over HTTP ranges to the edges and the origin. Every range is
+//! checked before it is written (a piece's SHA-1 from the torrent the signed targets pin,
+//! or the signed SHA-256), every asset is checked whole before it is renamed into place,
+//! and the run ends with a per-class report against the budgets. See
+//! docs/design/0007-plan.md.
+//!
+//! Usable as a library: a player or launcher calls [`run`] with a [`Progress`] of its own.
+
+mod assets;
+mod fetch;
+pub mod mirrors;
+mod report;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use swarmdrop_manifest::tuf::updater::Updater;
+use swarmdrop_manifest::UtcTime;
+use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
+use tokio::sync::mpsc;
+
+pub use report::{ClassReport, Report};
+
+/// What went wrong; each names the file, mirror or asset.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A bad option.
+    #[error("{0}")]
+    Usage(String),
+    /// No mirror could answer for a file.
+    #[error("no mirror could serve {what}: {problems}")]
+    Unreachable {
+        /// The file.
+        what: String,
+        /// What each mirror said.
+        problems: String,
+    },
+    /// The gateway refused or failed.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// The signed metadata was refused or is incomplete.
+    #[error("metadata: {0}")]
+    Metadata(String),
+    /// Bytes that did not verify where no other path could replace them.
+    #[error("verification: {0}")]
+    Verification(String),
+    /// A local file.
+    #[error("{0}")]
+    Io(String),
+    /// Every allowed path failed for an asset.
+    #[error("{0}")]
+    Stuck(String),
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// The origin's published root (`http://host:port/`).
+    pub origin: String,
+    /// Edge base URLs.
+    pub edges: Vec<String>,
+    /// Where the assets are written (under their drop paths).
+    pub out_dir: PathBuf,
+    /// The root metadata to trust; without it the origin's `1.root.json` is trusted on
+    /// first use (and the run says so).
+    pub root: Option<PathBuf>,
+    /// The gateway, for an anonymous (proof-of-work) token.
+    pub gateway: Option<String>,
+    /// Only these path kinds (policy names), whatever the classes allow.
+    pub only_paths: Option<Vec<PathKind>>,
+    /// Only these drop paths (default: every target).
+    pub assets: Vec<String>,
+    /// Write every decision as a JSON line here.
+    pub events: Option<PathBuf>,
+}
+
+/// Progress for a display: totals per class once known, then bytes as they verify.
+pub trait Progress: Send {
+    /// `class` will bring `bytes` in total.
+    fn class_total(&self, class: &str, bytes: u64);
+    /// `bytes` more of `class` verified.
+    fn advanced(&self, class: &str, bytes: u64);
+    /// A line for the user (warnings, where metadata came from).
+    fn note(&self, line: &str);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn class_total(&self, _: &str, _: u64) {}
+    fn advanced(&self, _: &str, _: u64) {}
+    fn note(&self, _: &str) {}
+}
+
+const MAX_TORRENT_BYTES: usize = 16 << 20;
+
+/// Fetches the drop's signed targets and every asset; returns the report.
+pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Report, ClientError> {
+    let started = Instant::now();
+    let mut mirrors = mirrors::parse_mirrors(&options.origin, &options.edges)?;
+    let token = match &options.gateway {
+        Some(gateway) => Some(token::anonymous(gateway).await?),
+        None => None,
+    };
+    let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("authorization", b)])
+        .unwrap_or_default();
+    mirrors::probe(&mut mirrors, &headers).await;
+    let metadata_mirrors: Vec<mirrors::Mirror> = mirrors
+        .iter()
+        .filter(|m| allowed(options, m))
+        .cloned()
+        .collect();
+    let trusted = refresh(options, &mirrors, &metadata_mirrors, &headers, progress).await?;
+    let targets = trusted
+        .targets()
+        .map(|t| t.targets.clone())
+        .unwrap_or_default();
+    let mut assets = Vec::new();
+    for (name, target) in &targets {
+        if options.assets.is_empty() || options.assets.contains(name) {
+            assets.push(assets::Asset::new(name, target, &options.out_dir)?);
+        }
+    }
+    for wanted in &options.assets {
+        if !targets.contains_key(wanted) {
+            return Err(ClientError::Metadata(format!(
+                "{wanted} is not a signed target"
+            )));
+        }
+    }
+    load_torrents(&mut assets, &targets, &metadata_mirrors, &headers).await?;
+    fetch::carry_out(options, &mirrors, &headers, assets, started, progress).await
+}
+
+fn allowed(options: &ClientOptions, mirror: &mirrors::Mirror) -> bool {
+    let kind = if mirror.label == "origin" {
+        PathKind::Origin
+    } else {
+        PathKind::Edge
+    };
+    options
+        .only_paths
+        .as_ref()
+        .is_none_or(|only| only.contains(&kind))
+}
+
+/// The TUF walk over the mirrors (edges first); the anchor is `--root`, else the origin's
+/// first root on trust.
+async fn refresh(
+    options: &ClientOptions,
+    all: &[mirrors::Mirror],
+    mirrors: &[mirrors::Mirror],
+    headers: &[(&str, &str)],
+    progress: &dyn Progress,
+) -> Result<swarmdrop_manifest::tuf::TrustedSet, ClientError> {
+    let anchor = match &options.root {
+        Some(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?,
+        None => {
+            let origin = all.last().map(std::slice::from_ref).unwrap_or_default();
+            let first = mirrors::fetch_first(origin, "metadata/1.root.json", 16 << 20, headers)
+                .await?
+                .ok_or_else(|| {
+                    ClientError::Metadata("the origin has no metadata/1.root.json".into())
+                })?;
+            progress.note(&format!(
+                "warning: no --root given; trusting the origin's 1.root.json on first use (sha256 {})",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&first))
+            ));
+            first.to_vec()
+        }
+    };
+    let mut updater = Updater::new(&anchor, system_time()?)
+        .map_err(|e| ClientError::Metadata(format!("the trusted root: {e}")))?;
+    while let Some(need) = updater.next() {
+        let relative = format!("metadata/{}", need.name);
+        let bytes = mirrors::fetch_first(mirrors, &relative, need.max_bytes, headers).await?;
+        updater
+            .supply(bytes.as_deref())
+            .map_err(|e| ClientError::Metadata(format!("{relative}: {e}")))?;
+    }
+    Ok(updater.into_trusted())
+}
+
+/// Each torrent the signed targets pin: fetched, its info hash checked against the
+/// signed one, its piece hashes kept to check ranges by.
+async fn load_torrents(
+    assets: &mut [assets::Asset],
+    targets: &BTreeMap<String, swarmdrop_manifest::tuf::metadata::TargetFile>,
+    mirrors: &[mirrors::Mirror],
+    headers: &[(&str, &str)],
+) -> Result<(), ClientError> {
+    for asset in assets.iter_mut() {
+        let Some(p2p) = targets
+            .get(&asset.path)
+            .and_then(|t| t.swarmdrop())
+            .and_then(|c| c.p2p)
+        else {
+            continue;
+        };
+        let bytes = mirrors::fetch_first(mirrors, &p2p.torrent, MAX_TORRENT_BYTES, headers)
+            .await?
+            .ok_or_else(|| ClientError::Metadata(format!("{} is missing", p2p.torrent)))?;
+        let meta = swarmdrop_manifest::torrent::Metainfo::parse(&bytes)
+            .map_err(|e| ClientError::Metadata(format!("{}: {e}", p2p.torrent)))?;
+        if meta.info_hash != p2p.infohash || meta.length != asset.length {
+            return Err(ClientError::Metadata(format!(
+                "{}: not the torrent the signed targets pin for {}",
+                p2p.torrent, asset.path
+            )));
+        }
+        asset.pieces = Some((p2p.piece_length, meta.pieces.clone()));
+    }
+    Ok(())
+}
+
+/// The reference time of a refresh: the system clock, read once.
+fn system_time() -> Result<UtcTime, ClientError> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    UtcTime::from_unix(i64::try_from(seconds).unwrap_or(i64::MAX))
+        .map_err(|e| ClientError::Usage(format!("the system clock: {e}")))
+}
+
+/// The planner's path for a mirror.
+fn path_of(index: usize, mirror: &mirrors::Mirror) -> PathId {
+    if mirror.label == "origin" {
+        PathId::ORIGIN
+    } else {
+        PathId::edge(index as u16)
+    }
+}
+
+fn plan_kind(kind: swarmdrop_manifest::model::PathKind) -> PathKind {
+    match kind {
+        swarmdrop_manifest::model::PathKind::P2p => PathKind::P2p,
+        swarmdrop_manifest::model::PathKind::Edge => PathKind::Edge,
+        swarmdrop_manifest::model::PathKind::Origin => PathKind::Origin,
+    }
+}
+
+/// A planner with every reachable mirror as a path (priors: the probe's RTT, 100 Mbit/s).
+fn planner_for(mirrors: &[mirrors::Mirror], options: &ClientOptions) -> Planner {
+    let mut planner = Planner::new(PlanConfig {
+        // Assets without a torrent are checked whole; 32 MiB bounds what one holds.
+        chunk_bytes: 32 << 20,
+        ..PlanConfig::default()
+    });
+    for (index, mirror) in mirrors.iter().enumerate() {
+        if !allowed(options, mirror) {
+            continue;
+        }
+        planner.add_path(
+            path_of(index, mirror),
+            Estimate {
+                rtt_ms: mirror.rtt.map_or(200.0, |r| r.as_secs_f64() * 1e3),
+                bytes_per_ms: 12_500.0,
+            },
+        );
+    }
+    planner
+}
+
+fn spec_of(asset: &assets::Asset, kinds: Vec<PathKind>) -> AssetSpec {
+    AssetSpec {
+        name: asset.path.clone(),
+        class: asset.class.clone(),
+        length: asset.length,
+        piece_length: asset.pieces.as_ref().map(|(p, _)| *p),
+        budget_ms: asset.budget_ms,
+        paths: kinds,
+    }
+}
+
+/// What a fetch task reports.
+enum Event {
+    Progress(swarmdrop_plan::FetchId, u64),
+    Done(swarmdrop_plan::FetchId, Vec<u8>),
+    Failed(swarmdrop_plan::FetchId, String),
+}
+
+type Events = mpsc::UnboundedSender<Event>;
+
+fn decision_line(elapsed_ms: u64, decision: &Decision, asset_names: &[String]) -> String {
+    let mut value = serde_json::to_value(decision).unwrap_or_default();
+    if let (Some(map), Decision::Fetch { asset, .. } | Decision::Urgent { asset, .. }) =
+        (value.as_object_mut(), decision)
+    {
+        if let Some(name) = asset_names.get(asset.0 as usize) {
+            map.insert("asset_path".into(), name.clone().into());
+        }
+    }
+    if let Some(map) = value.as_object_mut() {
+        map.insert("t_ms".into(), elapsed_ms.into());
+    }
+    value.to_string()
+}
