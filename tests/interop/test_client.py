@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,68 @@ def test_an_unsigned_target_is_refused_by_name(swarmdrop_bin, pub, origin, tmp_p
     )
     assert proc.returncode != 0
     assert "frames/nope.png" in proc.stderr and "not a signed target" in proc.stderr, proc.stderr
+
+
+def start_published_seed(swarmdrop_bin: Path, published: Path, ip: str) -> tuple[subprocess.Popen, str]:
+    """``swarmdrop seed PUBLISHED`` on ``ip``; returns the process and its address."""
+    proc = subprocess.Popen(
+        [str(swarmdrop_bin), "seed", str(published), "--listen", f"{ip}:0", "--no-trackers"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    while True:
+        line = proc.stderr.readline() if proc.stderr else ""
+        assert line, f"swarmdrop seed exited ({proc.poll()})"
+        if line.startswith("listening seed "):
+            return proc, line.split()[-1]
+
+
+def test_peers_carry_the_bulk_asset(swarmdrop_bin, pub, origin, edge, tmp_path):
+    """With a seeder in the swarm, the bulk class (p2p first) comes from peers while
+    keyframes and the checkout page (edge first) come from the edge."""
+    seed, addr = start_published_seed(swarmdrop_bin, pub.root, "127.0.0.81")
+    try:
+        out = tmp_path / "out"
+        report, _ = get(swarmdrop_bin, origin.url, out, "--edge", edge.base, "--root", str(pub.root_json),
+                        "--peer", addr, "--listen", "127.0.0.82:0", "--no-trackers")
+    finally:
+        seed.terminate()
+        seed.wait(timeout=10)
+    assert_every_target_matches(pub, out)
+    # The first pieces may come from the edge before the seeder's bitfield arrives.
+    bulk = report["classes"]["bulk"]["bytes_by_path"]
+    assert bulk.get("p2p", 0) >= 0.9 * sum(pub.length(p) for p in pub.of_class("bulk")), bulk
+    assert report["bytes_by_path"].get("origin", 0) == 0
+
+
+def test_a_viewer_serves_what_it_fetched_over_http(swarmdrop_bin, pub, origin, edge, tmp_path):
+    """Viewer A has no peers: it fetches the bulk asset from the edge, hands every piece
+    to its peer engine, and keeps seeding. Viewer B, allowed peers only, gets the bulk
+    asset from A alone."""
+    a_out, b_out = tmp_path / "a", tmp_path / "b"
+    a = subprocess.Popen(
+        [str(swarmdrop_bin), "get", origin.url, "--out", str(a_out), "--edge", edge.base,
+         "--root", str(pub.root_json), "--listen", "127.0.0.83:0", "--no-trackers", "--seed-after"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in a.stderr], daemon=True).start()
+    try:
+        addr, deadline = None, time.monotonic() + RUN_TIMEOUT_S
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"viewer A did not finish within {RUN_TIMEOUT_S}s (exit {a.poll()})") from None
+            if "listening peers " in line:
+                addr = line.split()[-1]
+            if "seeding until interrupted" in line:
+                break
+        assert addr, "viewer A never said where it listens for peers"
+        bulk = pub.of_class("bulk")[0]
+        report, _ = get(swarmdrop_bin, origin.url, b_out, "--paths", "p2p", "--asset", bulk,
+                        "--root", str(pub.root_json), "--peer", addr, "--listen", "127.0.0.84:0", "--no-trackers")
+    finally:
+        a.terminate()
+        a.wait(timeout=10)
+    assert (b_out / bulk).read_bytes() == pub.data(bulk)
+    assert set(report["bytes_by_path"]) == {"p2p"}

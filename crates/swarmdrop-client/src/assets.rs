@@ -33,6 +33,11 @@ pub(crate) struct Asset {
     pub(crate) published: String,
     /// The torrent's piece length and piece hashes, when it has a torrent.
     pub(crate) pieces: Option<(u32, Vec<[u8; 20]>)>,
+    /// Its torrent, checked against the signed info hash.
+    pub(crate) meta: Option<swarmdrop_manifest::torrent::Metainfo>,
+    /// The peer engine writes this asset (its pieces from peers, and the ones fetched
+    /// over HTTP once checked): `accept` only checks.
+    pub(crate) engine_writes: bool,
     part: PathBuf,
     dest: PathBuf,
     file: Option<File>,
@@ -81,6 +86,8 @@ impl Asset {
             length: target.length,
             sha256,
             pieces: None,
+            meta: None,
+            engine_writes: false,
             part,
             dest,
             file: None,
@@ -115,10 +122,18 @@ impl Asset {
         if !good {
             return Ok(Err(Refused::Digest));
         }
+        if self.engine_writes {
+            return Ok(Ok(()));
+        }
         let file = self.open()?;
         file.write_all_at(bytes, offset)
             .map_err(|e| ClientError::Io(format!("{}: {e}", self.part.display())))?;
         Ok(Ok(()))
+    }
+
+    /// The part file the asset is assembled in.
+    pub(crate) fn part_path(&self) -> &Path {
+        &self.part
     }
 
     fn open(&mut self) -> Result<&File, ClientError> {
@@ -146,7 +161,9 @@ impl Asset {
     /// All bytes are in: the whole file's SHA-256 against the signed one, then flushed to
     /// disk and renamed into place, so a reader never sees a partial or unverified file.
     pub(crate) fn finish(&mut self) -> Result<(), ClientError> {
-        self.open()?;
+        if !self.engine_writes {
+            self.open()?;
+        }
         let part = self.part.clone();
         let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", part.display()));
         let mut file = File::open(&self.part).map_err(io)?;
@@ -165,8 +182,10 @@ impl Asset {
                 self.path
             )));
         }
-        if let Some(written) = self.file.take() {
-            written.sync_all().map_err(io)?;
+        match self.file.take() {
+            Some(written) => written.sync_all().map_err(io)?,
+            // The engine wrote it: any descriptor of the file flushes it.
+            None => file.sync_all().map_err(io)?,
         }
         std::fs::rename(&part, &self.dest).map_err(io)
     }

@@ -1,19 +1,23 @@
-//! Carrying out the plan: one task per range fetch (an HTTP `Range` GET to an edge or the
-//! origin, streamed, with progress), and the loop that feeds the planner what happened,
-//! checks and writes what arrived, and finishes each asset.
+//! Carrying out the plan: one task per HTTP range fetch (a `Range` GET to an edge or the
+//! origin, streamed, with progress), pieces asked of the peer engine, and the loop that
+//! feeds the planner what happened, checks what arrived before anything is written, and
+//! finishes each asset.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use swarmdrop_httpc::{get, HttpUrl, Timeouts};
-use swarmdrop_plan::{AssetId, Decision, FetchId, PathId, PathKind, Planner};
+use swarmdrop_peer::SwarmEvent;
+use swarmdrop_plan::{AssetId, Decision, Estimate, FetchId, PathId, PathKind, Planner};
 use tokio::sync::mpsc;
 
 use crate::assets::{Asset, Refused};
 use crate::mirrors::Mirror;
 use crate::report::Recorder;
+use crate::swarm::{self, Engine};
 use crate::{
     decision_line, path_of, plan_kind, planner_for, spec_of, ClientError, ClientOptions, Event,
     Events, Progress, Report,
@@ -28,9 +32,7 @@ const STUCK_AFTER: Duration = Duration::from_secs(60);
 async fn fetch_range(
     url: HttpUrl,
     auth: Option<String>,
-    offset: u64,
-    length: u64,
-    total: u64,
+    (offset, length, total): (u64, u64, u64),
     fetch: FetchId,
     events: Events,
 ) {
@@ -74,7 +76,311 @@ struct InFlight {
     offset: u64,
     length: u64,
     path: PathId,
-    task: tokio::task::JoinHandle<()>,
+    /// The HTTP task (none for pieces asked of peers).
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The path kinds an asset may use: its class's, in order, narrowed by `--paths`; the
+/// peer path only when the engine runs its torrent.
+fn kinds(asset: &Asset, options: &ClientOptions, with_peers: bool) -> Vec<PathKind> {
+    asset
+        .class_paths
+        .iter()
+        .map(|k| plan_kind(*k))
+        .filter(|k| *k != PathKind::P2p || with_peers)
+        .filter(|k| {
+            options
+                .only_paths
+                .as_ref()
+                .is_none_or(|only| only.contains(k))
+        })
+        .collect()
+}
+
+struct Run<'a> {
+    progress: &'a dyn Progress,
+    started: Instant,
+    planner: Planner,
+    recorder: Recorder,
+    assets: Vec<Asset>,
+    ids: Vec<AssetId>,
+    names: Vec<String>,
+    events_file: Option<std::fs::File>,
+    by_path: HashMap<PathId, Mirror>,
+    auth: Option<String>,
+    tx: Events,
+    flights: HashMap<FetchId, InFlight>,
+    finished: Vec<bool>,
+    engine: Option<Engine>,
+    /// Pieces the engine holds, per asset it runs.
+    held: HashMap<usize, Vec<bool>>,
+    /// HTTP fetches handed to the engine, waiting for it to write them.
+    handed: HashMap<(usize, u32), FetchId>,
+}
+
+impl Run<'_> {
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn label(&self, path: PathId) -> String {
+        match path.kind {
+            PathKind::P2p => "p2p".into(),
+            _ => self
+                .by_path
+                .get(&path)
+                .map_or_else(|| path.to_string(), |m| m.label.clone()),
+        }
+    }
+
+    fn decide(&mut self) {
+        let t = self.now();
+        for decision in self.planner.poll(t) {
+            if let Some(file) = self.events_file.as_mut() {
+                let _ = writeln!(file, "{}", decision_line(t, &decision, &self.names));
+            }
+            match decision {
+                Decision::Fetch {
+                    fetch,
+                    asset,
+                    offset,
+                    length,
+                    path,
+                    deadline,
+                    ..
+                } => self.start(fetch, asset, (offset, length), path, deadline),
+                Decision::Cancel { fetch, .. } => {
+                    if let Some(flight) = self.flights.remove(&fetch) {
+                        self.stop(&flight);
+                    }
+                }
+                Decision::Urgent {
+                    asset,
+                    first_piece,
+                    deadline,
+                    ..
+                } => {
+                    if let Some(handle) = self.engine_handle(asset) {
+                        handle.want(first_piece, Some(deadline));
+                    }
+                }
+            }
+        }
+    }
+
+    fn engine_handle(&self, asset: AssetId) -> Option<&swarmdrop_peer::TorrentHandle> {
+        self.engine
+            .as_ref()
+            .and_then(|e| e.handles.get(&(asset.0 as usize)))
+    }
+
+    fn start(
+        &mut self,
+        fetch: FetchId,
+        asset: AssetId,
+        (offset, length): (u64, u64),
+        path: PathId,
+        deadline: u64,
+    ) {
+        let index = asset.0 as usize;
+        let piece = self.assets[index]
+            .pieces
+            .as_ref()
+            .map(|(p, _)| (offset / u64::from(*p)) as u32);
+        // A piece the engine already holds is done whichever path was chosen.
+        if let Some(piece) = piece {
+            if self
+                .held
+                .get(&index)
+                .and_then(|h| h.get(piece as usize))
+                .copied()
+                .unwrap_or(false)
+            {
+                let t = self.now();
+                self.planner.progress(fetch, length, t);
+                let _ = self.planner.complete(fetch, t);
+                return;
+            }
+        }
+        let task = if path.kind == PathKind::P2p {
+            match (self.engine_handle(asset), piece) {
+                (Some(handle), Some(piece)) => handle.want(piece, Some(deadline)),
+                _ => return,
+            }
+            None
+        } else {
+            let Some(mirror) = self.by_path.get(&path) else {
+                return;
+            };
+            let target = &self.assets[index];
+            let url = mirror.url(&target.published);
+            Some(tokio::spawn(fetch_range(
+                url,
+                self.auth.clone(),
+                (offset, length, target.length),
+                fetch,
+                self.tx.clone(),
+            )))
+        };
+        self.flights.insert(
+            fetch,
+            InFlight {
+                asset,
+                offset,
+                length,
+                path,
+                task,
+            },
+        );
+    }
+
+    fn stop(&self, flight: &InFlight) {
+        match &flight.task {
+            Some(task) => task.abort(),
+            None => {
+                if let (Some(handle), Some((p, _))) = (
+                    self.engine_handle(flight.asset),
+                    self.assets[flight.asset.0 as usize].pieces.as_ref(),
+                ) {
+                    handle.unwant((flight.offset / u64::from(*p)) as u32);
+                }
+            }
+        }
+    }
+
+    fn verified(&mut self, fetch: FetchId, flight: &InFlight) {
+        let t = self.now();
+        let asset = &self.assets[flight.asset.0 as usize];
+        self.recorder
+            .bytes(&asset.class, &self.label(flight.path), flight.length);
+        self.progress.advanced(&asset.class, flight.length);
+        let _ = self.planner.complete(fetch, t);
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        let t = self.now();
+        match event {
+            Event::Progress(fetch, n) => self.planner.progress(fetch, n, t),
+            Event::Failed(fetch, why) => {
+                if let Some(flight) = self.flights.remove(&fetch) {
+                    self.progress
+                        .note(&format!("{}: {why}", self.label(flight.path)));
+                    let _ = self.planner.fail(fetch, t);
+                }
+            }
+            Event::Done(fetch, bytes) => {
+                let Some(flight) = self.flights.remove(&fetch) else {
+                    return Ok(());
+                };
+                let index = flight.asset.0 as usize;
+                let asset = &mut self.assets[index];
+                match asset.accept(flight.offset, flight.length, &bytes)? {
+                    Ok(()) if asset.engine_writes => {
+                        let piece = asset
+                            .pieces
+                            .as_ref()
+                            .map_or(0, |(p, _)| (flight.offset / u64::from(*p)) as u32);
+                        let held = self
+                            .held
+                            .get(&index)
+                            .and_then(|h| h.get(piece as usize))
+                            .copied()
+                            .unwrap_or(false);
+                        if held {
+                            self.verified(fetch, &flight);
+                        } else if let Some(handle) = self.engine_handle(flight.asset) {
+                            handle.verified_elsewhere(piece, Bytes::from(bytes));
+                            self.handed.insert((index, piece), fetch);
+                            // The flight stays open until the engine has written it.
+                            self.flights.insert(
+                                fetch,
+                                InFlight {
+                                    task: None,
+                                    ..flight
+                                },
+                            );
+                        }
+                    }
+                    Ok(()) => self.verified(fetch, &flight),
+                    Err(refused) => {
+                        let why = match refused {
+                            Refused::Digest => "bytes that fail their signed digest",
+                            Refused::Length => "a range of the wrong length",
+                        };
+                        let name = asset.path.clone();
+                        let who = self.label(flight.path);
+                        self.progress.note(&format!(
+                            "{who} sent {why} for {name}; fetching it elsewhere"
+                        ));
+                        self.recorder.refused(&who);
+                        let _ = self.planner.fail(fetch, t);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent) {
+        let Some(engine) = self.engine.as_ref() else {
+            return;
+        };
+        match event {
+            SwarmEvent::Available { info_hash, pieces } => {
+                if let Some(index) = engine.by_hash.get(&info_hash) {
+                    self.planner.set_swarm_pieces(self.ids[*index], &pieces);
+                }
+            }
+            SwarmEvent::Verified {
+                info_hash,
+                index: piece,
+            } => {
+                let Some(index) = engine.by_hash.get(&info_hash).copied() else {
+                    return;
+                };
+                if let Some(slot) = self.held.entry(index).or_default().get_mut(piece as usize) {
+                    *slot = true;
+                }
+                // Whichever fetch was bringing this piece is done: the handed-over HTTP
+                // range, or the ask of peers.
+                let fetch = self.handed.remove(&(index, piece)).or_else(|| {
+                    let piece_length = self.assets[index]
+                        .pieces
+                        .as_ref()
+                        .map_or(1, |(p, _)| u64::from(*p));
+                    self.flights
+                        .iter()
+                        .find(|(_, f)| {
+                            f.asset.0 as usize == index
+                                && f.path.kind == PathKind::P2p
+                                && f.offset / piece_length == u64::from(piece)
+                        })
+                        .map(|(id, _)| *id)
+                });
+                if let Some(fetch) = fetch {
+                    if let Some(flight) = self.flights.remove(&fetch) {
+                        if flight.path.kind == PathKind::P2p {
+                            self.planner.progress(fetch, flight.length, self.now());
+                        }
+                        self.verified(fetch, &flight);
+                    }
+                }
+            }
+            SwarmEvent::Banned { .. } => self.recorder.refused("p2p"),
+        }
+    }
+
+    fn finish_done(&mut self) -> Result<bool, ClientError> {
+        for (k, id) in self.ids.clone().into_iter().enumerate() {
+            if !self.finished[k] && self.planner.is_done(id) {
+                self.assets[k].finish()?;
+                self.finished[k] = true;
+                let t = self.now();
+                self.recorder.arrived(&self.assets[k], t);
+            }
+        }
+        Ok(self.finished.iter().all(|f| *f))
+    }
 }
 
 /// Runs the plan to the end: every asset verified and in place, or an error.
@@ -86,14 +392,21 @@ pub(crate) async fn carry_out(
     started: Instant,
     progress: &dyn Progress,
 ) -> Result<Report, ClientError> {
-    let auth = headers
-        .iter()
-        .find(|(k, _)| *k == "authorization")
-        .map(|(_, v)| (*v).to_owned());
     let mut planner: Planner = planner_for(mirrors, options);
-    let mut recorder = Recorder::default();
-    let names: Vec<String> = assets.iter().map(|a| a.path.clone()).collect();
-    let mut events_file = match &options.events {
+    let engine = swarm::start(&mut assets, options)?;
+    if let Some(engine) = &engine {
+        planner.add_path(
+            PathId::P2P,
+            Estimate {
+                rtt_ms: 50.0,
+                bytes_per_ms: 12_500.0,
+            },
+        );
+        if let Some(addr) = engine.listening {
+            progress.note(&format!("listening peers {addr}"));
+        }
+    }
+    let events_file = match &options.events {
         Some(path) => Some(
             std::fs::File::create(path)
                 .map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?,
@@ -107,100 +420,68 @@ pub(crate) async fn carry_out(
     for (class, bytes) in &totals {
         progress.class_total(class, *bytes);
     }
-    let now = |started: Instant| u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut ids = Vec::new();
-    for asset in &assets {
-        let kinds = kinds(&asset.class_paths, options);
+    let t0 = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    for (index, asset) in assets.iter().enumerate() {
+        let with_peers = engine
+            .as_ref()
+            .is_some_and(|e| e.handles.contains_key(&index));
+        let kinds = kinds(asset, options, with_peers);
         if kinds.is_empty() {
             return Err(ClientError::Usage(format!(
-                "{}: class {} allows no path this run may use (the peer path needs `get --p2p-only` for now)",
+                "{}: class {} allows no path this run may use",
                 asset.path, asset.class
             )));
         }
         ids.push(
             planner
-                .add_asset(spec_of(asset, kinds), now(started))
+                .add_asset(spec_of(asset, kinds), t0)
                 .map_err(|e| ClientError::Usage(e.to_string()))?,
         );
     }
-    let by_path: HashMap<PathId, &Mirror> = mirrors
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (path_of(i, m), m))
-        .collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let mut flights: HashMap<FetchId, InFlight> = HashMap::new();
-    let mut finished = vec![false; assets.len()];
+    let mut run = Run {
+        progress,
+        started,
+        planner,
+        recorder: Recorder::default(),
+        names: assets.iter().map(|a| a.path.clone()).collect(),
+        finished: vec![false; assets.len()],
+        assets,
+        ids,
+        events_file,
+        by_path: mirrors
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (path_of(i, m), m.clone()))
+            .collect(),
+        auth: headers
+            .iter()
+            .find(|(k, _)| *k == "authorization")
+            .map(|(_, v)| (*v).to_owned()),
+        tx,
+        flights: HashMap::new(),
+        engine,
+        held: HashMap::new(),
+        handed: HashMap::new(),
+    };
     let mut idle_since = Instant::now();
     loop {
-        let t = now(started);
-        for decision in planner.poll(t) {
-            if let Some(file) = events_file.as_mut() {
-                let _ = writeln!(file, "{}", decision_line(t, &decision, &names));
-            }
-            match decision {
-                Decision::Fetch {
-                    fetch,
-                    asset,
-                    offset,
-                    length,
-                    path,
-                    ..
-                } => {
-                    let Some(mirror) = by_path.get(&path) else {
-                        continue;
-                    };
-                    let target = &assets[asset.0 as usize];
-                    let url = mirror.url(&target.published);
-                    let task = tokio::spawn(fetch_range(
-                        url,
-                        auth.clone(),
-                        offset,
-                        length,
-                        target.length,
-                        fetch,
-                        tx.clone(),
-                    ));
-                    flights.insert(
-                        fetch,
-                        InFlight {
-                            asset,
-                            offset,
-                            length,
-                            path,
-                            task,
-                        },
-                    );
-                }
-                Decision::Cancel { fetch, .. } => {
-                    if let Some(flight) = flights.remove(&fetch) {
-                        flight.task.abort();
-                    }
-                }
-                // No peer engine in this client yet: nothing to hurry.
-                Decision::Urgent { .. } => {}
-            }
-        }
-        for (k, id) in ids.iter().enumerate() {
-            if !finished[k] && planner.is_done(*id) {
-                assets[k].finish()?;
-                finished[k] = true;
-                recorder.arrived(&assets[k], now(started));
-            }
-        }
-        if finished.iter().all(|f| *f) {
+        run.decide();
+        if run.finish_done()? {
             break;
         }
-        if flights.is_empty() {
+        if run.flights.is_empty() {
             if idle_since.elapsed() > STUCK_AFTER {
-                let waiting: Vec<&str> = assets
+                let waiting: Vec<&str> = run
+                    .assets
                     .iter()
-                    .zip(&finished)
+                    .zip(&run.finished)
                     .filter(|(_, f)| !**f)
                     .map(|(a, _)| a.path.as_str())
                     .collect();
                 return Err(ClientError::Stuck(format!(
-                    "no allowed path could serve {} for {}s: {}",
+                    "no allowed path could serve {} asset(s) for {}s: {}",
                     waiting.len(),
                     STUCK_AFTER.as_secs(),
                     waiting.join(", ")
@@ -209,80 +490,32 @@ pub(crate) async fn carry_out(
         } else {
             idle_since = Instant::now();
         }
-        let event = match tokio::time::timeout(TICK, rx.recv()).await {
-            Ok(Some(event)) => event,
-            Ok(None) | Err(_) => continue,
+        let swarm_events = async {
+            match run.engine.as_mut() {
+                Some(engine) => engine.events.recv().await,
+                None => std::future::pending().await,
+            }
         };
-        let t = now(started);
-        match event {
-            Event::Progress(fetch, n) => planner.progress(fetch, n, t),
-            Event::Failed(fetch, why) => {
-                if let Some(flight) = flights.remove(&fetch) {
-                    progress.note(&format!(
-                        "{}: {why}",
-                        by_path.get(&flight.path).map_or("?", |m| m.label.as_str())
-                    ));
-                    let _ = planner.fail(fetch, t);
-                }
-            }
-            Event::Done(fetch, bytes) => {
-                let Some(flight) = flights.remove(&fetch) else {
-                    continue;
-                };
-                let asset = &mut assets[flight.asset.0 as usize];
-                match asset.accept(flight.offset, flight.length, &bytes)? {
-                    Ok(()) => {
-                        recorder.bytes(&asset.class, &label(&by_path, flight.path), flight.length);
-                        progress.advanced(&asset.class, flight.length);
-                        let _ = planner.complete(fetch, t);
-                    }
-                    Err(refused) => {
-                        let why = match refused {
-                            Refused::Digest => "bytes that fail their signed digest",
-                            Refused::Length => "a range of the wrong length",
-                        };
-                        let who = label(&by_path, flight.path);
-                        progress.note(&format!(
-                            "{who} sent {why} for {}; fetching it elsewhere",
-                            asset.path
-                        ));
-                        recorder.refused(&who);
-                        let _ = planner.fail(fetch, t);
-                    }
-                }
-            }
+        tokio::select! {
+            event = rx.recv() => if let Some(event) = event { run.on_event(event)? },
+            event = swarm_events => if let Some(event) = event { run.on_swarm(event) },
+            () = tokio::time::sleep(TICK) => {}
         }
     }
-    for flight in flights.into_values() {
-        flight.task.abort();
+    for flight in run.flights.values() {
+        run.stop(flight);
     }
-    Ok(recorder.report(&assets, started.elapsed().as_secs_f64()))
-}
-
-fn label(by_path: &HashMap<PathId, &Mirror>, path: PathId) -> String {
-    match path.kind {
-        PathKind::P2p => "p2p".into(),
-        _ => by_path
-            .get(&path)
-            .map_or_else(|| path.to_string(), |m| m.label.clone()),
+    let seconds = started.elapsed().as_secs_f64();
+    let report = run.recorder.report(&run.assets, seconds);
+    if let Some(engine) = run.engine.take() {
+        if options.seed_after {
+            progress.note("every asset verified; seeding until interrupted");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        for handle in engine.handles.values() {
+            handle.stop();
+        }
+        let _ = engine.swarm.wait().await;
     }
-}
-
-/// The path kinds an asset may use: its class's, in order, narrowed by `--paths`; the
-/// peer path is left out until this client runs a peer engine.
-pub(crate) fn kinds(
-    class_paths: &[swarmdrop_manifest::model::PathKind],
-    options: &ClientOptions,
-) -> Vec<PathKind> {
-    class_paths
-        .iter()
-        .map(|k| plan_kind(*k))
-        .filter(|k| *k != PathKind::P2p)
-        .filter(|k| {
-            options
-                .only_paths
-                .as_ref()
-                .is_none_or(|only| only.contains(k))
-        })
-        .collect()
+    Ok(report)
 }

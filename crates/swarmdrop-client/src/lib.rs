@@ -12,6 +12,7 @@ mod assets;
 mod fetch;
 pub mod mirrors;
 mod report;
+mod swarm;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,16 @@ pub struct ClientOptions {
     pub assets: Vec<String>,
     /// Write every decision as a JSON line here.
     pub events: Option<PathBuf>,
+    /// Where to accept peers (the peer path also dials out without it).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Peers to connect to, besides the ones the trackers name.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Trackers to announce to, besides the torrents' own.
+    pub trackers: Vec<String>,
+    /// Announce to the torrents' own trackers.
+    pub use_trackers: bool,
+    /// Keep serving peers once every asset is verified, until interrupted.
+    pub seed_after: bool,
 }
 
 /// Progress for a display: totals per class once known, then bytes as they verify.
@@ -113,12 +124,9 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
         .map(|b| vec![("authorization", b)])
         .unwrap_or_default();
     mirrors::probe(&mut mirrors, &headers).await;
-    let metadata_mirrors: Vec<mirrors::Mirror> = mirrors
-        .iter()
-        .filter(|m| allowed(options, m))
-        .cloned()
-        .collect();
-    let trusted = refresh(options, &mirrors, &metadata_mirrors, &headers, progress).await?;
+    // Metadata and torrents come from any mirror, whatever `--paths` allows for assets:
+    // they are small, signed, and needed before any path can be used.
+    let trusted = refresh(options, &mirrors, &mirrors, &headers, progress).await?;
     let targets = trusted
         .targets()
         .map(|t| t.targets.clone())
@@ -136,7 +144,7 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
             )));
         }
     }
-    load_torrents(&mut assets, &targets, &metadata_mirrors, &headers).await?;
+    load_torrents(&mut assets, &targets, &mirrors, &headers).await?;
     fetch::carry_out(options, &mirrors, &headers, assets, started, progress).await
 }
 
@@ -219,6 +227,7 @@ async fn load_torrents(
             )));
         }
         asset.pieces = Some((p2p.piece_length, meta.pieces.clone()));
+        asset.meta = Some(meta);
     }
     Ok(())
 }

@@ -20,7 +20,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 mod connection;
+mod steer;
 use connection::Inbox;
+use steer::Steer;
+pub use steer::{Swarm, SwarmEvent, TorrentHandle};
 
 use crate::metrics::PeerMetrics;
 use crate::storage::FileStore;
@@ -82,6 +85,9 @@ pub struct Job {
     /// The data was already checked against every piece hash (by the caller): skip the
     /// re-check.
     pub verified: bool,
+    /// Steered by a scheduler: peers are asked only for pieces it wants (see
+    /// [`TorrentHandle`]), and what happens is reported here.
+    pub steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
 }
 
 fn peer_id() -> [u8; 20] {
@@ -107,6 +113,7 @@ pub async fn run(
         metadata,
         progress,
         verified: false,
+        steer: None,
     };
     let mut summaries = run_all(vec![job], options, listener).await?;
     summaries
@@ -122,6 +129,16 @@ pub async fn run_all(
     options: PeerOptions,
     listener: Option<std::net::TcpListener>,
 ) -> Result<Vec<RunSummary>, DriverError> {
+    start_all(jobs, options, listener)?.wait().await
+}
+
+/// Starts several torrents as [`run_all`] does and returns at once, with a handle per
+/// torrent (in `jobs` order) to steer or stop it. Call from within a tokio runtime.
+pub fn start_all(
+    jobs: Vec<Job>,
+    options: PeerOptions,
+    listener: Option<std::net::TcpListener>,
+) -> Result<Swarm, DriverError> {
     let keys: connection::Keys = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
     let listener = listener
         .map(|l| {
@@ -137,9 +154,14 @@ pub async fn run_all(
         .filter(|ip| !ip.is_unspecified());
     let mut routes = HashMap::new();
     let mut controllers = Vec::new();
+    let mut handles = Vec::new();
     for job in jobs {
         let (inbox, controller) =
             start_torrent(job, &options, (listen_port, announce_from), &keys)?;
+        handles.push(TorrentHandle {
+            info_hash: inbox.0,
+            inbox: inbox.1.clone(),
+        });
         routes.insert(inbox.0, inbox.1);
         controllers.push(controller);
     }
@@ -153,15 +175,10 @@ pub async fn run_all(
     } else {
         drop(routes);
     }
-    let mut summaries = Vec::new();
-    for controller in controllers {
-        summaries.push(
-            controller
-                .await
-                .map_err(|e| DriverError(format!("the controller stopped: {e}")))?,
-        );
-    }
-    Ok(summaries)
+    Ok(Swarm {
+        handles,
+        controllers,
+    })
 }
 
 type Route = ([u8; 20], std_mpsc::Sender<Inbox>);
@@ -180,6 +197,7 @@ fn start_torrent(
         metadata,
         progress,
         verified,
+        steer,
     } = job;
     let piece_length = u32::try_from(meta.piece_length)
         .map_err(|_| DriverError(format!("piece length {} is too large", meta.piece_length)))?;
@@ -264,9 +282,12 @@ fn start_torrent(
             })
             .map_err(|e| DriverError(format!("starting the hasher: {e}")))?;
     }
-    let torrent = torrent
+    let mut torrent = torrent
         .hash_elsewhere(true)
         .with_metadata(metadata, Some(listen_port).filter(|p| *p != 0));
+    if steer.is_some() {
+        torrent.want_nothing();
+    }
     let keep_seeding = options.keep_seeding;
     let metrics = options.metrics.clone();
     // Dialing from the controller thread goes through this runtime.
@@ -295,6 +316,7 @@ fn start_torrent(
             dialer,
             &metrics,
             &hash_tx,
+            steer,
         )
     });
     Ok(((info_hash, inbox_tx), controller))
@@ -310,7 +332,9 @@ fn control(
     dial: impl Fn(SocketAddr),
     metrics: &PeerMetrics,
     hasher: &std_mpsc::Sender<(u32, Bytes)>,
+    steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
 ) -> RunSummary {
+    let mut available: Vec<bool> = Vec::new();
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut writers: HashMap<PeerKey, mpsc::UnboundedSender<Bytes>> = HashMap::new();
@@ -339,6 +363,12 @@ fn control(
                 torrent.remove_peer(key);
                 writers.remove(&key);
             }
+            Ok(Inbox::Steer(order)) => match order {
+                Steer::Want(index, deadline) => torrent.want_piece(index, true, deadline),
+                Steer::Unwant(index) => torrent.want_piece(index, false, None),
+                Steer::Verified(index, bytes) => torrent.piece_from_elsewhere(index, bytes),
+                Steer::Stop => break,
+            },
             Ok(Inbox::Refused(code)) => {
                 *summary.closed.entry(code).or_default() += 1;
                 metrics.closed(code);
@@ -362,10 +392,26 @@ fn control(
                 torrent.have().len(),
                 torrent.peers(),
             );
+            if let Some(events) = &steer {
+                let now_available = torrent.available();
+                if now_available != available {
+                    available = now_available;
+                    let _ = events.send(SwarmEvent::Available {
+                        info_hash,
+                        pieces: available.clone(),
+                    });
+                }
+            }
         }
         while let Some(event) = torrent.poll_event() {
             match event {
-                TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {
+                TorrentEvent::PieceVerified(index) => {
+                    progress(torrent.have().count(), torrent.have().len());
+                    if let Some(events) = &steer {
+                        let _ = events.send(SwarmEvent::Verified { info_hash, index });
+                    }
+                }
+                TorrentEvent::Complete => {
                     progress(torrent.have().count(), torrent.have().len());
                 }
                 TorrentEvent::HashFailed(_) => {
@@ -379,6 +425,9 @@ fn control(
                 TorrentEvent::Banned(_) => {
                     summary.banned += 1;
                     metrics.banned();
+                    if let Some(events) = &steer {
+                        let _ = events.send(SwarmEvent::Banned { info_hash });
+                    }
                 }
                 TorrentEvent::Closed(key, reason) => {
                     *summary.closed.entry(reason.code).or_default() += 1;

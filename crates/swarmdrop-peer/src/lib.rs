@@ -10,7 +10,10 @@ pub mod tracker;
 pub mod transport;
 pub mod udp_tracker;
 
-pub use driver::{run, run_all, Job, PeerOptions, Progress, RunSummary};
+pub use driver::{
+    run, run_all, start_all, Job, PeerOptions, Progress, RunSummary, Swarm, SwarmEvent,
+    TorrentHandle,
+};
 pub use metrics::{serve_metrics, PeerMetrics};
 pub use storage::FileStore;
 pub use transport::Encryption;

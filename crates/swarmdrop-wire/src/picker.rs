@@ -162,6 +162,13 @@ impl Picker {
         }
     }
 
+    /// Whether some connected peer has announced piece `index`.
+    pub fn available(&self, index: u32) -> bool {
+        self.availability
+            .get(index as usize)
+            .is_some_and(|n| *n > 0)
+    }
+
     /// A peer announced piece `index` (`have`).
     pub fn peer_has(&mut self, index: u32) {
         if let Some(n) = self.availability.get_mut(index as usize) {

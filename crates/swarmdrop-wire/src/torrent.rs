@@ -636,4 +636,6 @@ impl<S: Store> Torrent<S> {
 mod integrity;
 
 #[cfg(test)]
+mod steered_tests;
+#[cfg(test)]
 mod swarm_tests;

@@ -24,7 +24,7 @@ pub(crate) struct HybridArgs {
     /// Sign in anonymously with proof of work (needs --gateway).
     #[arg(long, requires = "gateway")]
     anonymous: bool,
-    /// Only these paths, whatever the classes allow (comma-separated: edge,origin).
+    /// Only these paths, whatever the classes allow (comma-separated: p2p,edge,origin).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     paths: Vec<String>,
     /// Only this asset (drop path, repeatable); default: every signed target.
@@ -33,6 +33,9 @@ pub(crate) struct HybridArgs {
     /// Write every scheduling decision, with its reason, as a JSON line here.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Keep serving peers once every asset is verified, until interrupted.
+    #[arg(long)]
+    seed_after: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -66,7 +69,12 @@ impl Progress for Bars {
     }
 
     fn note(&self, line: &str) {
-        let _ = self.multi.println(line);
+        // MultiProgress prints nothing when stderr is not a terminal; notes still matter.
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 }
 
@@ -112,11 +120,8 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         let mut kinds = Vec::new();
         for name in &hybrid.paths {
             match PathKind::parse(name.trim()) {
-                Some(PathKind::P2p) => bail!(
-                    "--paths p2p: the hybrid client has no peer engine yet; use `get --p2p-only` for peers"
-                ),
                 Some(kind) => kinds.push(kind),
-                None => bail!("--paths: {name:?} is not a path (edge, origin)"),
+                None => bail!("--paths: {name:?} is not a path (p2p, edge, origin)"),
             }
         }
         Some(kinds)
@@ -130,6 +135,11 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         only_paths,
         assets: hybrid.assets.clone(),
         events: hybrid.events.clone(),
+        listen: args.listen,
+        peers: args.swarm.peers.clone(),
+        trackers: args.swarm.trackers.clone(),
+        use_trackers: !args.swarm.no_trackers,
+        seed_after: hybrid.seed_after,
     };
     let bars = Bars {
         multi: indicatif::MultiProgress::new(),

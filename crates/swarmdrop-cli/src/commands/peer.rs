@@ -46,9 +46,9 @@ pub(crate) struct GetArgs {
     pub(crate) hybrid: super::fetch::HybridArgs,
     /// Where to accept peers (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     #[command(flatten)]
-    swarm: SwarmArgs,
+    pub(crate) swarm: SwarmArgs,
 }
 
 /// How `seed` and `get` find peers, and where they report.
@@ -56,13 +56,13 @@ pub(crate) struct GetArgs {
 pub(crate) struct SwarmArgs {
     /// Connect to this peer (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
-    peers: Vec<SocketAddr>,
+    pub(crate) peers: Vec<SocketAddr>,
     /// Do not announce to the torrent's trackers.
     #[arg(long)]
-    no_trackers: bool,
+    pub(crate) no_trackers: bool,
     /// Also announce to this HTTP tracker (repeatable).
     #[arg(long = "tracker", value_name = "URL")]
-    trackers: Vec<String>,
+    pub(crate) trackers: Vec<String>,
     /// Serve Prometheus counters at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -202,6 +202,7 @@ fn published_jobs(args: &SeedArgs) -> anyhow::Result<Vec<Job>> {
             metadata,
             progress: Box::new(|_, _| {}),
             verified: true,
+            steer: None,
         });
     }
     if jobs.is_empty() {
@@ -240,6 +241,7 @@ fn torrent_job(torrent: &PathBuf, data: Option<&PathBuf>) -> anyhow::Result<Job>
         metadata,
         progress: Box::new(|_, _| {}),
         verified: true,
+        steer: None,
     })
 }
 

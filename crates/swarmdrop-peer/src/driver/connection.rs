@@ -25,6 +25,8 @@ pub(crate) enum Inbox {
     Closed(PeerKey),
     /// A connection that failed before BitTorrent began, with its reason code.
     Refused(&'static str),
+    /// An order from the scheduler steering this torrent.
+    Steer(super::Steer),
     Peers(Vec<SocketAddr>),
 }
 

@@ -32,6 +32,39 @@ impl<S: Store> Torrent<S> {
         self.piece_checked(index, bytes.map(Bytes::from), good);
     }
 
+    /// Piece `index` arrived by another path (an HTTP range) and the caller checked it
+    /// against its hash: it is written, announced with `have`, and no longer asked of
+    /// peers. A piece already held is ignored.
+    pub fn piece_from_elsewhere(&mut self, index: u32, bytes: Bytes) {
+        if index >= self.picker.pieces() || self.picker.have().has(index) {
+            return;
+        }
+        self.partial.remove(&index);
+        self.piece_checked(index, Some(bytes), true);
+    }
+
+    /// Asks peers for piece `index` (with a deadline for the picker, in the caller's
+    /// milliseconds) or stops asking (`want` false). A torrent driven by a scheduler
+    /// starts with [`Torrent::want_nothing`] and wants pieces one by one.
+    pub fn want_piece(&mut self, index: u32, want: bool, deadline: Option<u64>) {
+        self.picker.set_priority(index, u8::from(want));
+        self.picker.set_deadline(index, deadline.filter(|_| want));
+    }
+
+    /// Stops asking for every piece not held.
+    pub fn want_nothing(&mut self) {
+        for index in 0..self.picker.pieces() {
+            self.picker.set_priority(index, 0);
+        }
+    }
+
+    /// Which pieces some connected peer holds.
+    pub fn available(&self) -> Vec<bool> {
+        (0..self.picker.pieces())
+            .map(|i| self.picker.available(i))
+            .collect()
+    }
+
     /// The SHA-1 of piece `index` (`bytes`, as assembled) was checked: `good` or not.
     /// Called by the driver for pieces it hashed elsewhere (see `hash_elsewhere`).
     pub fn piece_checked(&mut self, index: u32, bytes: Option<Bytes>, good: bool) {

@@ -9,7 +9,7 @@ use sha1::{Digest as _, Sha1};
 
 use super::*;
 
-const PIECE: u32 = 32 * 1024;
+pub(super) const PIECE: u32 = 32 * 1024;
 const PIECES: u32 = 48;
 const PEERS: u32 = 50;
 const SEEDER: PeerKey = 0;
@@ -17,10 +17,10 @@ const LIAR: PeerKey = 1;
 /// Milliseconds per step.
 const STEP: Millis = 10;
 
-struct MemoryStore {
-    data: Vec<u8>,
+pub(super) struct MemoryStore {
+    pub(super) data: Vec<u8>,
     /// Flip a byte of every block read (the liar).
-    corrupt: bool,
+    pub(super) corrupt: bool,
 }
 
 impl Store for MemoryStore {
@@ -69,20 +69,25 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// The torrent of `content` in pieces of `PIECE`.
+pub(super) fn info_for(content: &[u8], info_hash: [u8; 20]) -> TorrentInfo {
+    TorrentInfo {
+        info_hash,
+        piece_length: PIECE,
+        total_length: content.len() as u64,
+        piece_hashes: content
+            .chunks(PIECE as usize)
+            .map(|piece| <[u8; 20]>::from(Sha1::digest(piece)))
+            .collect(),
+    }
+}
+
 fn run(seed: u64) -> Outcome {
     let mut rng = seed | 1;
     let content: Vec<u8> = (0..PIECE * PIECES)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let info = TorrentInfo {
-        info_hash: [3; 20],
-        piece_length: PIECE,
-        total_length: u64::from(PIECE * PIECES),
-        piece_hashes: content
-            .chunks(PIECE as usize)
-            .map(|piece| <[u8; 20]>::from(Sha1::digest(piece)))
-            .collect(),
-    };
+    let info = info_for(&content, [3; 20]);
     let mut torrents: Vec<Torrent<MemoryStore>> = (0..PEERS)
         .map(|key| {
             let seeds = key == SEEDER || key == LIAR;

@@ -1,0 +1,116 @@
+//! A torrent steered from outside, as the hybrid client drives it: it asks peers only for
+//! the pieces it is told to, and takes pieces verified elsewhere (announcing them).
+
+use bytes::Bytes;
+
+use super::swarm_tests::{info_for, MemoryStore, PIECE};
+use super::*;
+
+const PIECES: u32 = 8;
+
+fn pair() -> (Torrent<MemoryStore>, Torrent<MemoryStore>, Vec<u8>) {
+    let content: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
+    let info = info_for(&content, [9; 20]);
+    let make = |full: bool, id: u8| {
+        let store = MemoryStore {
+            data: if full {
+                content.clone()
+            } else {
+                vec![0; content.len()]
+            },
+            corrupt: false,
+        };
+        let have = if full {
+            Bitfield::full(PIECES)
+        } else {
+            Bitfield::empty(PIECES)
+        };
+        Torrent::new(
+            info.clone(),
+            TorrentConfig::default(),
+            [id; 20],
+            store,
+            &have,
+            u64::from(id),
+        )
+        .unwrap()
+    };
+    (make(true, 1), make(false, 2), content)
+}
+
+/// Moves bytes both ways for `steps` rounds of 10 ms.
+fn exchange(seed: &mut Torrent<MemoryStore>, leech: &mut Torrent<MemoryStore>, steps: u64) {
+    for step in 0..steps {
+        let now = step * 10;
+        seed.handle_timeout(now);
+        leech.handle_timeout(now);
+        loop {
+            let to_leech = seed.poll_transmit(2, now);
+            let to_seed = leech.poll_transmit(1, now);
+            if to_leech.is_empty() && to_seed.is_empty() {
+                break;
+            }
+            leech.handle_bytes(1, now, &to_leech);
+            seed.handle_bytes(2, now, &to_seed);
+        }
+    }
+}
+
+#[test]
+fn only_wanted_pieces_are_asked_of_peers() {
+    let (mut seed, mut leech, content) = pair();
+    leech.want_nothing();
+    seed.add_peer(2, 0);
+    leech.add_peer(1, 0);
+    exchange(&mut seed, &mut leech, 50);
+    assert_eq!(leech.have().count(), 0, "nothing was wanted yet");
+    assert!(
+        leech.available().iter().all(|a| *a),
+        "the seed holds every piece"
+    );
+    leech.want_piece(3, true, Some(100));
+    exchange(&mut seed, &mut leech, 50);
+    assert_eq!(leech.have().count(), 1);
+    assert!(leech.have().has(3));
+    let start = 3 * PIECE as usize;
+    assert_eq!(
+        leech.store_mut().data[start..start + PIECE as usize],
+        content[start..start + PIECE as usize]
+    );
+}
+
+#[test]
+fn a_piece_from_elsewhere_is_written_and_announced() {
+    let (mut seed, mut leech, content) = pair();
+    leech.want_nothing();
+    seed.add_peer(2, 0);
+    leech.add_peer(1, 0);
+    exchange(&mut seed, &mut leech, 5);
+    let start = 5 * PIECE as usize;
+    leech.piece_from_elsewhere(
+        5,
+        Bytes::copy_from_slice(&content[start..start + PIECE as usize]),
+    );
+    assert!(leech.have().has(5));
+    assert!(std::iter::from_fn(|| leech.poll_event())
+        .any(|e| matches!(e, TorrentEvent::PieceVerified(5))));
+    assert_eq!(
+        leech.store_mut().data[start..start + PIECE as usize],
+        content[start..start + PIECE as usize]
+    );
+    // The leecher announces it: `have 5` is on its way to the seed.
+    let announced = leech.poll_transmit(1, 60);
+    assert!(
+        announced
+            .windows(9)
+            .any(|w| w == [0, 0, 0, 5, 4, 0, 0, 0, 5]),
+        "no have(5) in {announced:?}"
+    );
+    // A second delivery of a held piece changes nothing.
+    leech.piece_from_elsewhere(5, Bytes::from_static(b"junk"));
+    assert_eq!(
+        leech.store_mut().data[start..start + PIECE as usize],
+        content[start..start + PIECE as usize]
+    );
+    leech.piece_from_elsewhere(PIECES + 3, Bytes::from_static(b"past the end"));
+}
