@@ -36,6 +36,7 @@ from sd_interop import BULK_DROP_PATH, base_env, signed_targets, target_file_pat
 from test_tracker import bulk  # noqa: F401  (fixture)
 from test_tuf_ngclient import make_updater, new_client_dir
 from test_wire import libtorrent_download, start_seed
+from tracker_support import announce_params, http_get, peer_id, wait_until
 
 READY_RE = re.compile(r"listening (\S+) (\S+)")
 SERVICES = {"origin", "tracker-http", "tracker-udp", "gateway"}
@@ -372,6 +373,40 @@ def test_revocation_survives_a_restart_on_the_same_state_file(swarmdrop_bin, pri
         assert_refused(r, "revoked", status=401)
     finally:
         second.close()
+
+
+def test_a_private_drop_s_tracker_follows_the_gateway_beside_it(
+    swarmdrop_bin, pristine_published, keydir, bulk, tmp_path,  # noqa: F811
+):
+    """No revocations_url given: the tracker polls serve's own gateway (on a port picked
+    at start), so a revoked token stops announcing."""
+    config = write_serve_config(tmp_path / "private.toml", {
+        "gateway": {
+            "domain": DOMAIN, "uri": URI, "drop": DROP, "signing_key": keydir / "timestamp.key",
+            "allow_anonymous": True, "admin_token": ADMIN_TOKEN, "trust": {"base_difficulty": 8},
+        },
+        "tracker": {"private": {"drop": DROP, "gateway_keys": [keydir / "timestamp.pub"], "revocations_every": 1}},
+    })
+    s = start_serve(swarmdrop_bin, pristine_published, config, tmp_path / "state.sqlite")
+    try:
+        gw = s.gateway()
+        token = anonymous_token(gw)
+
+        def announce(tok: str | None):
+            path = "/announce" + (f"/{tok}" if tok else "")
+            q = "&".join(f"{k}={v}" for k, v in announce_params(bulk.ih, peer_id(1), 6881))
+            return http_get(s.port("tracker-http"), f"{path}?{q}")
+
+        assert announce(None).failure(), "a private drop's tracker took an announce without a token"
+        assert announce(token["token"]).failure() is None, "a fresh token was refused"
+        assert_ok(gw.post("/admin/revoke", {"jti": token["claims"]["jti"]},
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}))
+        assert wait_until(lambda: announce(token["token"]).failure(), 10.0, poll=0.2), (
+            f"a revoked token still announces after 10 s\n{s.stderr()}"
+        )
+        assert "revoked" in (announce(token["token"]).failure() or "")
+    finally:
+        s.close()
 
 
 # --------------------------------------------------------------------------

@@ -145,7 +145,8 @@ pub fn default_config() -> String {
     let mut text = SERVE_DEFAULTS.to_owned();
     text.push_str(&nest(
         "tracker",
-        "The tracker: the settings of `swarmdrop tracker --print-config`. http or udp = \"\" turns that listener off.",
+        "The tracker: the settings of `swarmdrop tracker --print-config`. http or udp = \"\" turns that listener off.\n\
+         # A private drop whose revocations_url is empty polls the gateway of this process.",
         swarmdrop_tracker::server::config::DEFAULT_CONFIG,
     ));
     text.push_str(&nest(

@@ -71,12 +71,27 @@ pub fn published_infohashes(published: &std::path::Path) -> std::io::Result<Vec<
         let Some(name) = name.to_str() else { continue };
         let resource = crate::origin::paths::map(&format!("/torrents/{name}"));
         if matches!(resource, Ok(r) if r.kind == crate::origin::paths::Kind::HashedTorrent) {
-            hashes.push(name[..40].to_ascii_lowercase());
+            if let Some(hash) = name.get(..40) {
+                hashes.push(hash.to_ascii_lowercase());
+            }
         }
     }
     hashes.sort();
     hashes.dedup();
     Ok(hashes)
+}
+
+/// The in-process gateway's revocation list, as the tracker reaches it: over loopback
+/// when the gateway listens on every address.
+fn revocations_url(gateway: SocketAddr) -> String {
+    let mut reach = gateway;
+    if reach.ip().is_unspecified() {
+        reach.set_ip(match reach {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{reach}/auth/revocations")
 }
 
 async fn bind_tcp(
@@ -138,6 +153,14 @@ pub async fn run(
         let gateway = Arc::new(Gateway::with_store(config.gateway.clone(), store)?);
         Some((gateway, bind_tcp("gateway", &config.gateway.listen).await?))
     };
+    if let Some((_, listener)) = &gateway {
+        // A private drop's tracker polls the revocation list; when it names none, it
+        // polls the gateway beside it (whose port may have been picked only now).
+        let private = &mut config.tracker.private;
+        if !private.drop.is_empty() && private.revocations_url.is_empty() {
+            private.revocations_url = revocations_url(local("gateway", listener.local_addr())?);
+        }
+    }
     let origin_listener = bind_tcp("origin", &config.origin.listen).await?;
     let tracker_listeners = swarmdrop_tracker::server::bind(&config.tracker)
         .await
@@ -245,4 +268,44 @@ pub async fn signalled() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tracker_reaches_the_gateway_beside_it() {
+        let url = |addr: &str| revocations_url(addr.parse().unwrap());
+        assert_eq!(
+            url("127.0.0.5:8780"),
+            "http://127.0.0.5:8780/auth/revocations"
+        );
+        assert_eq!(
+            url("0.0.0.0:8780"),
+            "http://127.0.0.1:8780/auth/revocations"
+        );
+        assert_eq!(url("[::]:80"), "http://[::1]:80/auth/revocations");
+    }
+
+    #[test]
+    fn torrent_names_give_their_info_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let torrents = dir.path().join("torrents");
+        std::fs::create_dir(&torrents).unwrap();
+        let hash = "12ffb61a6860ea72fe47be2e220736ad731a7b80";
+        for name in [
+            format!("{hash}.a440a20327a0d4bf.torrent"),
+            format!("{}.a440a20327a0d4bf.torrent", hash.to_uppercase()),
+            ".partial.torrent".into(),
+            "notes.txt".into(),
+            "x.torrent".into(),
+        ] {
+            std::fs::write(torrents.join(name), b"").unwrap();
+        }
+        assert_eq!(published_infohashes(dir.path()).unwrap(), vec![hash]);
+        assert!(published_infohashes(&dir.path().join("none"))
+            .unwrap()
+            .is_empty());
+    }
 }
