@@ -101,25 +101,20 @@ async fn answer(
     };
     let opened = {
         let (origin, relative) = (origin.clone(), resource.relative.clone());
-        tokio::task::spawn_blocking(move || origin.open(&relative)).await
+        tokio::task::spawn_blocking(move || origin.open(&relative))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
     let (file, meta) = match opened {
-        Ok(Ok(Some(opened))) => opened,
-        Ok(Ok(None)) => {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
             return refusal(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 &format!("{} is not in the published directory", resource.relative),
             )
         }
-        Ok(Err(e)) => {
-            // Out of descriptors, an unreadable file: ours to fix, not the client's.
-            return refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "io_error",
-                &format!("opening {}: {e}", resource.relative),
-            );
-        }
+        // Out of descriptors, an unreadable file: ours to fix, not the client's.
         Err(e) => {
             return refusal(
                 StatusCode::INTERNAL_SERVER_ERROR,
