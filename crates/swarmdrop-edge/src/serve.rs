@@ -38,7 +38,9 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn content_type(path: &str) -> &'static str {
+/// The `Content-Type` for a file name (by extension; `application/octet-stream` when
+/// unknown). `swarmdrop serve`'s origin answers with the same types.
+pub fn content_type(path: &str) -> &'static str {
     let extension = path.rsplit('.').next().unwrap_or("");
     match extension {
         "json" => "application/json",

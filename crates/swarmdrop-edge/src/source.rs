@@ -83,8 +83,9 @@ async fn read_owned(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io
     .map_err(std::io::Error::other)?
 }
 
-/// Reads `len` bytes at `offset` of a handle others share (no seeking).
-async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::Result<Bytes> {
+/// Reads `len` bytes at `offset` of a handle others share (no seeking), on the
+/// blocking pool. (`swarmdrop serve`'s origin streams its files with it too.)
+pub async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt as _;
@@ -95,7 +96,7 @@ async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: u64) -> std::io::R
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    "cached file is shorter than its entry",
+                    "the file is shorter than expected",
                 ));
             }
             filled += n;

@@ -3,7 +3,8 @@
 //! short-lived PASETO tokens that edges and the tracker verify offline.
 //!
 //! Decisions live in `swarmdrop-identity`; this crate is the HTTP shell: axum routes,
-//! the state store ([`store::IdentityStore`], in memory for now), `/metrics`.
+//! the state store ([`store::IdentityStore`]: in memory, or `swarmdrop-state`'s SQLite
+//! file under `swarmdrop serve`), `/metrics`.
 #![warn(missing_docs)]
 
 pub mod config;

@@ -168,6 +168,19 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, Refusal> {
 impl Gateway {
     /// Builds a gateway from a configuration with the in-memory store.
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let store = Arc::new(MemoryStore::new(
+            config.max_pending,
+            config.max_pending_per_client,
+        ));
+        Self::with_store(config, store)
+    }
+
+    /// Builds a gateway over `store` (`swarmdrop serve` passes its state file; the
+    /// store should honour `max_pending` and `max_pending_per_client`).
+    pub fn with_store(
+        config: GatewayConfig,
+        store: Arc<dyn IdentityStore>,
+    ) -> Result<Self, GatewayError> {
         let durations = config.validate()?;
         let key_path = config.signing_key.clone();
         let key =
@@ -228,10 +241,7 @@ impl Gateway {
         };
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
-            store: Arc::new(MemoryStore::new(
-                config.max_pending,
-                config.max_pending_per_client,
-            )),
+            store,
             config,
             durations,
             issuer,

@@ -8,6 +8,7 @@ mod inspect;
 mod keygen;
 mod pack;
 mod peer;
+mod serve;
 mod token;
 mod tracker;
 mod verify;
@@ -45,6 +46,9 @@ enum Command {
     /// Run an edge cache: serves a published drop from memory and disk, pulls through
     /// verified from the origin, doubles as a BEP 19 webseed.
     Edge(edge::Args),
+    /// Serve a published drop: origin HTTP, the tracker and the gateway in one process,
+    /// state in an embedded SQLite file.
+    Serve(serve::Args),
     /// Seed an asset to BitTorrent peers (libtorrent, qBittorrent, aria2, swarmdrop).
     Seed(peer::SeedArgs),
     /// Download a drop: every signed asset, verified, over edges and the origin by each
@@ -68,6 +72,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(token) => token::run(&token),
         Command::Tracker(args) => tracker::run(&args),
         Command::Edge(args) => edge::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Seed(args) => peer::seed(&args),
         Command::Get(args) => peer::get(&args),
         Command::Bench(bench) => bench::run(&bench),

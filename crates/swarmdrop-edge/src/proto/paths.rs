@@ -12,8 +12,10 @@ use std::borrow::Cow;
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest token accepted in `/t/<token>/…`.
 pub const MAX_TOKEN_BYTES: usize = 8192;
-const MAX_SEGMENTS: usize = 32;
-const MAX_SEGMENT_BYTES: usize = 255;
+/// Most segments in a path.
+pub const MAX_SEGMENTS: usize = 32;
+/// Longest segment, decoded.
+pub const MAX_SEGMENT_BYTES: usize = 255;
 
 /// What a path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +68,10 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-fn decode_segment(raw: &str, max_bytes: usize) -> Result<Cow<'_, str>, PathError> {
+/// Percent-decodes one segment and refuses what could climb or hide: empty, `.`,
+/// `..`, longer than `max_bytes`, or holding a slash, backslash or control character.
+/// (`swarmdrop serve`'s origin checks its paths with this too.)
+pub fn decode_segment(raw: &str, max_bytes: usize) -> Result<Cow<'_, str>, PathError> {
     let text = if raw.contains('%') {
         Cow::Owned(percent_decode(raw)?)
     } else {
@@ -133,8 +138,11 @@ fn metadata_name(name: &str) -> bool {
     )
 }
 
-/// Checks `path` (the request target's path, still percent-encoded, without the query).
-pub fn parse(path: &str) -> Result<RequestPath, PathError> {
+/// The raw (still encoded) segments of an absolute request path, at most
+/// `max_segments` of them, after the checks every path gets: its length, the leading
+/// `/`, and the root (never a file). Decode each with [`decode_segment`].
+/// (`swarmdrop serve`'s origin splits its paths with this too.)
+pub fn split(path: &str, max_segments: usize) -> Result<Vec<&str>, PathError> {
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::Bad("longer than 4096 bytes"));
     }
@@ -145,9 +153,16 @@ pub fn parse(path: &str) -> Result<RequestPath, PathError> {
         return Err(PathError::NotServed("the root is not a file"));
     }
     let raw: Vec<&str> = rest.split('/').collect();
-    if raw.len() > MAX_SEGMENTS + 2 {
+    if raw.len() > max_segments {
         return Err(PathError::Bad("more than 32 segments"));
     }
+    Ok(raw)
+}
+
+/// Checks `path` (the request target's path, still percent-encoded, without the query).
+pub fn parse(path: &str) -> Result<RequestPath, PathError> {
+    // Two more for `/t/<token>/`.
+    let raw = split(path, MAX_SEGMENTS + 2)?;
     let (token, raw) = match raw.as_slice() {
         ["t", token, rest @ ..] => {
             if token.len() > MAX_TOKEN_BYTES {

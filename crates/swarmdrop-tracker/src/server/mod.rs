@@ -42,6 +42,17 @@ pub async fn bind(config: &TrackerConfig) -> std::io::Result<Listeners> {
 
 /// Builds the tracker (with its webhook sink) and serves both listeners until one fails.
 pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), TrackerError> {
+    run_until(config, listeners, std::future::pending()).await
+}
+
+/// As [`run`], until `shutdown` completes too: then HTTP stops accepting and finishes
+/// the requests in flight. UDP answers one datagram at a time, so it has nothing in
+/// flight; its blocking thread is left to end with the process.
+pub async fn run_until(
+    config: TrackerConfig,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), TrackerError> {
     let (sender, receiver) = if config.webhook.url.is_empty() {
         (None, None)
     } else {
@@ -67,9 +78,19 @@ pub async fn run(config: TrackerConfig, listeners: Listeners) -> Result<(), Trac
         }
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let udp_only = listeners.http.is_none() && listeners.udp.is_some();
     if let Some(listener) = listeners.http {
         let app = http::router(tracker.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tasks.spawn(async move { axum::serve(listener, app).await });
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+    } else if udp_only {
+        tasks.spawn(async move {
+            shutdown.await;
+            Ok(())
+        });
     }
     if let Some(socket) = listeners.udp {
         let udp_tracker = tracker.clone();
