@@ -103,7 +103,11 @@ struct Run<'a> {
     planner: Planner,
     recorder: Recorder,
     assets: Vec<Asset>,
-    ids: Vec<AssetId>,
+    /// Each asset's id in the planner, once it is released.
+    ids: Vec<Option<AssetId>>,
+    /// When each asset is (or was) released, in run milliseconds.
+    released: Vec<u64>,
+    kinds: Vec<Vec<PathKind>>,
     names: Vec<String>,
     events_file: Option<std::fs::File>,
     by_path: HashMap<PathId, Mirror>,
@@ -327,8 +331,8 @@ impl Run<'_> {
         };
         match event {
             SwarmEvent::Available { info_hash, pieces } => {
-                if let Some(index) = engine.by_hash.get(&info_hash) {
-                    self.planner.set_swarm_pieces(self.ids[*index], &pieces);
+                if let Some(id) = engine.by_hash.get(&info_hash).and_then(|i| self.ids[*i]) {
+                    self.planner.set_swarm_pieces(id, &pieces);
                 }
             }
             SwarmEvent::Verified {
@@ -370,13 +374,31 @@ impl Run<'_> {
         }
     }
 
+    /// Hands the planner every asset whose release time has come.
+    fn release(&mut self) -> Result<(), ClientError> {
+        let t = self.now();
+        for k in 0..self.assets.len() {
+            if self.ids[k].is_none() && self.released[k] <= t {
+                let spec = spec_of(&self.assets[k], self.kinds[k].clone());
+                let id = self
+                    .planner
+                    .add_asset(spec, self.released[k])
+                    .map_err(|e| ClientError::Usage(e.to_string()))?;
+                self.ids[k] = Some(id);
+            }
+        }
+        Ok(())
+    }
+
     fn finish_done(&mut self) -> Result<bool, ClientError> {
-        for (k, id) in self.ids.clone().into_iter().enumerate() {
+        for k in 0..self.assets.len() {
+            let Some(id) = self.ids[k] else { continue };
             if !self.finished[k] && self.planner.is_done(id) {
                 self.assets[k].finish()?;
                 self.finished[k] = true;
                 let t = self.now();
-                self.recorder.arrived(&self.assets[k], t);
+                self.recorder
+                    .arrived(&self.assets[k], t.saturating_sub(self.released[k]));
             }
         }
         Ok(self.finished.iter().all(|f| *f))
@@ -420,8 +442,10 @@ pub(crate) async fn carry_out(
     for (class, bytes) in &totals {
         progress.class_total(class, *bytes);
     }
-    let mut ids = Vec::new();
     let t0 = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut all_kinds = Vec::new();
+    let mut released = Vec::new();
+    let mut scheduled = 0u64;
     for (index, asset) in assets.iter().enumerate() {
         let with_peers = engine
             .as_ref()
@@ -433,11 +457,15 @@ pub(crate) async fn carry_out(
                 asset.path, asset.class
             )));
         }
-        ids.push(
-            planner
-                .add_asset(spec_of(asset, kinds), t0)
-                .map_err(|e| ClientError::Usage(e.to_string()))?,
-        );
+        all_kinds.push(kinds);
+        // Targets come in drop-path order, so a schedule follows the paths' order.
+        released.push(match &options.schedule {
+            Some((class, interval)) if *class == asset.class => {
+                scheduled += 1;
+                t0 + (scheduled - 1) * interval
+            }
+            _ => t0,
+        });
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut run = Run {
@@ -447,8 +475,10 @@ pub(crate) async fn carry_out(
         recorder: Recorder::default(),
         names: assets.iter().map(|a| a.path.clone()).collect(),
         finished: vec![false; assets.len()],
+        ids: vec![None; assets.len()],
         assets,
-        ids,
+        released,
+        kinds: all_kinds,
         events_file,
         by_path: mirrors
             .iter()
@@ -467,11 +497,13 @@ pub(crate) async fn carry_out(
     };
     let mut idle_since = Instant::now();
     loop {
+        run.release()?;
         run.decide();
         if run.finish_done()? {
             break;
         }
-        if run.flights.is_empty() {
+        let waiting_release = run.ids.iter().any(Option::is_none);
+        if run.flights.is_empty() && !waiting_release {
             if idle_since.elapsed() > STUCK_AFTER {
                 let waiting: Vec<&str> = run
                     .assets

@@ -87,6 +87,12 @@ pub struct ClientOptions {
     pub use_trackers: bool,
     /// Keep serving peers once every asset is verified, until interrupted.
     pub seed_after: bool,
+    /// Caps what the peer engine sends to all peers together.
+    pub upload_limit: Option<std::sync::Arc<swarmdrop_peer::ratelimit::RateLimit>>,
+    /// A player's schedule: the assets of this class, in drop-path order, are needed one
+    /// every `interval_ms` from the start (keyframe k at k × interval), and each one's
+    /// budget counts from then. Without it every asset is needed at once.
+    pub schedule: Option<(String, u64)>,
 }
 
 /// Progress for a display: totals per class once known, then bytes as they verify.

@@ -90,6 +90,7 @@ pub(crate) fn start(
         use_trackers: options.use_trackers,
         extra_trackers: options.trackers.clone(),
         keep_seeding: true,
+        upload_limit: options.upload_limit.clone(),
         ..PeerOptions::default()
     };
     let swarm = start_all(jobs, peer_options, listener)

@@ -47,6 +47,8 @@ pub struct PeerOptions {
     pub metadata: Option<Bytes>,
     /// Plain BitTorrent or Message Stream Encryption.
     pub encryption: Encryption,
+    /// Caps the bytes sent to all peers together.
+    pub upload_limit: Option<std::sync::Arc<crate::ratelimit::RateLimit>>,
 }
 
 /// What a run did.
@@ -171,6 +173,7 @@ pub fn start_all(
             routes,
             options.encryption,
             keys,
+            options.upload_limit.clone(),
         ));
     } else {
         drop(routes);
@@ -292,8 +295,12 @@ fn start_torrent(
     let metrics = options.metrics.clone();
     // Dialing from the controller thread goes through this runtime.
     let runtime = tokio::runtime::Handle::current();
-    let (connect_inbox, encryption, dial_keys) =
-        (inbox_tx.clone(), options.encryption, keys.clone());
+    let (connect_inbox, encryption, dial_keys, limit) = (
+        inbox_tx.clone(),
+        options.encryption,
+        keys.clone(),
+        options.upload_limit.clone(),
+    );
     let dialer = move |addr: SocketAddr| {
         runtime.spawn(connection::dial(
             addr,
@@ -301,6 +308,7 @@ fn start_torrent(
             encryption,
             connect_inbox.clone(),
             dial_keys.clone(),
+            limit.clone(),
         ));
     };
     for addr in &options.connect {

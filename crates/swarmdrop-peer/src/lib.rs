@@ -5,6 +5,7 @@
 pub mod driver;
 pub mod magnet;
 pub mod metrics;
+pub mod ratelimit;
 pub mod storage;
 pub mod tracker;
 pub mod transport;

@@ -140,6 +140,8 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         trackers: args.swarm.trackers.clone(),
         use_trackers: !args.swarm.no_trackers,
         seed_after: hybrid.seed_after,
+        upload_limit: super::peer::upload_limit(&args.swarm)?,
+        schedule: None,
     };
     let bars = Bars {
         multi: indicatif::MultiProgress::new(),

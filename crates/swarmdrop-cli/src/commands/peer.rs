@@ -71,6 +71,23 @@ pub(crate) struct SwarmArgs {
     /// accept only MSE with RC4, for peers or networks that refuse plain BitTorrent.
     #[arg(long, value_enum, default_value_t = EncryptionArg::Plain)]
     encryption: EncryptionArg,
+    /// Cap what is sent to all peers together (like 2MiB, per second).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) upload_limit: Option<String>,
+}
+
+/// `--upload-limit` as a shared limiter.
+pub(crate) fn upload_limit(
+    args: &SwarmArgs,
+) -> anyhow::Result<Option<std::sync::Arc<swarmdrop_peer::ratelimit::RateLimit>>> {
+    args.upload_limit
+        .as_deref()
+        .map(|text| {
+            swarmdrop_bench::parse_size(text)
+                .map(|rate| std::sync::Arc::new(swarmdrop_peer::ratelimit::RateLimit::new(rate)))
+                .with_context(|| format!("--upload-limit {text:?}"))
+        })
+        .transpose()
 }
 
 /// `--encryption` values.
@@ -268,6 +285,7 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         metrics: PeerMetrics::default(),
         metadata: None,
         encryption: args.swarm.encryption.into(),
+        upload_limit: upload_limit(&args.swarm)?,
     };
     let runtime = runtime()?;
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
@@ -314,6 +332,7 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         metrics: PeerMetrics::default(),
         metadata,
         encryption: args.swarm.encryption.into(),
+        upload_limit: upload_limit(&args.swarm)?,
     };
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     let summary = runtime

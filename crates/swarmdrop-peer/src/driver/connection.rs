@@ -15,7 +15,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::ratelimit::RateLimit;
 use crate::transport::{negotiate, Encryption, Negotiated};
+
+/// A run's shared upload cap, if any.
+pub(crate) type Limit = Option<Arc<RateLimit>>;
 
 /// What a torrent's controller hears.
 pub(crate) enum Inbox {
@@ -81,6 +85,7 @@ async fn carry(
     stream: TcpStream,
     inbox: std_mpsc::Sender<Inbox>,
     negotiated: Negotiated,
+    limit: Limit,
 ) {
     let (mut incoming, mut outgoing) = (negotiated.incoming, negotiated.outgoing);
     let (mut reader, mut writer) = stream.into_split();
@@ -114,6 +119,9 @@ async fn carry(
             if let Some(cipher) = outgoing.as_mut() {
                 encrypt_chunks(cipher, &mut chunks);
             }
+            if let Some(limit) = &limit {
+                limit.acquire(chunks.iter().map(Bytes::len).sum()).await;
+            }
             if write_all_vectored(&mut writer, &chunks).await.is_err() {
                 break;
             }
@@ -144,6 +152,7 @@ pub(crate) async fn dial(
     encryption: Encryption,
     inbox: std_mpsc::Sender<Inbox>,
     keys: Keys,
+    limit: Limit,
 ) {
     let Ok(Ok(mut stream)) =
         tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
@@ -152,7 +161,7 @@ pub(crate) async fn dial(
     };
     let _ = stream.set_nodelay(true);
     match negotiate(&mut stream, false, &[info_hash], encryption).await {
-        Ok(negotiated) => carry(next_key(&keys), stream, inbox, negotiated).await,
+        Ok(negotiated) => carry(next_key(&keys), stream, inbox, negotiated, limit).await,
         Err(code) => {
             let _ = inbox.send(Inbox::Refused(code));
         }
@@ -166,6 +175,7 @@ pub(crate) async fn accept(
     routes: HashMap<[u8; 20], std_mpsc::Sender<Inbox>>,
     encryption: Encryption,
     keys: Keys,
+    limit: Limit,
 ) {
     let routes = Arc::new(routes);
     let hashes: Arc<Vec<[u8; 20]>> = Arc::new(routes.keys().copied().collect());
@@ -173,17 +183,20 @@ pub(crate) async fn accept(
         return;
     };
     while let Ok((mut stream, _)) = listener.accept().await {
-        let (routes, hashes, fallback, keys) = (
+        let (routes, hashes, fallback, keys, limit) = (
             routes.clone(),
             hashes.clone(),
             fallback.clone(),
             keys.clone(),
+            limit.clone(),
         );
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             match negotiate(&mut stream, true, &hashes, encryption).await {
                 Ok(negotiated) => match routes.get(&negotiated.info_hash) {
-                    Some(inbox) => carry(next_key(&keys), stream, inbox.clone(), negotiated).await,
+                    Some(inbox) => {
+                        carry(next_key(&keys), stream, inbox.clone(), negotiated, limit).await
+                    }
                     None => {
                         let _ = fallback.send(Inbox::Refused("wrong_infohash"));
                     }
