@@ -8,7 +8,7 @@ use crate::pack::io;
 use crate::BenchError;
 
 /// A child process, killed and reaped when dropped.
-pub(crate) struct Running(pub(crate) Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -19,7 +19,7 @@ impl Drop for Running {
 
 /// Runs this binary with `args` and waits for its `listening <what> ADDR` line on stderr;
 /// returns the process and ADDR.
-pub(crate) fn start_swarmdrop(
+pub fn start_swarmdrop(
     args: &[&std::ffi::OsStr],
     what: &str,
 ) -> Result<(Running, String), BenchError> {
@@ -48,7 +48,7 @@ pub(crate) fn start_swarmdrop(
 }
 
 /// The port of an `ip:port` address.
-pub(crate) fn port_of(addr: &str) -> Result<u16, BenchError> {
+pub fn port_of(addr: &str) -> Result<u16, BenchError> {
     addr.rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())

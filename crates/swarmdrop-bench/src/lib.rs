@@ -2,7 +2,7 @@
 //! on the same inputs and reports ratios, so a noisy machine moves both.
 #![warn(missing_docs)]
 
-mod child;
+pub mod child;
 pub mod edge;
 pub mod identity;
 mod loopback_http;

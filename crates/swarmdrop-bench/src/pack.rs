@@ -60,7 +60,7 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Benc
 }
 
 /// Writes `length` pseudo-random bytes (xorshift: incompressible, fast to make).
-pub(crate) fn write_random(path: &Path, length: u64, seed: u64) -> Result<(), BenchError> {
+pub fn write_random(path: &Path, length: u64, seed: u64) -> Result<(), BenchError> {
     let mut file = fs::File::create(path).map_err(io(path.display().to_string()))?;
     let mut state = seed | 1;
     let mut buf = vec![0u8; 1 << 20];

@@ -30,7 +30,7 @@ const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// One range GET, streamed into memory (a chunk is at most one piece or 32 MiB).
 async fn fetch_range(
-    url: HttpUrl,
+    (url, timeouts): (HttpUrl, Timeouts),
     auth: Option<String>,
     (offset, length, total): (u64, u64, u64),
     fetch: FetchId,
@@ -44,7 +44,7 @@ async fn fetch_range(
     let fail = |why: String| {
         let _ = events.send(Event::Failed(fetch, why));
     };
-    let response = match get(&url, &headers, Timeouts::default()).await {
+    let response = match get(&url, &headers, timeouts).await {
         Ok(response) => response,
         Err(e) => return fail(e.to_string()),
     };
@@ -219,7 +219,7 @@ impl Run<'_> {
             let target = &self.assets[index];
             let url = mirror.url(&target.published);
             Some(tokio::spawn(fetch_range(
-                url,
+                (url, mirror.timeouts()),
                 self.auth.clone(),
                 (offset, length, target.length),
                 fetch,
@@ -539,10 +539,18 @@ pub(crate) async fn carry_out(
     }
     let seconds = started.elapsed().as_secs_f64();
     let report = run.recorder.report(&run.assets, seconds);
+    progress.downloaded();
     if let Some(engine) = run.engine.take() {
         if options.seed_after {
-            progress.note("every asset verified; seeding until interrupted");
-            let _ = tokio::signal::ctrl_c().await;
+            match options.stop_seeding.clone() {
+                Some(mut stop) => {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                }
+                None => {
+                    progress.note("every asset verified; seeding until interrupted");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
         for handle in engine.handles.values() {
             handle.stop();

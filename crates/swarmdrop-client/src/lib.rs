@@ -24,7 +24,7 @@ use swarmdrop_manifest::UtcTime;
 use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
 use tokio::sync::mpsc;
 
-pub use report::{ClassReport, Report};
+pub use report::{percentile, ClassReport, Report};
 
 /// What went wrong; each names the file, mirror or asset.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +85,12 @@ pub struct ClientOptions {
     pub trackers: Vec<String>,
     /// Announce to the torrents' own trackers.
     pub use_trackers: bool,
-    /// Keep serving peers once every asset is verified, until interrupted.
+    /// Keep serving peers once every asset is verified, until interrupted (or until
+    /// `stop_seeding` says so).
     pub seed_after: bool,
+    /// For a program running viewers: seeding after the download ends when this turns
+    /// true (instead of at an interrupt).
+    pub stop_seeding: Option<tokio::sync::watch::Receiver<bool>>,
     /// Caps what the peer engine sends to all peers together.
     pub upload_limit: Option<std::sync::Arc<swarmdrop_peer::ratelimit::RateLimit>>,
     /// A player's schedule: the assets of this class, in drop-path order, are needed one
@@ -96,13 +100,15 @@ pub struct ClientOptions {
 }
 
 /// Progress for a display: totals per class once known, then bytes as they verify.
-pub trait Progress: Send {
+pub trait Progress: Send + Sync {
     /// `class` will bring `bytes` in total.
     fn class_total(&self, class: &str, bytes: u64);
     /// `bytes` more of `class` verified.
     fn advanced(&self, class: &str, bytes: u64);
     /// A line for the user (warnings, where metadata came from).
     fn note(&self, line: &str);
+    /// Every asset is verified and in place (seeding, if asked, goes on after this).
+    fn downloaded(&self) {}
 }
 
 /// A [`Progress`] that shows nothing.
@@ -119,9 +125,12 @@ const MAX_TORRENT_BYTES: usize = 16 << 20;
 /// Fetches the drop's signed targets and every asset; returns the report.
 pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Report, ClientError> {
     let started = Instant::now();
-    let mut mirrors = mirrors::parse_mirrors(&options.origin, &options.edges)?;
+    // A viewer's HTTP calls come from the address it listens on for peers, as they
+    // would from its own host.
+    let source = options.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+    let mut mirrors = mirrors::parse_mirrors(&options.origin, &options.edges, source)?;
     let token = match &options.gateway {
-        Some(gateway) => Some(token::anonymous(gateway).await?),
+        Some(gateway) => Some(token::anonymous(gateway, source).await?),
         None => None,
     };
     let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
@@ -275,11 +284,15 @@ fn planner_for(mirrors: &[mirrors::Mirror], options: &ClientOptions) -> Planner 
         if !allowed(options, mirror) {
             continue;
         }
+        // Edges start optimistic (100 Mbit/s) and prove otherwise; the origin starts
+        // pessimistic (8 Mbit/s): it is the path of last resort, and an unmeasured origin
+        // must not look better than a measured, busy edge.
+        let bytes_per_ms = if mirror.label == "origin" { 1_000.0 } else { 12_500.0 };
         planner.add_path(
             path_of(index, mirror),
             Estimate {
                 rtt_ms: mirror.rtt.map_or(200.0, |r| r.as_secs_f64() * 1e3),
-                bytes_per_ms: 12_500.0,
+                bytes_per_ms,
             },
         );
     }

@@ -19,9 +19,19 @@ pub struct Mirror {
     pub base: HttpUrl,
     /// Measured round trip (a small GET), if it answered.
     pub rtt: Option<Duration>,
+    /// The local address calls come from (the viewer's own), if set.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Mirror {
+    /// Time bounds for a call to this mirror, from the viewer's address.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            source: self.source,
+            ..Timeouts::default()
+        }
+    }
+
     /// The URL of `relative` (a path under the published root), segments encoded.
     pub fn url(&self, relative: &str) -> HttpUrl {
         self.base.join(&percent_encode(relative, b"/"))
@@ -29,13 +39,18 @@ impl Mirror {
 }
 
 /// Edges (in the order given) then the origin, each base URL checked.
-pub fn parse_mirrors(origin: &str, edges: &[String]) -> Result<Vec<Mirror>, ClientError> {
+pub fn parse_mirrors(
+    origin: &str,
+    edges: &[String],
+    source: Option<std::net::IpAddr>,
+) -> Result<Vec<Mirror>, ClientError> {
     let parse = |label: String, url: &str| {
         HttpUrl::parse(url)
             .map(|base| Mirror {
                 label,
                 base,
                 rtt: None,
+                source,
             })
             .map_err(|e| ClientError::Usage(format!("{url}: {e}")))
     };
@@ -51,12 +66,12 @@ pub fn parse_mirrors(origin: &str, edges: &[String]) -> Result<Vec<Mirror>, Clie
 /// and sorts the edges fastest first; the origin stays last. Unreachable edges keep no
 /// RTT and go after the reachable ones.
 pub async fn probe(mirrors: &mut [Mirror], headers: &[(&str, &str)]) {
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        head: Duration::from_secs(2),
-        ..Timeouts::default()
-    };
     for mirror in mirrors.iter_mut() {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(2),
+            head: Duration::from_secs(2),
+            source: mirror.source,
+        };
         let url = mirror.url("metadata/timestamp.json");
         let started = Instant::now();
         let answer = get_bytes(&url, headers, 1 << 20, timeouts, Duration::from_secs(2)).await;
@@ -85,7 +100,7 @@ pub async fn fetch_first(
             &url,
             headers,
             max_bytes,
-            Timeouts::default(),
+            mirror.timeouts(),
             Duration::from_secs(30),
         )
         .await

@@ -22,6 +22,9 @@ pub struct ClassReport {
     pub within_budget: f64,
     /// Verified bytes by path (`edge0`, `origin`, …).
     pub bytes_by_path: BTreeMap<String, u64>,
+    /// Every asset's arrival, sorted (for programs combining several runs).
+    #[serde(skip)]
+    pub arrivals_ms: Vec<u64>,
 }
 
 /// A whole run.
@@ -44,7 +47,8 @@ pub(crate) struct Recorder {
     refused: BTreeMap<String, u64>,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+/// The nearest-rank percentile `p` (0–1) of `sorted`.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -97,6 +101,7 @@ impl Recorder {
                     p99_ms: percentile(&sorted, 0.99),
                     within_budget: within as f64 / sorted.len().max(1) as f64,
                     bytes_by_path: by_path,
+                    arrivals_ms: sorted,
                 },
             );
         }

@@ -31,11 +31,15 @@ fn refused(what: &str, status: u16, body: &[u8]) -> ClientError {
 }
 
 /// An anonymous token from the gateway at `base`.
-pub async fn anonymous(base: &str) -> Result<String, ClientError> {
+pub async fn anonymous(base: &str, source: Option<std::net::IpAddr>) -> Result<String, ClientError> {
+    let timeouts = Timeouts {
+        source,
+        ..Timeouts::default()
+    };
     let base = HttpUrl::parse(base).map_err(|e| ClientError::Usage(format!("--gateway: {e}")))?;
     let wait = Duration::from_secs(10);
     let url = base.join("auth/challenge");
-    let (status, body) = get_bytes(&url, &[], 64 << 10, Timeouts::default(), wait)
+    let (status, body) = get_bytes(&url, &[], 64 << 10, timeouts, wait)
         .await
         .map_err(|e| ClientError::Gateway(e.to_string()))?;
     if !status.is_success() {
@@ -56,7 +60,7 @@ pub async fn anonymous(base: &str) -> Result<String, ClientError> {
         &[],
         Bytes::from(request.to_string()),
         64 << 10,
-        Timeouts::default(),
+        timeouts,
         wait,
     )
     .await

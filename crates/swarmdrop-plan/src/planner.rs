@@ -330,6 +330,9 @@ impl Planner {
         let stalled: Vec<FetchId> = self
             .fetches
             .iter()
+            // The swarm reports a piece only once it verifies, and a slow piece there is
+            // no broken server: it is hedged when late, never failed for silence.
+            .filter(|(_, f)| f.path.kind != PathKind::P2p)
             .filter(|(_, f)| now.saturating_sub(f.last_progress) > self.config.stall_ms)
             .map(|(id, _)| *id)
             .collect();
@@ -398,6 +401,8 @@ impl Planner {
                 .candidates(asset, f.chunk, now, load, 0)
                 .into_iter()
                 .filter(|(path, eta)| *path != f.path && *eta + 50 < finish)
+                // The origin takes a hedge only if it would save the deadline.
+                .filter(|(path, eta)| path.kind != PathKind::Origin || *eta <= f.deadline)
                 .filter(|(path, _)| load.get(path).map_or(0, |l| l.0) < self.capacity(*path))
                 .min_by_key(|(path, eta)| (*eta, *path));
             if let Some((path, _)) = better {
@@ -463,8 +468,14 @@ impl Planner {
                 .min_by_key(|(p, eta)| (*eta, *p))
                 .copied()
         };
+        // Past the deadline, or with none projected to meet it, the fastest path other
+        // than the origin: the origin cannot save a deadline it would miss too, and an
+        // overloaded drop must not fall through to it wholesale.
+        let not_origin = |p: &PathId| p.kind != PathKind::Origin;
         if now >= asset.deadline {
-            return fastest(&|_| true).map(|(p, _)| (p, Reason::BudgetBlown));
+            return fastest(&not_origin)
+                .or_else(|| fastest(&|_| true))
+                .map(|(p, _)| (p, Reason::BudgetBlown));
         }
         for kind in &asset.spec.paths {
             if *kind == PathKind::Origin {
@@ -483,7 +494,8 @@ impl Planner {
             (Some(_), Some((path, eta))) if eta <= asset.deadline => {
                 Some((path, Reason::OnlyOriginMeetsDeadline))
             }
-            _ => fastest(&|_| true).map(|(p, _)| (p, Reason::NoPathMeetsDeadline)),
+            (Some((path, _)), _) => Some((path, Reason::NoPathMeetsDeadline)),
+            (None, None) => None,
         }
     }
 

@@ -140,6 +140,7 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         trackers: args.swarm.trackers.clone(),
         use_trackers: !args.swarm.no_trackers,
         seed_after: hybrid.seed_after,
+        stop_seeding: None,
         upload_limit: super::peer::upload_limit(&args.swarm)?,
         schedule: None,
     };

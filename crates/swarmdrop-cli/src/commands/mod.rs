@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod bench;
+mod demo;
 mod edge;
 mod fetch;
 mod gateway;
@@ -54,6 +55,9 @@ enum Command {
     /// Download a drop: every signed asset, verified, over edges and the origin by each
     /// class's latency budget; `--p2p-only` fetches one asset from BitTorrent peers.
     Get(peer::GetArgs),
+    /// A whole live drop on this machine: serve, two edges, two seeders and N viewers
+    /// over emulated links; prints budgets met, origin egress, peer share, bulk time.
+    Demo(demo::DemoArgs),
     /// Work with gateway tokens offline.
     #[command(subcommand)]
     Token(token::Token),
@@ -75,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::Seed(args) => peer::seed(&args),
         Command::Get(args) => peer::get(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Bench(bench) => bench::run(&bench),
     }
 }

@@ -1,0 +1,374 @@
+//! `swarmdrop demo`: a whole live drop on one machine. It packs a generated drop (a
+//! checkout page, keyframes, one bulk asset), starts `serve` (origin, tracker, gateway),
+//! two edges and two seeders as their own processes, then N viewers, each a full client
+//! (its own token, its own TUF walk, its own peer listener and files), joining within two
+//! seconds. The origin and the edges sit behind emulated links (a round trip, an upload
+//! cap), seeders and viewers cap their uploads, so peers matter. It prints, per class, the
+//! share within budget and p50/p99 arrival; origin egress as a multiple of the drop; the
+//! peers' share of bytes; and bulk completion against the Kumar–Ross lower bound.
+
+mod processes;
+mod shaper;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use swarmdrop_client::{percentile, ClientOptions, Progress, Report};
+use swarmdrop_peer::ratelimit::RateLimit;
+use swarmdrop_plan::PathKind;
+
+use processes::Services;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Viewers (each a full client in this process, sharing nothing but the network).
+    #[arg(long, default_value_t = 50)]
+    viewers: usize,
+    /// Size of the bulk asset (fetched over peers first).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    bulk_size: String,
+    /// Keyframes, needed one per --keyframe-interval.
+    #[arg(long, default_value_t = 120)]
+    keyframes: usize,
+    /// Size of each keyframe.
+    #[arg(long, value_name = "SIZE", default_value = "200KiB")]
+    keyframe_size: String,
+    /// A viewer needs keyframe k at k times this (a player's frame schedule).
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    keyframe_interval: u64,
+    /// The origin's upload cap (per second, all clients and edges together).
+    #[arg(long, value_name = "RATE", default_value = "8MiB")]
+    origin_upload: String,
+    /// Each edge's upload cap (keyframes alone need viewers × keyframe size ÷ interval).
+    #[arg(long, value_name = "RATE", default_value = "64MiB")]
+    edge_upload: String,
+    /// Each seeder's upload cap.
+    #[arg(long, value_name = "RATE", default_value = "8MiB")]
+    seeder_upload: String,
+    /// Each viewer's upload cap (to its peers).
+    #[arg(long, value_name = "RATE", default_value = "2MiB")]
+    viewer_upload: String,
+    /// Round trip to the edges.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    edge_rtt: u64,
+    /// Round trip to the origin.
+    #[arg(long, value_name = "MS", default_value_t = 60)]
+    origin_rtt: u64,
+    /// Paths the viewers may use (comma-separated: p2p,edge,origin); `edge,origin` shows
+    /// the same drop without peers.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "p2p,edge,origin")]
+    paths: Vec<String>,
+    /// Keep everything running after the report (until interrupted).
+    #[arg(long)]
+    keep: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One class across every viewer.
+#[derive(Debug, Serialize)]
+struct ClassFigures {
+    budget_ms: u64,
+    arrivals: usize,
+    within_budget: f64,
+    p50_ms: u64,
+    p99_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct DemoReport {
+    viewers: usize,
+    completed: usize,
+    drop_bytes: u64,
+    seconds: f64,
+    classes: BTreeMap<String, ClassFigures>,
+    origin_egress_vs_drop: f64,
+    edge_egress_vs_drop: f64,
+    p2p_share: f64,
+    bulk_completion_s: f64,
+    kumar_ross_bound_s: f64,
+    bulk_vs_bound: f64,
+    bytes_by_path: BTreeMap<String, u64>,
+    errors: Vec<String>,
+    notes: Vec<String>,
+}
+
+fn size(text: &str, what: &str) -> anyhow::Result<u64> {
+    swarmdrop_bench::parse_size(text).with_context(|| format!("--{what} {text:?}"))
+}
+
+const POLICY: &str = r#"[drop]
+name = "demo-drop"
+opens_at = "2026-01-01T00:00:00Z"
+closes_at = "2036-01-01T00:00:00Z"
+
+[[class]]
+name = "checkout"
+budget_ms = 300
+paths = ["edge", "origin"]
+
+[[class]]
+name = "keyframe"
+budget_ms = 800
+paths = ["edge", "origin"]
+
+[[class]]
+name = "bulk"
+budget_ms = 60000
+paths = ["p2p", "edge", "origin"]
+
+[[assets]]
+glob = "checkout/**"
+class = "checkout"
+
+[[assets]]
+glob = "frames/**"
+class = "keyframe"
+
+[[assets]]
+glob = "bulk/**"
+class = "bulk"
+"#;
+
+/// Writes the generated drop; returns its total size and the bulk size.
+fn generate(dir: &Path, args: &DemoArgs) -> anyhow::Result<(u64, u64)> {
+    let write = |path: &Path, len: u64, seed: u64| -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
+        }
+        swarmdrop_bench::pack::write_random(path, len, seed)
+            .with_context(|| path.display().to_string())
+    };
+    let page = "<!doctype html><title>demo drop</title><h1>Mint opens now</h1><script src=mint.js></script>\n";
+    std::fs::create_dir_all(dir.join("checkout")).context("checkout/")?;
+    std::fs::write(dir.join("checkout/index.html"), page).context("index.html")?;
+    write(&dir.join("checkout/mint.js"), 24 << 10, 1)?;
+    let frame = size(&args.keyframe_size, "keyframe-size")?;
+    for k in 0..args.keyframes {
+        write(&dir.join(format!("frames/f{k:04}.png")), frame, 100 + k as u64)?;
+    }
+    let bulk = size(&args.bulk_size, "bulk-size")?;
+    write(&dir.join("bulk/patch.bin"), bulk, 7)?;
+    Ok((page.len() as u64 + (24 << 10) + frame * args.keyframes as u64 + bulk, bulk))
+}
+
+fn only_paths(names: &[String]) -> anyhow::Result<Vec<PathKind>> {
+    names
+        .iter()
+        .map(|n| PathKind::parse(n.trim()).with_context(|| format!("--paths: {n:?} is not p2p, edge or origin")))
+        .collect()
+}
+
+/// A viewer's progress: it counts on the shared bar when its download is complete.
+struct Viewer(indicatif::ProgressBar);
+
+impl Progress for Viewer {
+    fn class_total(&self, _: &str, _: u64) {}
+    fn advanced(&self, _: &str, _: u64) {}
+    fn note(&self, _: &str) {}
+    fn downloaded(&self) {
+        self.0.inc(1);
+    }
+}
+
+/// Runs the viewers and waits for all; each joins at its offset in the first two seconds.
+async fn run_viewers(
+    args: &DemoArgs,
+    services: &Services,
+    work: &Path,
+    only: Vec<PathKind>,
+) -> anyhow::Result<(Vec<(Duration, Result<Report, String>)>, Instant)> {
+    let upload = size(&args.viewer_upload, "viewer-upload")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bar = indicatif::ProgressBar::new(args.viewers as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("viewers {bar:40} {pos}/{len} done {elapsed_precise}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let first = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..args.viewers {
+        let join_at = Duration::from_millis((2000 * k / args.viewers.max(1)) as u64);
+        let options = ClientOptions {
+            origin: format!("http://{}/", services.origin),
+            edges: services.edges.iter().map(|e| format!("http://{e}/")).collect(),
+            out_dir: work.join("viewers").join(format!("v{k:03}")),
+            root: Some(services.root_json.clone()),
+            gateway: Some(format!("http://{}/", services.gateway)),
+            only_paths: Some(only.clone()),
+            listen: Some(format!("127.0.{}.{}:0", 1 + k / 250, 1 + k % 250).parse()?),
+            use_trackers: true,
+            seed_after: true,
+            stop_seeding: Some(stop_rx.clone()),
+            upload_limit: Some(std::sync::Arc::new(RateLimit::new(upload))),
+            schedule: Some(("keyframe".into(), args.keyframe_interval)),
+            ..ClientOptions::default()
+        };
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until((first + join_at).into()).await;
+            let started = Instant::now();
+            let progress = Viewer(bar.clone());
+            let report = swarmdrop_client::run(&options, &progress).await.map_err(|e| e.to_string());
+            if report.is_err() {
+                bar.inc(1);
+            }
+            (started.duration_since(first), report)
+        }));
+    }
+    // A viewer's report comes back only after seeding ends, and seeding ends when every
+    // viewer has its files: so count completions as they happen, then release them all.
+    let mut results = Vec::new();
+    let total = tasks.len();
+    while bar.position() < total as u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        results.push(task.await.context("a viewer task")?);
+    }
+    bar.finish();
+    Ok((results, first))
+}
+
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.viewers == 0 {
+        bail!("--viewers must be at least 1");
+    }
+    let only = only_paths(&args.paths)?;
+    let temp = tempfile::Builder::new().prefix("swarmdrop-demo-").tempdir().context("a work directory")?;
+    let work = temp.path().to_path_buf();
+    eprintln!("generating the drop in {}", work.display());
+    let (drop_bytes, bulk_bytes) = generate(&work.join("drop"), args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("the async runtime")?;
+    let services = runtime.block_on(processes::start(&work, args))?;
+    eprintln!(
+        "origin {} (behind {}), gateway {}, tracker {}, edges {}, seeders {}",
+        services.origin_direct, services.origin, services.gateway, services.tracker,
+        services.edges.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        services.seeders.join(" ")
+    );
+    let started = Instant::now();
+    let (results, _) = runtime.block_on(run_viewers(args, &services, &work, only))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    if args.keep {
+        eprintln!("--keep: everything stays up in {} until interrupted", work.display());
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    drop(services);
+    Ok(if report.completed == report.viewers { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn summarize(
+    args: &DemoArgs,
+    services: &Services,
+    results: &[(Duration, Result<Report, String>)],
+    drop_bytes: u64,
+    bulk_bytes: u64,
+    seconds: f64,
+) -> anyhow::Result<DemoReport> {
+    let mut arrivals: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
+    let mut bytes_by_path: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut bulk_done = 0f64;
+    for (offset, result) in results {
+        match result {
+            Ok(report) => {
+                for (class, c) in &report.classes {
+                    let entry = arrivals.entry(class.clone()).or_insert((c.budget_ms, Vec::new()));
+                    entry.1.extend(&c.arrivals_ms);
+                }
+                for (path, n) in &report.bytes_by_path {
+                    let key = if path.starts_with("edge") { "edge" } else { path.as_str() };
+                    *bytes_by_path.entry(key.to_owned()).or_default() += n;
+                }
+                if let Some(bulk) = report.classes.get("bulk") {
+                    let done = offset.as_secs_f64() + bulk.arrivals_ms.iter().max().copied().unwrap_or(0) as f64 / 1e3;
+                    bulk_done = bulk_done.max(done);
+                }
+            }
+            Err(e) => errors.push(e.clone()),
+        }
+    }
+    let classes = arrivals
+        .into_iter()
+        .map(|(class, (budget_ms, mut times))| {
+            times.sort_unstable();
+            let within = times.iter().filter(|t| **t <= budget_ms).count();
+            let figures = ClassFigures {
+                budget_ms,
+                arrivals: times.len(),
+                within_budget: within as f64 / times.len().max(1) as f64,
+                p50_ms: percentile(&times, 0.5),
+                p99_ms: percentile(&times, 0.99),
+            };
+            (class, figures)
+        })
+        .collect();
+    let rate = |text: &str, what: &str| size(text, what).map(|r| r as f64);
+    let server_upload = rate(&args.origin_upload, "origin-upload")?
+        + 2.0 * rate(&args.edge_upload, "edge-upload")?
+        + 2.0 * rate(&args.seeder_upload, "seeder-upload")?;
+    let viewers_upload = args.viewers as f64 * rate(&args.viewer_upload, "viewer-upload")?;
+    let n = args.viewers as f64;
+    let f = bulk_bytes as f64;
+    let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
+    let total: u64 = bytes_by_path.values().sum();
+    let edge_sent: u64 = services.edge_sent.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    Ok(DemoReport {
+        viewers: results.len(),
+        completed: results.iter().filter(|(_, r)| r.is_ok()).count(),
+        drop_bytes,
+        seconds,
+        classes,
+        origin_egress_vs_drop: services.origin_sent.load(Ordering::Relaxed) as f64 / drop_bytes as f64,
+        edge_egress_vs_drop: edge_sent as f64 / drop_bytes as f64,
+        p2p_share: bytes_by_path.get("p2p").copied().unwrap_or(0) as f64 / total.max(1) as f64,
+        bulk_completion_s: bulk_done,
+        kumar_ross_bound_s: bound,
+        bulk_vs_bound: if bound > 0.0 { bulk_done / bound } else { 0.0 },
+        bytes_by_path,
+        errors,
+        notes: vec![
+            "origin and edge egress count every byte they sent (to viewers, and the origin's to the edges)".into(),
+            "the Kumar-Ross bound uses the caps: u_s = origin + edges + seeders, u_i = each viewer's upload; viewers' downloads are not capped".into(),
+            "round trips are emulated to the origin and the edges; peer links have loopback latency".into(),
+        ],
+    })
+}
+
+fn print_report(r: &DemoReport) {
+    println!("{} viewers ({} completed) in {:.1} s; the drop is {:.1} MB", r.viewers, r.completed, r.seconds, r.drop_bytes as f64 / 1e6);
+    println!("{:<10} {:>8} {:>9} {:>8} {:>8}", "class", "budget", "in budget", "p50", "p99");
+    for (class, c) in &r.classes {
+        println!("{:<10} {:>6}ms {:>8.1}% {:>6}ms {:>6}ms", class, c.budget_ms, c.within_budget * 100.0, c.p50_ms, c.p99_ms);
+    }
+    println!("origin egress {:.2}x the drop (target <= 1.5, goal 1.1); edges {:.2}x", r.origin_egress_vs_drop, r.edge_egress_vs_drop);
+    println!("peers carried {:.1}% of all bytes", r.p2p_share * 100.0);
+    println!(
+        "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",
+        r.bulk_completion_s, r.kumar_ross_bound_s, r.bulk_vs_bound
+    );
+    for e in &r.errors {
+        println!("viewer failed: {e}");
+    }
+}
+
+/// Where the drop is published in the work directory.
+pub(crate) fn published(work: &Path) -> PathBuf {
+    work.join("published")
+}

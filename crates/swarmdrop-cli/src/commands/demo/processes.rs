@@ -1,0 +1,179 @@
+//! The demo's services, each a `swarmdrop` process of its own: `serve` (origin, tracker,
+//! gateway), two edges and two seeders. The origin and the edges are reached through
+//! shapers (emulated round trip and upload cap).
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use swarmdrop_bench::child::Running;
+use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
+
+use super::{published, shaper, size, DemoArgs, POLICY};
+
+const SERVE_CONFIG: &str = "[gateway]\nallow_anonymous = true\n";
+
+/// Everything the viewers need, and the processes behind it (stopped when dropped).
+pub(crate) struct Services {
+    pub origin: SocketAddr,
+    pub origin_direct: SocketAddr,
+    pub origin_sent: Arc<AtomicU64>,
+    pub gateway: SocketAddr,
+    pub tracker: SocketAddr,
+    pub edges: Vec<SocketAddr>,
+    pub edge_sent: Vec<Arc<AtomicU64>>,
+    pub seeders: Vec<String>,
+    pub root_json: PathBuf,
+    _children: Vec<Running>,
+}
+
+/// Starts this binary with `args`, keeps its stderr in `log`, and waits (at most 120 s)
+/// until it has printed `listening <what> ADDR` for every name in `wanted`.
+fn spawn(args: &[&str], log: &Path, wanted: &[&str]) -> anyhow::Result<(Running, HashMap<String, String>)> {
+    let exe = std::env::current_exe().context("locating the swarmdrop binary")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting swarmdrop {}", args.join(" ")))?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut file = std::fs::File::create(log).with_context(|| log.display().to_string())?;
+    // The reader keeps draining (into the log) for the process's life, so it never
+    // blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let mut found = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while found.len() < wanted.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            bail!("swarmdrop {} did not start (see {})", args.first().copied().unwrap_or(""), log.display());
+        };
+        for what in wanted {
+            if let Some(addr) = line.strip_prefix(&format!("listening {what} ")) {
+                found.insert((*what).to_owned(), addr.trim().to_owned());
+            }
+        }
+    }
+    Ok((running, found))
+}
+
+fn addr(found: &HashMap<String, String>, what: &str) -> anyhow::Result<SocketAddr> {
+    found
+        .get(what)
+        .with_context(|| format!("no {what} address"))?
+        .parse()
+        .with_context(|| format!("the {what} address"))
+}
+
+pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Services> {
+    let tracker_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let tracker_url = format!("http://127.0.0.1:{tracker_port}/announce");
+    let keys = work.join("keys");
+    swarmdrop_publish::keyset::generate(&keys, 1, 1, true).context("generating keys")?;
+    let policy = work.join("drop.toml");
+    std::fs::write(&policy, POLICY).context("writing the policy")?;
+    let out = published(work);
+    eprintln!("packing the drop");
+    pack(
+        &PackOptions {
+            assets_dir: work.join("drop"),
+            policy_file: policy,
+            keys_dir: keys.clone(),
+            out_dir: out.clone(),
+            trackers: vec![tracker_url.clone()],
+            webseeds: vec![],
+            expiries: swarmdrop_manifest::tuf::release::Expiries::default(),
+            link: LinkMode::Hardlink,
+        },
+        Clock::System,
+        &NoProgress,
+    )
+    .context("packing the drop")?;
+    let s = |p: &Path| p.display().to_string();
+    let tracker_listen = format!("127.0.0.1:{tracker_port}");
+    // Viewers sign in anonymously with proof of work, each from its own address.
+    let config = work.join("serve.toml");
+    std::fs::write(&config, SERVE_CONFIG).context("writing serve.toml")?;
+    let (serve, found) = spawn(
+        &[
+            "serve", &s(&out), "--config", &s(&config), "--origin", "127.0.0.1:0", "--tracker-http", &tracker_listen,
+            "--tracker-udp", "", "--gateway", "127.0.0.1:0", "--signing-key", &s(&keys.join("receipts.key")),
+            "--drop", "demo-drop", "--domain", "demo.localhost", "--uri", "http://demo.localhost/",
+            "--state", &s(&work.join("state.sqlite")),
+        ],
+        &work.join("serve.log"),
+        &["origin", "gateway", "tracker-http"],
+    )?;
+    let origin_direct = addr(&found, "origin")?;
+    let gateway = addr(&found, "gateway")?;
+    let origin_shaper = shaper::start(
+        "127.0.0.2",
+        origin_direct,
+        Some(size(&args.origin_upload, "origin-upload")?),
+        Duration::from_millis(args.origin_rtt),
+    )
+    .await?;
+    let root_json = out.join("metadata/1.root.json");
+    let mut children = vec![serve];
+    let (mut edges, mut edge_sent) = (Vec::new(), Vec::new());
+    for k in 0..2 {
+        let (edge, found) = spawn(
+            &[
+                "edge", "--origin", &format!("http://{}/", origin_shaper.addr), "--cache-dir",
+                &s(&work.join(format!("edge{k}"))), "--root", &s(&root_json), "--listen",
+                &format!("127.0.0.{}:0", 10 + k),
+            ],
+            &work.join(format!("edge{k}.log")),
+            &["edge"],
+        )?;
+        children.push(edge);
+        let shaped = shaper::start(
+            &format!("127.0.0.{}", 30 + k),
+            addr(&found, "edge")?,
+            Some(size(&args.edge_upload, "edge-upload")?),
+            Duration::from_millis(args.edge_rtt),
+        )
+        .await?;
+        edges.push(shaped.addr);
+        edge_sent.push(shaped.sent);
+    }
+    let mut seeders = Vec::new();
+    for k in 0..2 {
+        let (seeder, found) = spawn(
+            &[
+                "seed", &s(&out), "--listen", &format!("127.0.0.{}:0", 20 + k), "--upload-limit",
+                &args.seeder_upload,
+            ],
+            &work.join(format!("seed{k}.log")),
+            &["seed"],
+        )?;
+        children.push(seeder);
+        seeders.push(found.get("seed").cloned().unwrap_or_default());
+    }
+    Ok(Services {
+        origin: origin_shaper.addr,
+        origin_direct,
+        origin_sent: origin_shaper.sent,
+        gateway,
+        tracker: format!("127.0.0.1:{tracker_port}").parse()?,
+        edges,
+        edge_sent,
+        seeders,
+        root_json,
+        _children: children,
+    })
+}

@@ -1,0 +1,97 @@
+//! The demo's emulated network in front of an HTTP service (an edge, the origin): a TCP
+//! proxy on loopback that delays every chunk by half the round trip each way (a delay
+//! line, so latency does not cap throughput) and caps what the service sends, all
+//! connections together, with a token bucket. It counts the bytes the service sent.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmdrop_peer::ratelimit::RateLimit;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A running shaper.
+pub(crate) struct Shaper {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Bytes the service sent through it.
+    pub sent: Arc<AtomicU64>,
+}
+
+/// Reads from `from`, waits for the bucket (if any), and queues each chunk to be written
+/// `one_way` later.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    one_way: Duration,
+    limit: Option<Arc<RateLimit>>,
+    counter: Option<Arc<AtomicU64>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(256);
+    let writer = tokio::spawn(async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(limit) = &limit {
+            limit.acquire(n).await;
+        }
+        if let Some(counter) = &counter {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if tx.send((Instant::now() + one_way, buf[..n].to_vec())).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Starts a shaper on `ip` in front of `upstream`: `rtt` round trip, at most `rate`
+/// bytes per second from the service to its clients.
+pub(crate) async fn start(
+    ip: &str,
+    upstream: SocketAddr,
+    rate: Option<u64>,
+    rtt: Duration,
+) -> std::io::Result<Shaper> {
+    let listener = TcpListener::bind((ip, 0)).await?;
+    let addr = listener.local_addr()?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let limit = rate.map(|r| Arc::new(RateLimit::new(r)));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (limit, counter) = (limit.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let one_way = rtt / 2;
+                tokio::join!(
+                    pump(client_read, server_write, one_way, None, None),
+                    pump(server_read, client_write, one_way, limit, Some(counter)),
+                );
+            });
+        }
+    });
+    Ok(Shaper { addr, sent })
+}
