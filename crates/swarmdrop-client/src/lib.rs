@@ -127,7 +127,10 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
     let started = Instant::now();
     // A viewer's HTTP calls come from the address it listens on for peers, as they
     // would from its own host.
-    let source = options.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+    let source = options
+        .listen
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
     let mut mirrors = mirrors::parse_mirrors(&options.origin, &options.edges, source)?;
     let token = match &options.gateway {
         Some(gateway) => Some(token::anonymous(gateway, source).await?),
@@ -287,7 +290,11 @@ fn planner_for(mirrors: &[mirrors::Mirror], options: &ClientOptions) -> Planner 
         // Edges start optimistic (100 Mbit/s) and prove otherwise; the origin starts
         // pessimistic (8 Mbit/s): it is the path of last resort, and an unmeasured origin
         // must not look better than a measured, busy edge.
-        let bytes_per_ms = if mirror.label == "origin" { 1_000.0 } else { 12_500.0 };
+        let bytes_per_ms = if mirror.label == "origin" {
+            1_000.0
+        } else {
+            12_500.0
+        };
         planner.add_path(
             path_of(index, mirror),
             Estimate {

@@ -31,7 +31,10 @@ fn refused(what: &str, status: u16, body: &[u8]) -> ClientError {
 }
 
 /// An anonymous token from the gateway at `base`.
-pub async fn anonymous(base: &str, source: Option<std::net::IpAddr>) -> Result<String, ClientError> {
+pub async fn anonymous(
+    base: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<String, ClientError> {
     let timeouts = Timeouts {
         source,
         ..Timeouts::default()

@@ -61,7 +61,12 @@ pub(crate) struct DemoArgs {
     origin_rtt: u64,
     /// Paths the viewers may use (comma-separated: p2p,edge,origin); `edge,origin` shows
     /// the same drop without peers.
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "p2p,edge,origin")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "p2p,edge,origin"
+    )]
     paths: Vec<String>,
     /// Keep everything running after the report (until interrupted).
     #[arg(long)]
@@ -151,17 +156,27 @@ fn generate(dir: &Path, args: &DemoArgs) -> anyhow::Result<(u64, u64)> {
     write(&dir.join("checkout/mint.js"), 24 << 10, 1)?;
     let frame = size(&args.keyframe_size, "keyframe-size")?;
     for k in 0..args.keyframes {
-        write(&dir.join(format!("frames/f{k:04}.png")), frame, 100 + k as u64)?;
+        write(
+            &dir.join(format!("frames/f{k:04}.png")),
+            frame,
+            100 + k as u64,
+        )?;
     }
     let bulk = size(&args.bulk_size, "bulk-size")?;
     write(&dir.join("bulk/patch.bin"), bulk, 7)?;
-    Ok((page.len() as u64 + (24 << 10) + frame * args.keyframes as u64 + bulk, bulk))
+    Ok((
+        page.len() as u64 + (24 << 10) + frame * args.keyframes as u64 + bulk,
+        bulk,
+    ))
 }
 
 fn only_paths(names: &[String]) -> anyhow::Result<Vec<PathKind>> {
     names
         .iter()
-        .map(|n| PathKind::parse(n.trim()).with_context(|| format!("--paths: {n:?} is not p2p, edge or origin")))
+        .map(|n| {
+            PathKind::parse(n.trim())
+                .with_context(|| format!("--paths: {n:?} is not p2p, edge or origin"))
+        })
         .collect()
 }
 
@@ -188,8 +203,10 @@ async fn run_viewers(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let bar = indicatif::ProgressBar::new(args.viewers as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("viewers {bar:40} {pos}/{len} done {elapsed_precise}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "viewers {bar:40} {pos}/{len} done {elapsed_precise}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let first = Instant::now();
     let mut tasks = Vec::new();
@@ -197,7 +214,11 @@ async fn run_viewers(
         let join_at = Duration::from_millis((2000 * k / args.viewers.max(1)) as u64);
         let options = ClientOptions {
             origin: format!("http://{}/", services.origin),
-            edges: services.edges.iter().map(|e| format!("http://{e}/")).collect(),
+            edges: services
+                .edges
+                .iter()
+                .map(|e| format!("http://{e}/"))
+                .collect(),
             out_dir: work.join("viewers").join(format!("v{k:03}")),
             root: Some(services.root_json.clone()),
             gateway: Some(format!("http://{}/", services.gateway)),
@@ -215,7 +236,9 @@ async fn run_viewers(
             tokio::time::sleep_until((first + join_at).into()).await;
             let started = Instant::now();
             let progress = Viewer(bar.clone());
-            let report = swarmdrop_client::run(&options, &progress).await.map_err(|e| e.to_string());
+            let report = swarmdrop_client::run(&options, &progress)
+                .await
+                .map_err(|e| e.to_string());
             if report.is_err() {
                 bar.inc(1);
             }
@@ -242,16 +265,30 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         bail!("--viewers must be at least 1");
     }
     let only = only_paths(&args.paths)?;
-    let temp = tempfile::Builder::new().prefix("swarmdrop-demo-").tempdir().context("a work directory")?;
+    let temp = tempfile::Builder::new()
+        .prefix("swarmdrop-demo-")
+        .tempdir()
+        .context("a work directory")?;
     let work = temp.path().to_path_buf();
     eprintln!("generating the drop in {}", work.display());
     let (drop_bytes, bulk_bytes) = generate(&work.join("drop"), args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the async runtime")?;
     let services = runtime.block_on(processes::start(&work, args))?;
     eprintln!(
         "origin {} (behind {}), gateway {}, tracker {}, edges {}, seeders {}",
-        services.origin_direct, services.origin, services.gateway, services.tracker,
-        services.edges.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        services.origin_direct,
+        services.origin,
+        services.gateway,
+        services.tracker,
+        services
+            .edges
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
         services.seeders.join(" ")
     );
     let started = Instant::now();
@@ -264,13 +301,20 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         print_report(&report);
     }
     if args.keep {
-        eprintln!("--keep: everything stays up in {} until interrupted", work.display());
+        eprintln!(
+            "--keep: everything stays up in {} until interrupted",
+            work.display()
+        );
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
     }
     drop(services);
-    Ok(if report.completed == report.viewers { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.completed == report.viewers {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn summarize(
@@ -289,15 +333,22 @@ fn summarize(
         match result {
             Ok(report) => {
                 for (class, c) in &report.classes {
-                    let entry = arrivals.entry(class.clone()).or_insert((c.budget_ms, Vec::new()));
+                    let entry = arrivals
+                        .entry(class.clone())
+                        .or_insert((c.budget_ms, Vec::new()));
                     entry.1.extend(&c.arrivals_ms);
                 }
                 for (path, n) in &report.bytes_by_path {
-                    let key = if path.starts_with("edge") { "edge" } else { path.as_str() };
+                    let key = if path.starts_with("edge") {
+                        "edge"
+                    } else {
+                        path.as_str()
+                    };
                     *bytes_by_path.entry(key.to_owned()).or_default() += n;
                 }
                 if let Some(bulk) = report.classes.get("bulk") {
-                    let done = offset.as_secs_f64() + bulk.arrivals_ms.iter().max().copied().unwrap_or(0) as f64 / 1e3;
+                    let done = offset.as_secs_f64()
+                        + bulk.arrivals_ms.iter().max().copied().unwrap_or(0) as f64 / 1e3;
                     bulk_done = bulk_done.max(done);
                 }
             }
@@ -328,7 +379,11 @@ fn summarize(
     let f = bulk_bytes as f64;
     let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
     let total: u64 = bytes_by_path.values().sum();
-    let edge_sent: u64 = services.edge_sent.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    let edge_sent: u64 = services
+        .edge_sent
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
     Ok(DemoReport {
         viewers: results.len(),
         completed: results.iter().filter(|(_, r)| r.is_ok()).count(),
@@ -352,12 +407,31 @@ fn summarize(
 }
 
 fn print_report(r: &DemoReport) {
-    println!("{} viewers ({} completed) in {:.1} s; the drop is {:.1} MB", r.viewers, r.completed, r.seconds, r.drop_bytes as f64 / 1e6);
-    println!("{:<10} {:>8} {:>9} {:>8} {:>8}", "class", "budget", "in budget", "p50", "p99");
+    println!(
+        "{} viewers ({} completed) in {:.1} s; the drop is {:.1} MB",
+        r.viewers,
+        r.completed,
+        r.seconds,
+        r.drop_bytes as f64 / 1e6
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>8} {:>8}",
+        "class", "budget", "in budget", "p50", "p99"
+    );
     for (class, c) in &r.classes {
-        println!("{:<10} {:>6}ms {:>8.1}% {:>6}ms {:>6}ms", class, c.budget_ms, c.within_budget * 100.0, c.p50_ms, c.p99_ms);
+        println!(
+            "{:<10} {:>6}ms {:>8.1}% {:>6}ms {:>6}ms",
+            class,
+            c.budget_ms,
+            c.within_budget * 100.0,
+            c.p50_ms,
+            c.p99_ms
+        );
     }
-    println!("origin egress {:.2}x the drop (target <= 1.5, goal 1.1); edges {:.2}x", r.origin_egress_vs_drop, r.edge_egress_vs_drop);
+    println!(
+        "origin egress {:.2}x the drop (target <= 1.5, goal 1.1); edges {:.2}x",
+        r.origin_egress_vs_drop, r.edge_egress_vs_drop
+    );
     println!("peers carried {:.1}% of all bytes", r.p2p_share * 100.0);
     println!(
         "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",

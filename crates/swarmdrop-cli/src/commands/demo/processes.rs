@@ -35,7 +35,11 @@ pub(crate) struct Services {
 
 /// Starts this binary with `args`, keeps its stderr in `log`, and waits (at most 120 s)
 /// until it has printed `listening <what> ADDR` for every name in `wanted`.
-fn spawn(args: &[&str], log: &Path, wanted: &[&str]) -> anyhow::Result<(Running, HashMap<String, String>)> {
+fn spawn(
+    args: &[&str],
+    log: &Path,
+    wanted: &[&str],
+) -> anyhow::Result<(Running, HashMap<String, String>)> {
     let exe = std::env::current_exe().context("locating the swarmdrop binary")?;
     let mut child = Command::new(exe)
         .args(args)
@@ -60,7 +64,11 @@ fn spawn(args: &[&str], log: &Path, wanted: &[&str]) -> anyhow::Result<(Running,
     while found.len() < wanted.len() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
-            bail!("swarmdrop {} did not start (see {})", args.first().copied().unwrap_or(""), log.display());
+            bail!(
+                "swarmdrop {} did not start (see {})",
+                args.first().copied().unwrap_or(""),
+                log.display()
+            );
         };
         for what in wanted {
             if let Some(addr) = line.strip_prefix(&format!("listening {what} ")) {
@@ -80,7 +88,9 @@ fn addr(found: &HashMap<String, String>, what: &str) -> anyhow::Result<SocketAdd
 }
 
 pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Services> {
-    let tracker_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let tracker_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let tracker_url = format!("http://127.0.0.1:{tracker_port}/announce");
     let keys = work.join("keys");
     swarmdrop_publish::keyset::generate(&keys, 1, 1, true).context("generating keys")?;
@@ -110,10 +120,28 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     std::fs::write(&config, SERVE_CONFIG).context("writing serve.toml")?;
     let (serve, found) = spawn(
         &[
-            "serve", &s(&out), "--config", &s(&config), "--origin", "127.0.0.1:0", "--tracker-http", &tracker_listen,
-            "--tracker-udp", "", "--gateway", "127.0.0.1:0", "--signing-key", &s(&keys.join("receipts.key")),
-            "--drop", "demo-drop", "--domain", "demo.localhost", "--uri", "http://demo.localhost/",
-            "--state", &s(&work.join("state.sqlite")),
+            "serve",
+            &s(&out),
+            "--config",
+            &s(&config),
+            "--origin",
+            "127.0.0.1:0",
+            "--tracker-http",
+            &tracker_listen,
+            "--tracker-udp",
+            "",
+            "--gateway",
+            "127.0.0.1:0",
+            "--signing-key",
+            &s(&keys.join("receipts.key")),
+            "--drop",
+            "demo-drop",
+            "--domain",
+            "demo.localhost",
+            "--uri",
+            "http://demo.localhost/",
+            "--state",
+            &s(&work.join("state.sqlite")),
         ],
         &work.join("serve.log"),
         &["origin", "gateway", "tracker-http"],
@@ -133,8 +161,14 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     for k in 0..2 {
         let (edge, found) = spawn(
             &[
-                "edge", "--origin", &format!("http://{}/", origin_shaper.addr), "--cache-dir",
-                &s(&work.join(format!("edge{k}"))), "--root", &s(&root_json), "--listen",
+                "edge",
+                "--origin",
+                &format!("http://{}/", origin_shaper.addr),
+                "--cache-dir",
+                &s(&work.join(format!("edge{k}"))),
+                "--root",
+                &s(&root_json),
+                "--listen",
                 &format!("127.0.0.{}:0", 10 + k),
             ],
             &work.join(format!("edge{k}.log")),
@@ -155,7 +189,11 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     for k in 0..2 {
         let (seeder, found) = spawn(
             &[
-                "seed", &s(&out), "--listen", &format!("127.0.0.{}:0", 20 + k), "--upload-limit",
+                "seed",
+                &s(&out),
+                "--listen",
+                &format!("127.0.0.{}:0", 20 + k),
+                "--upload-limit",
                 &args.seeder_upload,
             ],
             &work.join(format!("seed{k}.log")),

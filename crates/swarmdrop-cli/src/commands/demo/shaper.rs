@@ -54,7 +54,11 @@ async fn pump(
         if let Some(counter) = &counter {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
-        if tx.send((Instant::now() + one_way, buf[..n].to_vec())).await.is_err() {
+        if tx
+            .send((Instant::now() + one_way, buf[..n].to_vec()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
