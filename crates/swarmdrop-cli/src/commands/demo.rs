@@ -68,6 +68,10 @@ pub(crate) struct DemoArgs {
         default_value = "p2p,edge,origin"
     )]
     paths: Vec<String>,
+    /// Kill one edge and one seeder halfway through the keyframe schedule; every viewer
+    /// must still complete with every asset verified.
+    #[arg(long)]
+    chaos: bool,
     /// Keep everything running after the report (until interrupted).
     #[arg(long)]
     keep: bool,
@@ -198,7 +202,7 @@ async fn run_viewers(
     services: &Services,
     work: &Path,
     only: Vec<PathKind>,
-) -> anyhow::Result<(Vec<(Duration, Result<Report, String>)>, Instant)> {
+) -> anyhow::Result<(Vec<(Duration, Result<Report, String>)>, Option<String>)> {
     let upload = size(&args.viewer_upload, "viewer-upload")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let bar = indicatif::ProgressBar::new(args.viewers as u64);
@@ -210,6 +214,7 @@ async fn run_viewers(
     );
     let first = Instant::now();
     let mut tasks = Vec::new();
+    let mut chaos = None;
     for k in 0..args.viewers {
         let join_at = Duration::from_millis((2000 * k / args.viewers.max(1)) as u64);
         let options = ClientOptions {
@@ -245,6 +250,25 @@ async fn run_viewers(
             (started.duration_since(first), report)
         }));
     }
+    if args.chaos {
+        let at = Duration::from_millis(args.keyframe_interval * args.keyframes as u64 / 2);
+        tokio::time::sleep(at).await;
+        let killed: Vec<&str> = ["edge0", "seed0"]
+            .into_iter()
+            .filter(|n| services.kill(n))
+            .collect();
+        let line = format!(
+            "chaos: killed {} at {:.1} s",
+            killed.join(" and "),
+            at.as_secs_f64()
+        );
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(&line);
+        }
+        chaos = Some(line);
+    }
     // A viewer's report comes back only after seeding ends, and seeding ends when every
     // viewer has its files: so count completions as they happen, then release them all.
     let mut results = Vec::new();
@@ -257,7 +281,7 @@ async fn run_viewers(
         results.push(task.await.context("a viewer task")?);
     }
     bar.finish();
-    Ok((results, first))
+    Ok((results, chaos))
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -292,9 +316,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         services.seeders.join(" ")
     );
     let started = Instant::now();
-    let (results, _) = runtime.block_on(run_viewers(args, &services, &work, only))?;
+    let (results, chaos) = runtime.block_on(run_viewers(args, &services, &work, only))?;
     let seconds = started.elapsed().as_secs_f64();
-    let report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
+    let mut report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
+    report.notes.extend(chaos);
     if args.json {
         super::print_json(&report)?;
     } else {
@@ -439,6 +464,9 @@ fn print_report(r: &DemoReport) {
     );
     for e in &r.errors {
         println!("viewer failed: {e}");
+    }
+    for note in r.notes.iter().filter(|n| n.starts_with("chaos")) {
+        println!("{note}; every viewer that completed verified every asset");
     }
 }
 

@@ -30,7 +30,21 @@ pub(crate) struct Services {
     pub edge_sent: Vec<Arc<AtomicU64>>,
     pub seeders: Vec<String>,
     pub root_json: PathBuf,
-    _children: Vec<Running>,
+    children: std::sync::Mutex<Vec<(String, Running)>>,
+}
+
+impl Services {
+    /// Kills the process named `name` (`edge0`, `seed1`, …), as a crash would.
+    pub(crate) fn kill(&self, name: &str) -> bool {
+        let mut children = self
+            .children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = children.len();
+        // Dropping a `Running` kills and reaps it.
+        children.retain(|(n, _)| n != name);
+        children.len() < before
+    }
 }
 
 /// Starts this binary with `args`, keeps its stderr in `log`, and waits (at most 120 s)
@@ -156,7 +170,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     )
     .await?;
     let root_json = out.join("metadata/1.root.json");
-    let mut children = vec![serve];
+    let mut children = vec![("serve".to_owned(), serve)];
     let (mut edges, mut edge_sent) = (Vec::new(), Vec::new());
     for k in 0..2 {
         let (edge, found) = spawn(
@@ -174,7 +188,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
             &work.join(format!("edge{k}.log")),
             &["edge"],
         )?;
-        children.push(edge);
+        children.push((format!("edge{k}"), edge));
         let shaped = shaper::start(
             &format!("127.0.0.{}", 30 + k),
             addr(&found, "edge")?,
@@ -199,7 +213,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
             &work.join(format!("seed{k}.log")),
             &["seed"],
         )?;
-        children.push(seeder);
+        children.push((format!("seed{k}"), seeder));
         seeders.push(found.get("seed").cloned().unwrap_or_default());
     }
     Ok(Services {
@@ -212,6 +226,6 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         edge_sent,
         seeders,
         root_json,
-        _children: children,
+        children: std::sync::Mutex::new(children),
     })
 }
