@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from edge_support import Origin, Published, start_edge
-from sd_interop import read_json  # noqa: F401  (keeps the helpers' import side effects)
+from test_serve import serve_config  # noqa: F401  (fixture)
 
 RUN_TIMEOUT_S = 120.0
 
@@ -189,3 +189,44 @@ def test_a_viewer_serves_what_it_fetched_over_http(swarmdrop_bin, pub, origin, e
         a.wait(timeout=10)
     assert (b_out / bulk).read_bytes() == pub.data(bulk)
     assert set(report["bytes_by_path"]) == {"p2p"}
+
+
+def test_the_drop_through_serve_edges_and_seeders(swarmdrop_bin, pub, serve_config, tmp_path):
+    """The whole deployment on loopback: ``swarmdrop serve`` (origin, tracker, gateway),
+    an edge in front of its origin, and ``swarmdrop seed PUBLISHED`` announcing to its
+    tracker. A viewer takes an anonymous token, finds the seeder through the tracker,
+    and every file matches its signed target."""
+    from test_serve import start_serve
+
+    serve = start_serve(swarmdrop_bin, pub.root, serve_config, tmp_path / "state.sqlite")
+    edge = start_edge(swarmdrop_bin, origin=serve.origin, cache_dir=tmp_path / "cache", root=pub.root_json,
+                      log_path=tmp_path / "edge.stderr")
+    tracker = serve.tracker_url("http")
+    seed = subprocess.Popen(
+        [str(swarmdrop_bin), "seed", str(pub.root), "--listen", "127.0.0.85:0", "--no-trackers",
+         "--tracker", tracker],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        from tracker_support import announce_params, compact_peers, http_get, peer_id, wait_until
+
+        bulk_ih = bytes.fromhex(pub.targets[pub.of_class("bulk")[0]]["custom"]["p2p"]["infohash"])
+        query = "&".join(f"{k}={v}" for k, v in announce_params(bulk_ih, peer_id(7), 6999, left=1))
+
+        def seeder_announced() -> bool:
+            answer = http_get(serve.port("tracker-http"), f"/announce?{query}", source="127.0.0.87")
+            peers = compact_peers(answer.bdict().get(b"peers", b""))
+            return any(host == "127.0.0.85" for host, _ in peers)
+
+        assert wait_until(seeder_announced, 30.0, poll=0.2), "the seeder never announced to serve's tracker"
+        out = tmp_path / "out"
+        report, _ = get(swarmdrop_bin, serve.origin, out, "--edge", edge.base, "--root", str(pub.root_json),
+                        "--gateway", f"http://127.0.0.1:{serve.port('gateway')}/", "--anonymous",
+                        "--tracker", tracker, "--no-trackers", "--listen", "127.0.0.86:0")
+    finally:
+        seed.terminate()
+        seed.wait(timeout=10)
+        edge.close()
+        serve.close()
+    assert_every_target_matches(pub, out)
+    assert report["classes"]["bulk"]["bytes_by_path"].get("p2p", 0) > 0, report["classes"]["bulk"]
