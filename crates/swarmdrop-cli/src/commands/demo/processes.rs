@@ -3,16 +3,14 @@
 //! shapers (emulated round trip and upload cap).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use swarmdrop_bench::child::Running;
+use anyhow::Context as _;
+use swarmdrop_bench::child::{start_listening, Running};
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
 use super::{published, shaper, size, DemoArgs, POLICY};
@@ -47,50 +45,16 @@ impl Services {
     }
 }
 
-/// Starts this binary with `args`, keeps its stderr in `log`, and waits (at most 120 s)
-/// until it has printed `listening <what> ADDR` for every name in `wanted`.
+/// Starts this binary with `args`, keeps its stderr in `log`, and waits until it has
+/// printed `listening <what> ADDR` for every name in `wanted`.
 fn spawn(
     args: &[&str],
     log: &Path,
     wanted: &[&str],
 ) -> anyhow::Result<(Running, HashMap<String, String>)> {
-    let exe = std::env::current_exe().context("locating the swarmdrop binary")?;
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting swarmdrop {}", args.join(" ")))?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut file = std::fs::File::create(log).with_context(|| log.display().to_string())?;
-    // The reader keeps draining (into the log) for the process's life, so it never
-    // blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(file, "{line}");
-            let _ = tx.send(line);
-        }
-    });
-    let mut found = HashMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while found.len() < wanted.len() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            bail!(
-                "swarmdrop {} did not start (see {})",
-                args.first().copied().unwrap_or(""),
-                log.display()
-            );
-        };
-        for what in wanted {
-            if let Some(addr) = line.strip_prefix(&format!("listening {what} ")) {
-                found.insert((*what).to_owned(), addr.trim().to_owned());
-            }
-        }
-    }
-    Ok((running, found))
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    start_listening(&args, wanted, Some(log))
+        .with_context(|| format!("starting swarmdrop (see {})", log.display()))
 }
 
 fn addr(found: &HashMap<String, String>, what: &str) -> anyhow::Result<SocketAddr> {
