@@ -3,8 +3,8 @@ an HTTP origin with Range support on loopback:
 
 - the whole example drop arrives through an edge, every file byte-identical to its signed
   target, with a per-class report and a decision log where every decision has a reason;
-- an edge that serves corrupted bytes is refused range by range and bypassed: the run
-  completes from the honest edge, writes no corrupted byte, and counts the refusals;
+- an edge that serves corrupted bytes is refused and banned for the run at its first lie:
+  the run completes from the honest edge, writes no corrupted byte, and counts the refusal;
 - ``--paths origin`` fetches everything from the origin alone;
 - a target that is not signed is refused by name.
 """
@@ -106,6 +106,10 @@ def test_a_lying_edge_is_refused_and_bypassed(swarmdrop_bin, pub, origin, tmp_pa
     # round-trip probe puts them in.
     refused = report["refused_by_path"]
     assert set(refused) == {"edge0"} and refused["edge0"] >= 1, f"refusals: {refused}"
+    assert report["banned_mirrors"] == ["edge0"]
+    # A ban is for the run: after the lie, every target request goes elsewhere (ranges
+    # already under way when the lie arrived are the only others the liar saw).
+    assert len(liar_requests) <= 1 + refused["edge0"] + 8, liar_requests
     assert sum(report["bytes_by_path"].values()) == sum(pub.length(p) for p in pub.targets)
 
 

@@ -307,17 +307,26 @@ impl Run<'_> {
                     }
                     Ok(()) => self.verified(fetch, &flight),
                     Err(refused) => {
-                        let why = match refused {
-                            Refused::Digest => "bytes that fail their signed digest",
-                            Refused::Length => "a range of the wrong length",
-                        };
                         let name = asset.path.clone();
                         let who = self.label(flight.path);
-                        self.progress.note(&format!(
-                            "{who} sent {why} for {name}; fetching it elsewhere"
-                        ));
                         self.recorder.refused(&who);
-                        let _ = self.planner.fail(fetch, t);
+                        match refused {
+                            // Signed bytes that do not match are a lie, not a glitch: the
+                            // mirror is banned for the run and its other ranges move.
+                            Refused::Digest => {
+                                self.progress.note(&format!(
+                                    "{who} sent bytes that fail their signed digest for {name}; banned for this run, fetching elsewhere"
+                                ));
+                                self.recorder.banned_mirror(&who);
+                                let _ = self.planner.ban(fetch);
+                            }
+                            Refused::Length => {
+                                self.progress.note(&format!(
+                                    "{who} sent a range of the wrong length for {name}; fetching it elsewhere"
+                                ));
+                                let _ = self.planner.fail(fetch, t);
+                            }
+                        }
                     }
                 }
             }
@@ -370,7 +379,8 @@ impl Run<'_> {
                     }
                 }
             }
-            SwarmEvent::Banned { .. } => self.recorder.refused("p2p"),
+            SwarmEvent::HashFailed { .. } => self.recorder.refused("p2p"),
+            SwarmEvent::Banned { .. } => self.recorder.banned_peer(),
         }
     }
 

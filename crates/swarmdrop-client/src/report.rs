@@ -36,8 +36,14 @@ pub struct Report {
     pub classes: BTreeMap<String, ClassReport>,
     /// Verified bytes by path, all classes.
     pub bytes_by_path: BTreeMap<String, u64>,
-    /// Ranges refused (bad digest or length), by path.
+    /// Ranges refused (bad digest or length), by path; pieces refused from peers count
+    /// under `p2p`.
     pub refused_by_path: BTreeMap<String, u64>,
+    /// Mirrors banned for the rest of the run: they sent bytes that failed their signed
+    /// digest.
+    pub banned_mirrors: Vec<String>,
+    /// Peers the engine banned for sending pieces that failed their hash.
+    pub banned_peers: u64,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +51,8 @@ pub(crate) struct Recorder {
     arrivals: BTreeMap<String, Vec<u64>>,
     bytes: BTreeMap<String, BTreeMap<String, u64>>,
     refused: BTreeMap<String, u64>,
+    banned_mirrors: Vec<String>,
+    banned_peers: u64,
 }
 
 /// The nearest-rank percentile `p` (0–1) of `sorted`.
@@ -75,6 +83,16 @@ impl Recorder {
 
     pub(crate) fn refused(&mut self, path: &str) {
         *self.refused.entry(path.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn banned_mirror(&mut self, path: &str) {
+        if !self.banned_mirrors.iter().any(|m| m == path) {
+            self.banned_mirrors.push(path.to_owned());
+        }
+    }
+
+    pub(crate) fn banned_peer(&mut self) {
+        self.banned_peers += 1;
     }
 
     pub(crate) fn report(&self, assets: &[Asset], seconds: f64) -> Report {
@@ -110,6 +128,8 @@ impl Recorder {
             classes,
             bytes_by_path,
             refused_by_path: self.refused.clone(),
+            banned_mirrors: self.banned_mirrors.clone(),
+            banned_peers: self.banned_peers,
         }
     }
 }

@@ -422,9 +422,12 @@ fn control(
                 TorrentEvent::Complete => {
                     progress(torrent.have().count(), torrent.have().len());
                 }
-                TorrentEvent::HashFailed(_) => {
+                TorrentEvent::HashFailed(index) => {
                     summary.hash_failures += 1;
                     metrics.hash_failed();
+                    if let Some(events) = &steer {
+                        let _ = events.send(SwarmEvent::HashFailed { info_hash, index });
+                    }
                 }
                 TorrentEvent::Unrequested(_) => metrics.unrequested(),
                 TorrentEvent::CheckPiece { index, bytes } => {

@@ -25,6 +25,9 @@ pub enum Reason {
     LostRace,
     /// The fetch's path failed or stalled; its range goes back to be fetched again.
     PathFailed,
+    /// The fetch's path sent bytes that failed their signed digest and is banned for
+    /// the rest of the run; its range goes back to be fetched again.
+    PathBanned,
     /// A piece the swarm holds is at risk: the peer picker should hurry it.
     AtRisk,
 }

@@ -25,6 +25,9 @@ pub enum PathHealth {
         /// When it may be tried again.
         until: Millis,
     },
+    /// Sent bytes that failed their signed digest: a liar, not a flaky link, so it is
+    /// never tried again in this run.
+    Banned,
 }
 
 /// Weight of a new sample in an average.
@@ -70,6 +73,7 @@ impl PathState {
         match self.health {
             PathHealth::Up => true,
             PathHealth::Down { until } => now >= until,
+            PathHealth::Banned => false,
         }
     }
 
@@ -113,11 +117,17 @@ impl PathState {
         self.error_rate *= 1.0 - ALPHA;
         self.consecutive_failures = 0;
         self.backoff_ms = FIRST_BACKOFF_MS;
-        self.health = PathHealth::Up;
+        // A ban outlives fetches that were already under way when it came.
+        if self.health != PathHealth::Banned {
+            self.health = PathHealth::Up;
+        }
     }
 
     /// Returns whether the path just went down.
     pub(crate) fn failed(&mut self, now: Millis) -> bool {
+        if self.health == PathHealth::Banned {
+            return false;
+        }
         self.error_rate = (1.0 - ALPHA) * self.error_rate + ALPHA;
         self.consecutive_failures += 1;
         if self.consecutive_failures >= FAILURES_TO_DOWN {

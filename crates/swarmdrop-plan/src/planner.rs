@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 use crate::decision::{Decision, Reason};
-use crate::estimate::{Estimate, PathState};
+use crate::estimate::{Estimate, PathHealth, PathState};
 use crate::{Millis, PathId, PathKind};
 
 /// An asset's number in this planner.
@@ -283,6 +283,37 @@ impl Planner {
             }
         }
         Ok(())
+    }
+
+    /// `fetch` brought bytes that failed their signed digest: its path lied, so it is
+    /// banned for the rest of the run (never backed off and retried), every other fetch
+    /// on it is cancelled, and their ranges are fetched again elsewhere.
+    pub fn ban(&mut self, fetch: FetchId) -> Result<PathId, PlannerError> {
+        let f = self
+            .fetches
+            .remove(&fetch)
+            .ok_or(PlannerError::Unknown("fetch"))?;
+        self.forget(fetch, &f);
+        if let Some(p) = self.paths.get_mut(&f.path) {
+            p.error_rate = 1.0;
+            p.health = PathHealth::Banned;
+        }
+        let stranded: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, other)| other.path == f.path)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stranded {
+            if let Some(other) = self.fetches.remove(&id) {
+                self.forget(id, &other);
+                self.pending.push_back(Decision::Cancel {
+                    fetch: id,
+                    reason: Reason::PathBanned,
+                });
+            }
+        }
+        Ok(f.path)
     }
 
     /// Takes `fetch` off its chunk; a chunk left with no fetch is missing again.

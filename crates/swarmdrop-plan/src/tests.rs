@@ -29,6 +29,8 @@ struct Active {
 struct Outcome {
     finished: BTreeMap<AssetId, Millis>,
     bytes_by_path: BTreeMap<PathId, u64>,
+    /// Ranges that arrived from a liar and were refused.
+    refused_by_path: BTreeMap<PathId, u64>,
     log: Vec<String>,
     decisions: Vec<Decision>,
     /// Fetches of a range already in flight that were not hedges.
@@ -39,6 +41,8 @@ struct Sim {
     planner: Planner,
     paths: BTreeMap<PathId, SimPath>,
     active: BTreeMap<FetchId, Active>,
+    /// Paths whose bytes fail their digest: the client bans them on arrival.
+    liars: Vec<PathId>,
 }
 
 impl Sim {
@@ -59,6 +63,7 @@ impl Sim {
             planner,
             paths: paths.iter().cloned().collect(),
             active: BTreeMap::new(),
+            liars: Vec::new(),
         }
     }
 
@@ -109,7 +114,12 @@ impl Sim {
             a.remaining -= bytes;
             if a.remaining == 0 {
                 self.active.remove(&id);
-                let _ = self.planner.complete(id, now);
+                if self.liars.contains(&path_id) {
+                    *out.refused_by_path.entry(path_id).or_default() += 1;
+                    let _ = self.planner.ban(id);
+                } else {
+                    let _ = self.planner.complete(id, now);
+                }
             }
         }
     }
@@ -331,6 +341,104 @@ fn a_failed_edge_is_bypassed_without_the_origin() {
         out.bytes_by_path.get(&PathId::ORIGIN),
         None,
         "origin used although edge1 was healthy"
+    );
+}
+
+#[test]
+fn a_lying_edge_is_banned_for_good_and_its_share_goes_elsewhere() {
+    // edge0 is the fastest path and every byte it sends fails its digest.
+    let mut sim = Sim::new(&three_paths(fast, None));
+    sim.liars.push(PathId::edge(0));
+    let (checkout, frames, bulk) = add_drop(&mut sim.planner, 20, true);
+    let out = sim.run(120_000);
+    assert!(sim.planner.all_done());
+    assert!(within_budget(&out, &sim.planner, &[checkout, bulk]));
+    // One lie is enough: a ban is not a back-off, so edge0 is never tried again.
+    assert_eq!(out.refused_by_path.get(&PathId::edge(0)), Some(&1));
+    let fetches_on_edge0 = out
+        .decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Fetch { path, .. } if *path == PathId::edge(0)))
+        .count();
+    let cancelled = out
+        .decisions
+        .iter()
+        .filter(|d| {
+            matches!(
+                d,
+                Decision::Cancel {
+                    reason: Reason::PathBanned,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        fetches_on_edge0 <= 1 + cancelled,
+        "edge0 got {fetches_on_edge0} fetches, {cancelled} cancelled with its ban"
+    );
+    assert_eq!(
+        sim.planner.estimate(PathId::edge(0)).map(|(_, e)| e),
+        Some(1.0)
+    );
+    assert_eq!(
+        out.bytes_by_path.get(&PathId::ORIGIN),
+        None,
+        "origin used although edge1 and the swarm were honest"
+    );
+    assert!(within_budget(&out, &sim.planner, &frames[1..]));
+}
+
+#[test]
+fn a_ban_is_not_lifted_by_a_late_success_or_failure() {
+    let mut planner = Planner::new(PlanConfig::default());
+    let prior = Estimate {
+        rtt_ms: 10.0,
+        bytes_per_ms: 12_500.0,
+    };
+    planner.add_path(PathId::edge(0), prior);
+    planner.add_path(PathId::edge(1), prior);
+    for k in 0..2 {
+        add_keyframe(&mut planner, &format!("keyframe/{k}"), 800, 0);
+    }
+    let first = planner.poll(0);
+    let on_edge0: Vec<FetchId> = first
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Fetch { fetch, path, .. } if *path == PathId::edge(0) => Some(*fetch),
+            _ => None,
+        })
+        .collect();
+    assert!(!on_edge0.is_empty(), "{first:?}");
+    assert_eq!(planner.ban(on_edge0[0]), Ok(PathId::edge(0)));
+    // A fetch still on it finishes after the ban (the client saw it complete before the
+    // cancel): the planner refuses it by name and the ban stands.
+    if let Some(other) = on_edge0.get(1) {
+        assert_eq!(
+            planner.complete(*other, 5),
+            Err(PlannerError::Unknown("fetch"))
+        );
+    }
+    for d in &first {
+        if let Decision::Fetch { path, fetch, .. } = d {
+            if *path != PathId::edge(0) {
+                let _ = planner.complete(*fetch, 5);
+            }
+        }
+    }
+    for now in (10..2_000).step_by(10) {
+        for d in planner.poll(now) {
+            if let Decision::Fetch { path, fetch, .. } = d {
+                assert_ne!(path, PathId::edge(0), "a banned path got a fetch at {now}");
+                planner.progress(fetch, 200 << 10, now);
+                let _ = planner.complete(fetch, now);
+            }
+        }
+    }
+    assert!(planner.all_done());
+    assert_eq!(
+        planner.ban(FetchId(9_999)),
+        Err(PlannerError::Unknown("fetch"))
     );
 }
 

@@ -7,6 +7,7 @@
 //! share within budget and p50/p99 arrival; origin egress as a multiple of the drop; the
 //! peers' share of bytes; and bulk completion against the Kumar–Ross lower bound.
 
+mod liar;
 mod processes;
 mod shaper;
 
@@ -72,6 +73,10 @@ pub(crate) struct DemoArgs {
     /// must still complete with every asset verified.
     #[arg(long)]
     chaos: bool,
+    /// Add a lying edge and a lying peer that serve corrupted assets; every viewer must
+    /// ban both, write no corrupted byte, and still complete.
+    #[arg(long)]
+    liar: bool,
     /// Keep everything running after the report (until interrupted).
     #[arg(long)]
     keep: bool,
@@ -104,8 +109,34 @@ struct DemoReport {
     kumar_ross_bound_s: f64,
     bulk_vs_bound: f64,
     bytes_by_path: BTreeMap<String, u64>,
+    /// `--liar`: what the viewers did about the liars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liar: Option<LiarFigures>,
+    /// With `--liar` or `--chaos`: bytes of the completed viewers' files that differ from
+    /// the drop (compared byte for byte after the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    corrupted_bytes_written: Option<u64>,
     errors: Vec<String>,
     notes: Vec<String>,
+}
+
+/// What the viewers did about the lying edge and the lying peer.
+#[derive(Debug, Default, Serialize)]
+struct LiarFigures {
+    /// Completed viewers.
+    viewers: usize,
+    /// Viewers that banned the lying edge.
+    banned_the_edge: usize,
+    /// Ranges from the lying edge refused by their signed digest, all viewers.
+    edge_ranges_refused: u64,
+    /// Verified bytes the lying edge brought (must be 0).
+    edge_bytes_accepted: u64,
+    /// Viewers that banned at least one peer.
+    banned_a_peer: usize,
+    /// Peer bans, all viewers.
+    peer_bans: u64,
+    /// Pieces refused from peers, all viewers.
+    pieces_refused: u64,
 }
 
 fn size(text: &str, what: &str) -> anyhow::Result<u64> {
@@ -219,9 +250,11 @@ async fn run_viewers(
         let join_at = Duration::from_millis((2000 * k / args.viewers.max(1)) as u64);
         let options = ClientOptions {
             origin: format!("http://{}/", services.origin),
+            // The lying edge comes last: the client ranks mirrors by its own probes.
             edges: services
                 .edges
                 .iter()
+                .chain(services.liars.as_ref().map(|(edge, _)| edge))
                 .map(|e| format!("http://{e}/"))
                 .collect(),
             out_dir: work.join("viewers").join(format!("v{k:03}")),
@@ -320,6 +353,19 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let seconds = started.elapsed().as_secs_f64();
     let mut report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
     report.notes.extend(chaos);
+    if args.liar || args.chaos {
+        eprintln!("comparing every viewer's files with the drop");
+        let mut differing = 0;
+        for (k, (_, result)) in results.iter().enumerate() {
+            if result.is_ok() {
+                differing += liar::corrupted_bytes(
+                    &work.join("drop"),
+                    &work.join("viewers").join(format!("v{k:03}")),
+                )?;
+            }
+        }
+        report.corrupted_bytes_written = Some(differing);
+    }
     if args.json {
         super::print_json(&report)?;
     } else {
@@ -335,11 +381,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     drop(services);
-    Ok(if report.completed == report.viewers {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.completed == report.viewers && report.corrupted_bytes_written.unwrap_or(0) == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 fn summarize(
@@ -403,6 +451,21 @@ fn summarize(
     let n = args.viewers as f64;
     let f = bulk_bytes as f64;
     let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
+    let liar = args.liar.then(|| {
+        // The lying edge is the last edge each viewer was given.
+        let label = format!("edge{}", services.edges.len());
+        let mut figures = LiarFigures::default();
+        for report in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+            figures.viewers += 1;
+            figures.banned_the_edge += usize::from(report.banned_mirrors.contains(&label));
+            figures.edge_ranges_refused += report.refused_by_path.get(&label).copied().unwrap_or(0);
+            figures.edge_bytes_accepted += report.bytes_by_path.get(&label).copied().unwrap_or(0);
+            figures.banned_a_peer += usize::from(report.banned_peers > 0);
+            figures.peer_bans += report.banned_peers;
+            figures.pieces_refused += report.refused_by_path.get("p2p").copied().unwrap_or(0);
+        }
+        figures
+    });
     let total: u64 = bytes_by_path.values().sum();
     let edge_sent: u64 = services
         .edge_sent
@@ -422,6 +485,8 @@ fn summarize(
         kumar_ross_bound_s: bound,
         bulk_vs_bound: if bound > 0.0 { bulk_done / bound } else { 0.0 },
         bytes_by_path,
+        liar,
+        corrupted_bytes_written: None,
         errors,
         notes: vec![
             "origin and edge egress count every byte they sent (to viewers, and the origin's to the edges)".into(),
@@ -464,6 +529,21 @@ fn print_report(r: &DemoReport) {
     );
     for e in &r.errors {
         println!("viewer failed: {e}");
+    }
+    if let Some(l) = &r.liar {
+        println!(
+            "liar: {} of {} viewers banned the lying edge ({} ranges refused, {} bytes accepted); {} banned the lying peer ({} bans, {} pieces refused)",
+            l.banned_the_edge,
+            l.viewers,
+            l.edge_ranges_refused,
+            l.edge_bytes_accepted,
+            l.banned_a_peer,
+            l.peer_bans,
+            l.pieces_refused
+        );
+    }
+    if let Some(n) = r.corrupted_bytes_written {
+        println!("corrupted bytes written by any viewer: {n} (every file compared with the drop)");
     }
     for note in r.notes.iter().filter(|n| n.starts_with("chaos")) {
         println!("{note}; every viewer that completed verified every asset");

@@ -103,6 +103,15 @@ fn print_table(report: &Report) {
     for (path, n) in &report.refused_by_path {
         println!("refused from {path}: {n} range(s) that failed verification");
     }
+    for mirror in &report.banned_mirrors {
+        println!("banned {mirror} for this run: it sent bytes that fail their signed digest");
+    }
+    if report.banned_peers > 0 {
+        println!(
+            "banned {} peer(s) for pieces that fail their hash",
+            report.banned_peers
+        );
+    }
     println!("done in {:.2} s", report.seconds);
 }
 

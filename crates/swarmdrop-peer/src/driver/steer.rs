@@ -35,6 +35,14 @@ pub enum SwarmEvent {
         /// One flag per piece.
         pieces: Vec<bool>,
     },
+    /// A piece failed its hash (it is asked for again; its senders are suspects until a
+    /// good copy shows who lied).
+    HashFailed {
+        /// The torrent.
+        info_hash: [u8; 20],
+        /// The piece.
+        index: u32,
+    },
     /// A peer was banned for corrupt data.
     Banned {
         /// The torrent.

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use swarmdrop_bench::child::{start_listening, Running};
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
-use super::{published, shaper, size, DemoArgs, POLICY};
+use super::{liar, published, shaper, size, DemoArgs, POLICY};
 
 const SERVE_CONFIG: &str = "[gateway]\nallow_anonymous = true\n";
 
@@ -27,6 +27,8 @@ pub(crate) struct Services {
     pub edges: Vec<SocketAddr>,
     pub edge_sent: Vec<Arc<AtomicU64>>,
     pub seeders: Vec<String>,
+    /// `--liar`: the lying edge (behind its shaper) and the lying peer's address.
+    pub liars: Option<(SocketAddr, String)>,
     pub root_json: PathBuf,
     children: std::sync::Mutex<Vec<(String, Running)>>,
 }
@@ -180,6 +182,11 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         children.push((format!("seed{k}"), seeder));
         seeders.push(found.get("seed").cloned().unwrap_or_default());
     }
+    let liars = if args.liar {
+        Some(start_liars(work, &out, args, &mut children).await?)
+    } else {
+        None
+    };
     Ok(Services {
         origin: origin_shaper.addr,
         origin_direct,
@@ -189,7 +196,45 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         edges,
         edge_sent,
         seeders,
+        liars,
         root_json,
         children: std::sync::Mutex::new(children),
     })
+}
+
+/// `--liar`: a lying peer (a real seeder of a damaged copy of the drop) and a lying edge
+/// behind a shaper like the honest edges'.
+async fn start_liars(
+    work: &Path,
+    published: &Path,
+    args: &DemoArgs,
+    children: &mut Vec<(String, Running)>,
+) -> anyhow::Result<(SocketAddr, String)> {
+    let copy = work.join("liar-published");
+    liar::copy_published(published, &copy)?;
+    let s = |p: &Path| p.display().to_string();
+    let (seeder, found) = spawn(
+        &[
+            "seed",
+            &s(&copy),
+            "--listen",
+            "127.0.0.22:0",
+            "--upload-limit",
+            &args.seeder_upload,
+        ],
+        &work.join("liar-seed.log"),
+        &["seed"],
+    )?;
+    children.push(("liar-seed".to_owned(), seeder));
+    // Damaged only now: the seeder verified its files before it began listening.
+    liar::damage_targets(&copy)?;
+    let edge = liar::start_edge("127.0.0.12", published.to_path_buf()).await?;
+    let shaped = shaper::start(
+        "127.0.0.32",
+        edge,
+        Some(size(&args.edge_upload, "edge-upload")?),
+        Duration::from_millis(args.edge_rtt),
+    )
+    .await?;
+    Ok((shaped.addr, found.get("seed").cloned().unwrap_or_default()))
 }
