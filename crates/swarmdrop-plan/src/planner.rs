@@ -266,23 +266,26 @@ impl Planner {
         self.forget(fetch, &f);
         let went_down = self.paths.get_mut(&f.path).is_some_and(|p| p.failed(now));
         if went_down {
-            let stranded: Vec<FetchId> = self
-                .fetches
-                .iter()
-                .filter(|(_, other)| other.path == f.path)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in stranded {
-                if let Some(other) = self.fetches.remove(&id) {
-                    self.forget(id, &other);
-                    self.pending.push_back(Decision::Cancel {
-                        fetch: id,
-                        reason: Reason::PathFailed,
-                    });
-                }
-            }
+            self.cancel_all_on(f.path, Reason::PathFailed);
         }
         Ok(())
+    }
+
+    /// Cancels every fetch on `path`; their ranges are missing again.
+    fn cancel_all_on(&mut self, path: PathId, reason: Reason) {
+        let stranded: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, other)| other.path == path)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stranded {
+            if let Some(other) = self.fetches.remove(&id) {
+                self.forget(id, &other);
+                self.pending
+                    .push_back(Decision::Cancel { fetch: id, reason });
+            }
+        }
     }
 
     /// `fetch` brought bytes that failed their signed digest: its path lied, so it is
@@ -298,21 +301,7 @@ impl Planner {
             p.error_rate = 1.0;
             p.health = PathHealth::Banned;
         }
-        let stranded: Vec<FetchId> = self
-            .fetches
-            .iter()
-            .filter(|(_, other)| other.path == f.path)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stranded {
-            if let Some(other) = self.fetches.remove(&id) {
-                self.forget(id, &other);
-                self.pending.push_back(Decision::Cancel {
-                    fetch: id,
-                    reason: Reason::PathBanned,
-                });
-            }
-        }
+        self.cancel_all_on(f.path, Reason::PathBanned);
         Ok(f.path)
     }
 
