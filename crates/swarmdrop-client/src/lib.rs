@@ -1,10 +1,11 @@
-//! The hybrid client: a token from the gateway (when asked), the TUF chain from the
+//! The hybrid client: a token from the gateway (when asked: anonymous proof of work, or
+//! a wallet's Sign-In with Ethereum, [`token`]), the TUF chain from the
 //! fastest edge (falling back to the others and the origin), then the `swarmdrop-plan`
 //! scheduler carried out over HTTP ranges to the edges and the origin. Every range is
 //! checked before it is written (a piece's SHA-1 from the torrent the signed targets pin,
 //! or the signed SHA-256), every asset is checked whole before it is renamed into place,
-//! and the run ends with a per-class report against the budgets. See
-//! docs/design/0007-plan.md.
+//! and the run ends with a per-class report against the budgets, also sent to the
+//! server as a quality report ([`qoe`]). See docs/design/0007-plan.md.
 //!
 //! Usable as a library: a player or launcher calls [`run`] with a [`Progress`] of its own.
 
