@@ -476,8 +476,9 @@ def test_idle_serve_stops_within_seconds(swarmdrop_bin, pristine_published, serv
 def test_print_config_documents_every_section(swarmdrop):
     text = swarmdrop.run("serve", "--print-config").stdout
     cfg = tomllib.loads(text)
-    assert set(cfg) == {"serve", "origin", "tracker", "gateway"}, sorted(cfg)
+    assert set(cfg) == {"serve", "origin", "qoe", "tracker", "gateway"}, sorted(cfg)
     assert {"published", "state", "drain_timeout"} <= set(cfg["serve"])
+    assert {"enabled", "require_token", "max_age", "max_reports", "max_classes"} <= set(cfg["qoe"])
     assert {"http", "udp", "rate_limit", "private", "webhook"} <= set(cfg["tracker"])
     assert {"listen", "signing_key", "rate_limit", "trust"} <= set(cfg["gateway"])
     # Every field is documented (a comment line before it).

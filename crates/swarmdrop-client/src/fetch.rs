@@ -549,6 +549,7 @@ pub(crate) async fn carry_out(
     }
     let seconds = started.elapsed().as_secs_f64();
     let report = run.recorder.report(&run.assets, seconds);
+    crate::qoe::send(options, &report, run.auth.as_deref(), progress).await;
     progress.downloaded();
     if let Some(engine) = run.engine.take() {
         if options.seed_after {

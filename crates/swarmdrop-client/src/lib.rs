@@ -1,16 +1,18 @@
-//! The hybrid client: a token from the gateway (when asked), the TUF chain from the
+//! The hybrid client: a token from the gateway (when asked: anonymous proof of work, or
+//! a wallet's Sign-In with Ethereum, [`token`]), the TUF chain from the
 //! fastest edge (falling back to the others and the origin), then the `swarmdrop-plan`
 //! scheduler carried out over HTTP ranges to the edges and the origin. Every range is
 //! checked before it is written (a piece's SHA-1 from the torrent the signed targets pin,
 //! or the signed SHA-256), every asset is checked whole before it is renamed into place,
-//! and the run ends with a per-class report against the budgets. See
-//! docs/design/0007-plan.md.
+//! and the run ends with a per-class report against the budgets, also sent to the
+//! server as a quality report ([`qoe`]). See docs/design/0007-plan.md.
 //!
 //! Usable as a library: a player or launcher calls [`run`] with a [`Progress`] of its own.
 
 mod assets;
 mod fetch;
 pub mod mirrors;
+pub mod qoe;
 mod report;
 mod swarm;
 pub mod token;
@@ -24,7 +26,7 @@ use swarmdrop_manifest::UtcTime;
 use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
 use tokio::sync::mpsc;
 
-pub use report::{percentile, ClassReport, Report};
+pub use report::{percentile, AssetArrival, ClassReport, Report};
 
 /// What went wrong; each names the file, mirror or asset.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +71,13 @@ pub struct ClientOptions {
     /// The root metadata to trust; without it the origin's `1.root.json` is trusted on
     /// first use (and the run says so).
     pub root: Option<PathBuf>,
-    /// The gateway, for an anonymous (proof-of-work) token.
+    /// The gateway's base URL: where a token comes from (see `identity`).
     pub gateway: Option<String>,
+    /// How to sign in at `gateway`; `None` fetches without a token.
+    pub identity: Option<Identity>,
+    /// Where the end-of-run quality report is POSTed (`{gateway}/qoe` for `swarmdrop
+    /// serve`); `None` sends none. A report that cannot be sent is a note, not an error.
+    pub qoe: Option<String>,
     /// Only these path kinds (policy names), whatever the classes allow.
     pub only_paths: Option<Vec<PathKind>>,
     /// Only these drop paths (default: every target).
@@ -97,6 +104,15 @@ pub struct ClientOptions {
     /// every `interval_ms` from the start (keyframe k at k × interval), and each one's
     /// budget counts from then. Without it every asset is needed at once.
     pub schedule: Option<(String, u64)>,
+}
+
+/// Who the client signs in at the gateway as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Proof of work, no identity (when the drop allows anonymous viewers).
+    Anonymous,
+    /// Sign-In with Ethereum with the private key in this key file.
+    Wallet(PathBuf),
 }
 
 /// Progress for a display: totals per class once known, then bytes as they verify.
@@ -132,10 +148,7 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
         .map(|a| a.ip())
         .filter(|ip| !ip.is_unspecified());
     let mut mirrors = mirrors::parse_mirrors(&options.origin, &options.edges, source)?;
-    let token = match &options.gateway {
-        Some(gateway) => Some(token::anonymous(gateway, source).await?),
-        None => None,
-    };
+    let token = sign_in(options, source, progress).await?;
     let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = bearer
         .as_deref()
@@ -164,6 +177,34 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
     }
     load_torrents(&mut assets, &targets, &mirrors, &headers).await?;
     fetch::carry_out(options, &mirrors, &headers, assets, started, progress).await
+}
+
+/// The token `options` ask for, if any.
+async fn sign_in(
+    options: &ClientOptions,
+    source: Option<std::net::IpAddr>,
+    progress: &dyn Progress,
+) -> Result<Option<String>, ClientError> {
+    let (gateway, identity) = match (&options.gateway, &options.identity) {
+        (Some(gateway), Some(identity)) => (gateway, identity),
+        (None, Some(_)) => {
+            return Err(ClientError::Usage(
+                "signing in needs the gateway's URL (--gateway)".into(),
+            ))
+        }
+        (_, None) => return Ok(None),
+    };
+    let token = match identity {
+        Identity::Anonymous => token::anonymous(gateway, source).await?,
+        Identity::Wallet(path) => {
+            // The key is read before any request, so a bad file fails fast.
+            let key = token::wallet::WalletKey::load(path)?;
+            let token = token::wallet::sign_in(gateway, &key, system_time()?, source).await?;
+            progress.note(&format!("signed in as {}", key.address()));
+            token
+        }
+    };
+    Ok(Some(token))
 }
 
 fn allowed(options: &ClientOptions, mirror: &mirrors::Mirror) -> bool {

@@ -27,6 +27,21 @@ pub struct ClassReport {
     pub arrivals_ms: Vec<u64>,
 }
 
+/// One asset's arrival, as the run recorded it.
+#[derive(Debug, Clone)]
+pub struct AssetArrival {
+    /// Its drop path.
+    pub path: String,
+    /// Its class.
+    pub class: String,
+    /// Its length.
+    pub bytes: u64,
+    /// The class's budget.
+    pub budget_ms: u64,
+    /// When it was verified, counted from when it was needed.
+    pub arrival_ms: u64,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -44,25 +59,22 @@ pub struct Report {
     pub banned_mirrors: Vec<String>,
     /// Peers the engine banned for sending pieces that failed their hash.
     pub banned_peers: u64,
+    /// Every asset, in the order they arrived (for the QoE report).
+    #[serde(skip)]
+    pub assets: Vec<AssetArrival>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     arrivals: BTreeMap<String, Vec<u64>>,
+    assets: Vec<AssetArrival>,
     bytes: BTreeMap<String, BTreeMap<String, u64>>,
     refused: BTreeMap<String, u64>,
     banned_mirrors: Vec<String>,
     banned_peers: u64,
 }
 
-/// The nearest-rank percentile `p` (0–1) of `sorted`.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
+pub use swarmdrop_manifest::qoe::percentile;
 
 impl Recorder {
     pub(crate) fn arrived(&mut self, asset: &Asset, at_ms: u64) {
@@ -70,6 +82,13 @@ impl Recorder {
             .entry(asset.class.clone())
             .or_default()
             .push(at_ms);
+        self.assets.push(AssetArrival {
+            path: asset.path.clone(),
+            class: asset.class.clone(),
+            bytes: asset.length,
+            budget_ms: asset.budget_ms,
+            arrival_ms: at_ms,
+        });
     }
 
     pub(crate) fn bytes(&mut self, class: &str, path: &str, bytes: u64) {
@@ -130,6 +149,7 @@ impl Recorder {
             refused_by_path: self.refused.clone(),
             banned_mirrors: self.banned_mirrors.clone(),
             banned_peers: self.banned_peers,
+            assets: self.assets.clone(),
         }
     }
 }

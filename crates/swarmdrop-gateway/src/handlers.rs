@@ -63,7 +63,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes, code: &'static str) -> Result<T, Ref
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, code, format!("request body: {e}")))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -125,9 +125,14 @@ pub(crate) async fn nonce(State(gw): Shared, ConnectInfo(addr): Client) -> Answe
     let nonce = random_hex(12)?;
     let expires = issue_single_use(&gw, client, "nonce", &nonce, String::new()).await?;
     gw.emit("nonce", client, None, "allow", "ok");
-    Ok(Json(
-        json!({ "nonce": nonce, "expires_at": expires.to_string() }),
-    ))
+    // What the message must say besides the nonce, so a client can build it unaided.
+    Ok(Json(json!({
+        "nonce": nonce,
+        "expires_at": expires.to_string(),
+        "domain": gw.config.domain,
+        "uri": gw.config.uri,
+        "chain_id": gw.config.chain_id,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -502,29 +507,17 @@ pub(crate) async fn refresh(
     headers: HeaderMap,
 ) -> Answer {
     let client = addr.ip();
-    gw.admit("refresh", client)?;
-    let token = bearer(&headers).ok_or_else(|| {
-        refuse(
-            &gw,
-            "refresh",
-            client,
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "send the token as Authorization: Bearer",
-        )
-    })?;
     let claims = gw
-        .verifier()
+        .authenticate("refresh", client, &headers, true)
         .await?
-        .verify(token, gw.now(), None)
-        .map_err(|e| {
+        .ok_or_else(|| {
             refuse(
                 &gw,
                 "refresh",
                 client,
                 StatusCode::UNAUTHORIZED,
-                e.code(),
-                e.to_string(),
+                "missing_token",
+                "send the token as Authorization: Bearer",
             )
         })?;
     gw.admit_identity("refresh", client, &claims.sub)?;
@@ -603,6 +596,9 @@ pub(crate) async fn revoke(
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(gw): Shared) -> Response {
-    let text = gw.metrics.render(&gw.gauges().await);
+    let mut text = gw.metrics.render(&gw.gauges().await);
+    for hook in &gw.metrics_hooks {
+        hook(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

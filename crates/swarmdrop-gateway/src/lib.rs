@@ -26,6 +26,9 @@ pub use state::{Gateway, GatewayError, Refusal};
 /// Largest request body accepted (a SIWE message is at most 8 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Text a hosting process adds to the gateway's `/metrics` ([`Gateway::with_metrics_hook`]).
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
@@ -50,9 +53,24 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(gateway, Router::new(), listener, shutdown).await
+}
+
+/// Serves the gateway's routes and a hosting process's `extra` ones on one listener
+/// until `shutdown` completes. `extra` keeps its own state and body limit (the
+/// gateway's 16 KiB applies to its own routes only), and must not repeat a gateway
+/// path; its handlers see the client's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve_with(
+    gateway: Arc<Gateway>,
+    extra: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(gateway).into_make_service_with_connect_info::<SocketAddr>(),
+        router(gateway)
+            .merge(extra)
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use crate::config::{Durations, GatewayConfig};
 use crate::metrics::{Gauges, Metrics};
 use crate::store::{IdentityStore, MemoryStore};
+use crate::MetricsHook;
 
 const NANOS: u64 = 1_000_000_000;
 
@@ -97,6 +98,8 @@ pub struct Gateway {
     pub(crate) store: Arc<dyn IdentityStore>,
     pub(crate) metrics: Metrics,
     pub(crate) policy: TrustPolicy,
+    /// More families for `/metrics`, from the process hosting the gateway.
+    pub(crate) metrics_hooks: Vec<MetricsHook>,
     limits: Mutex<Limits>,
     epoch: Instant,
     events: broadcast::Sender<IdentityEvent>,
@@ -250,10 +253,57 @@ impl Gateway {
             services,
             metrics: Metrics::default(),
             policy,
+            metrics_hooks: Vec::new(),
             limits: Mutex::new(limits),
             epoch: Instant::now(),
             events,
         })
+    }
+
+    /// Adds `hook`'s text to every `/metrics` answer (a hosting process's own families:
+    /// `swarmdrop serve`'s QoE counters).
+    pub fn with_metrics_hook(mut self, hook: MetricsHook) -> Self {
+        self.metrics_hooks.push(hook);
+        self
+    }
+
+    /// Admits a request to a route of the hosting process that takes this gateway's
+    /// tokens: the per-address limit and risk first (as every gateway endpoint), then
+    /// the `Authorization: Bearer` token, verified offline against the accepted keys and
+    /// the revocations. A token that is sent must be valid; a missing one is refused
+    /// when `required`, else `None`. Refusals are counted under `endpoint`.
+    pub async fn authenticate(
+        &self,
+        endpoint: &'static str,
+        client: IpAddr,
+        headers: &axum::http::HeaderMap,
+        required: bool,
+    ) -> Result<Option<Claims>, Refusal> {
+        self.admit(endpoint, client)?;
+        let Some(token) = crate::handlers::bearer(headers) else {
+            if required {
+                return Err(self.refuse(
+                    endpoint,
+                    client,
+                    None,
+                    Refusal::new(
+                        StatusCode::UNAUTHORIZED,
+                        "missing_token",
+                        "send a token from this gateway as Authorization: Bearer",
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        let claims = self
+            .verifier()
+            .await?
+            .verify(token, self.now(), None)
+            .map_err(|e| {
+                let refusal = Refusal::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+                self.refuse(endpoint, client, None, refusal)
+            })?;
+        Ok(Some(claims))
     }
 
     /// Identity events as they happen (a bounded channel: slow readers miss events).

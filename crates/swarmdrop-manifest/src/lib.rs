@@ -5,6 +5,7 @@
 //! - [`dsse`] and [`provenance`]: the in-toto/SLSA statement in a DSSE envelope.
 //! - [`torrent`]: BitTorrent v1 metainfo and magnet links, and [`hashing`], the
 //!   incremental SHA-256 and SHA-1 piece hashers that feed both.
+//! - [`qoe`]: the quality-of-experience report a client sends at the end of a run.
 //!
 //! Functions take bytes and a [`UtcTime`] and return values; the filesystem and
 //! the clock belong to callers (`swarmdrop-publish`, the CLI).
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod model;
 pub mod policy;
 pub mod provenance;
+pub mod qoe;
 pub mod time;
 pub mod torrent;
 pub mod tuf;

@@ -47,10 +47,28 @@ mutable_max_age = "1s"
 header_timeout = "10s"
 # Most connections open at once; more wait in the kernel's accept queue.
 max_connections = 4096
+
+[qoe]
+# Clients' end-of-run quality reports: POST /qoe (what `swarmdrop get --gateway URL`
+# sends) and GET /qoe/summary on the gateway's listener, counted on its /metrics
+# (swarmdrop_qoe_*) and kept in the state file. Without a gateway there are none.
+enabled = true
+# Reports must carry a token from this gateway (anonymous ones do). With false, reports
+# without a token are taken too (a token that is sent must still be valid).
+require_token = true
+# How long a report is kept, and how many are (the oldest go first).
+max_age = "7d"
+max_reports = 100000
+# Most asset rows kept, all reports together (a report holds up to 10000).
+max_asset_rows = 1000000
+# GET /qoe/summary reads this many of the newest asset rows (and reports, for bytes).
+summary_rows = 10000
+# Distinct class labels on /metrics; classes beyond them are counted as "other".
+max_classes = 32
 "#;
 
 /// The tracker's and gateway's tables, nested under `[tracker]` / `[gateway]`.
-const SECTIONS: [&str; 4] = ["serve", "origin", "tracker", "gateway"];
+const SECTIONS: [&str; 5] = ["serve", "origin", "qoe", "tracker", "gateway"];
 
 /// A config that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +88,25 @@ pub struct OriginSettings {
     pub max_connections: usize,
 }
 
+/// `[qoe]`, checked.
+#[derive(Debug, Clone)]
+pub struct QoeSettings {
+    /// Serve `/qoe` and `/qoe/summary` beside the gateway.
+    pub enabled: bool,
+    /// Refuse reports without a token.
+    pub require_token: bool,
+    /// How long a report is kept, seconds.
+    pub max_age: u64,
+    /// Most reports kept.
+    pub max_reports: usize,
+    /// Most asset rows kept.
+    pub max_asset_rows: usize,
+    /// Asset rows (and reports) a summary reads.
+    pub summary_rows: usize,
+    /// Distinct class labels on `/metrics`.
+    pub max_classes: usize,
+}
+
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -83,6 +120,8 @@ pub struct ServeConfig {
     pub track_published: bool,
     /// The origin.
     pub origin: OriginSettings,
+    /// Clients' quality reports.
+    pub qoe: QoeSettings,
     /// The tracker, as `swarmdrop tracker` reads it.
     pub tracker: TrackerConfig,
     /// The gateway, as `swarmdrop gateway` reads it; `listen = ""` runs without one.
@@ -109,9 +148,22 @@ struct OriginSection {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct QoeSection {
+    enabled: bool,
+    require_token: bool,
+    max_age: String,
+    max_reports: usize,
+    max_asset_rows: usize,
+    summary_rows: usize,
+    max_classes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OwnSections {
     serve: ServeSection,
     origin: OriginSection,
+    qoe: QoeSection,
 }
 
 /// `text` (a service's own documented defaults) with every table moved under
@@ -177,7 +229,7 @@ impl ServeConfig {
         for (key, value) in &user {
             if !SECTIONS.contains(&key.as_str()) {
                 return Err(ConfigError(format!(
-                    "{file}: unknown setting `{key}`; the sections are [serve], [origin], [tracker] and [gateway]"
+                    "{file}: unknown setting `{key}`; the sections are [serve], [origin], [qoe], [tracker] and [gateway]"
                 )));
             }
             if !value.is_table() {
@@ -186,9 +238,9 @@ impl ServeConfig {
                 )));
             }
         }
-        // Our own two sections, read over their defaults as every config is.
+        // Our own sections, read over their defaults as every config is.
         let mut own = toml::Table::new();
-        for name in ["serve", "origin"] {
+        for name in ["serve", "origin", "qoe"] {
             if let Some(value) = user.get(name) {
                 own.insert(name.to_owned(), value.clone());
             }
@@ -228,6 +280,15 @@ impl ServeConfig {
                     seconds(file, "origin.header_timeout", &own.origin.header_timeout)?.max(1),
                 ),
                 max_connections: own.origin.max_connections.max(1),
+            },
+            qoe: QoeSettings {
+                enabled: own.qoe.enabled,
+                require_token: own.qoe.require_token,
+                max_age: seconds(file, "qoe.max_age", &own.qoe.max_age)?.max(1),
+                max_reports: own.qoe.max_reports.max(1),
+                max_asset_rows: own.qoe.max_asset_rows.max(1),
+                summary_rows: own.qoe.summary_rows.max(1),
+                max_classes: own.qoe.max_classes,
             },
             tracker,
             gateway,
@@ -279,6 +340,9 @@ mod tests {
         assert_eq!(config.state, PathBuf::from("swarmdrop-state.sqlite"));
         assert_eq!(config.drain_timeout, Duration::from_secs(10));
         assert_eq!(config.origin.mutable_max_age, 1);
+        assert!(config.qoe.enabled && config.qoe.require_token);
+        assert_eq!(config.qoe.max_age, 7 * 86_400);
+        assert_eq!(config.qoe.max_classes, 32);
         let tracker = TrackerConfig::parse("", "t").unwrap();
         let gateway = GatewayConfig::defaults().unwrap();
         for c in [&config, &plain] {
@@ -344,6 +408,8 @@ caps = ["edge"]
         assert!(e.contains("[gateway]") && e.contains("per_ip_bust"), "{e}");
         assert!(err("[origin]\nheader_timeout = \"soon\"").contains("origin.header_timeout"));
         assert!(err("[serve\n").contains("s.toml"));
+        assert!(err("[qoe]\nmax_age = \"long\"").contains("qoe.max_age"));
+        assert!(err("[qoe]\nmax_clases = 3").contains("max_clases"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Starting the three services on one runtime, and stopping them together.
+//! Starting the three services on one runtime, and stopping them together. Clients'
+//! quality reports ([`crate::qoe`]) are served on the gateway's listener.
 //!
 //! Everything that can fail does so before anything listens: the published directory
 //! is checked, the state file opened, the gateway built (keys read), then every
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::config::ServeConfig;
 use crate::origin::{self, Origin};
+use crate::qoe::{self, metrics::QoeMetrics, QoeService};
 
 /// Why serve stopped, or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -150,10 +152,31 @@ pub async fn run(
         None
     } else {
         let store: Arc<dyn IdentityStore> = state.clone();
-        let gateway = Arc::new(Gateway::with_store(config.gateway.clone(), store)?);
-        Some((gateway, bind_tcp("gateway", &config.gateway.listen).await?))
+        let mut gateway = Gateway::with_store(config.gateway.clone(), store)?;
+        let metrics = config
+            .qoe
+            .enabled
+            .then(|| Arc::new(QoeMetrics::new(config.qoe.max_classes)));
+        if let Some(metrics) = metrics.clone() {
+            gateway = gateway.with_metrics_hook(Arc::new(move |out| metrics.render(out)));
+        }
+        let gateway = Arc::new(gateway);
+        let extra = match metrics {
+            Some(metrics) => qoe::router(Arc::new(QoeService::new(
+                gateway.clone(),
+                state.clone(),
+                metrics,
+                config.qoe.clone(),
+            ))),
+            None => axum::Router::new(),
+        };
+        Some((
+            gateway,
+            extra,
+            bind_tcp("gateway", &config.gateway.listen).await?,
+        ))
     };
-    if let Some((_, listener)) = &gateway {
+    if let Some((_, _, listener)) = &gateway {
         // A private drop's tracker polls the revocation list; when it names none, it
         // polls the gateway beside it (whose port may have been picked only now).
         let private = &mut config.tracker.private;
@@ -180,7 +203,7 @@ pub async fn run(
     if let Some(udp) = &tracker_listeners.udp {
         listening("tracker-udp", local("tracker", udp.local_addr())?);
     }
-    if let Some((_, listener)) = &gateway {
+    if let Some((_, _, listener)) = &gateway {
         listening("gateway", local("gateway", listener.local_addr())?);
     }
 
@@ -208,10 +231,10 @@ pub async fn run(
             ("tracker", result.map_err(|e| e.to_string()))
         });
     }
-    if let Some((gateway, listener)) = gateway {
+    if let Some((gateway, extra, listener)) = gateway {
         let stopping = stopping();
         services.spawn(async move {
-            let result = swarmdrop_gateway::serve(gateway, listener, stopping).await;
+            let result = swarmdrop_gateway::serve_with(gateway, extra, listener, stopping).await;
             ("gateway", result.map_err(|e| e.to_string()))
         });
     }

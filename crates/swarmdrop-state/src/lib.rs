@@ -10,11 +10,13 @@
 //! The file is in WAL mode (readers never wait for the writer; a crash leaves the last
 //! committed transaction), its schema is versioned with `PRAGMA user_version` (see
 //! [`schema`]), and expired rows are purged in the background. Today it holds the
-//! gateway's nonces, proof-of-work challenges and revocations ([`identity`]); the
+//! gateway's nonces, proof-of-work challenges and revocations ([`identity`]) and the
+//! clients' quality reports ([`qoe`]); the
 //! control plane's tables (drops, receipts, audit log, webhook outbox) belong here too.
 #![warn(missing_docs)]
 
 pub mod identity;
+pub mod qoe;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -236,6 +238,7 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM single_use WHERE expires <= ?1", [now])?;
         tx.execute("DELETE FROM revocations WHERE expires <= ?1", [now])?;
+        Db::purge_qoe(&tx, now)?;
         tx.commit()
     }
 

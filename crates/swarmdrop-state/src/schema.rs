@@ -31,6 +31,30 @@ const STEPS: &[&str] = &[
          value INTEGER NOT NULL
      ) WITHOUT ROWID;
      INSERT INTO counters (name, value) VALUES ('revocation_version', 0);",
+    // 2: clients' quality-of-experience reports (serve's POST /qoe).
+    "CREATE TABLE qoe_reports (
+         id           INTEGER PRIMARY KEY,
+         received     INTEGER NOT NULL,
+         expires      INTEGER NOT NULL,
+         subject      TEXT    NOT NULL,
+         tier         TEXT    NOT NULL,
+         client_id    TEXT    NOT NULL,
+         wall_ms      INTEGER NOT NULL,
+         p2p_bytes    INTEGER NOT NULL,
+         edge_bytes   INTEGER NOT NULL,
+         origin_bytes INTEGER NOT NULL
+     );
+     CREATE INDEX qoe_reports_expires ON qoe_reports (expires);
+     CREATE TABLE qoe_assets (
+         report        INTEGER NOT NULL REFERENCES qoe_reports (id),
+         path          TEXT    NOT NULL,
+         class         TEXT    NOT NULL,
+         bytes         INTEGER NOT NULL,
+         budget_ms     INTEGER NOT NULL,
+         arrival_ms    INTEGER NOT NULL,
+         within_budget INTEGER NOT NULL
+     );
+     CREATE INDEX qoe_assets_report ON qoe_assets (report);",
 ];
 
 /// The version this build writes.
@@ -84,6 +108,29 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, VERSION);
+    }
+
+    #[test]
+    fn a_version_1_file_steps_up_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(STEPS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1; INSERT INTO revocations VALUES ('j1', 99);")
+            .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM revocations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        let reports: i64 = conn
+            .query_row("SELECT count(*) FROM qoe_reports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reports, 0);
     }
 
     #[test]

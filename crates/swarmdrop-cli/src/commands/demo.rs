@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use swarmdrop_client::{percentile, ClientOptions, Progress, Report};
+use swarmdrop_client::{percentile, ClientOptions, Identity, Progress, Report};
 use swarmdrop_peer::ratelimit::RateLimit;
 use swarmdrop_plan::PathKind;
 
@@ -260,6 +260,7 @@ async fn run_viewers(
             out_dir: work.join("viewers").join(format!("v{k:03}")),
             root: Some(services.root_json.clone()),
             gateway: Some(format!("http://{}/", services.gateway)),
+            identity: Some(Identity::Anonymous),
             only_paths: Some(only.clone()),
             listen: Some(format!("127.0.{}.{}:0", 1 + k / 250, 1 + k % 250).parse()?),
             use_trackers: true,

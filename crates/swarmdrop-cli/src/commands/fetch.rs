@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context as _};
-use swarmdrop_client::{run, ClientOptions, Progress, Report};
+use swarmdrop_client::{run, ClientOptions, Identity, Progress, Report};
 use swarmdrop_plan::PathKind;
 
 /// The hybrid client's options (`get` without `--p2p-only`).
@@ -18,12 +18,32 @@ pub(crate) struct HybridArgs {
     /// metadata/1.root.json is trusted on first use, and the run says so.
     #[arg(long, value_name = "ROOT.json")]
     root: Option<PathBuf>,
-    /// The gateway to get a token from (for private drops).
-    #[arg(long, value_name = "URL", requires = "anonymous")]
+    /// The gateway to sign in at (`swarmdrop serve`'s gateway listener), with
+    /// --anonymous or --wallet. The run's quality report goes to URL/qoe (see --qoe).
+    #[arg(long, value_name = "URL", requires = "identity")]
     gateway: Option<String>,
-    /// Sign in anonymously with proof of work (needs --gateway).
-    #[arg(long, requires = "gateway")]
+    /// Sign in anonymously with proof of work (needs --gateway; the drop must allow it).
+    #[arg(long, requires = "gateway", group = "identity")]
     anonymous: bool,
+    /// Sign in with an Ethereum wallet (SIWE, EIP-4361; needs --gateway): KEYFILE holds
+    /// its secp256k1 private key as 64 hex digits, optionally 0x-prefixed.
+    /// `swarmdrop wallet new --out KEYFILE` makes one.
+    #[arg(
+        long,
+        value_name = "KEYFILE",
+        requires = "gateway",
+        group = "identity",
+        conflicts_with = "anonymous"
+    )]
+    wallet: Option<PathBuf>,
+    /// Send the end-of-run quality report (per asset: class, budget, arrival; bytes by
+    /// path) to this URL instead of GATEWAY/qoe. A report that cannot be sent is a
+    /// warning only.
+    #[arg(long, value_name = "URL")]
+    qoe: Option<String>,
+    /// Send no quality report.
+    #[arg(long, conflicts_with = "qoe")]
+    no_qoe: bool,
     /// Only these paths, whatever the classes allow (comma-separated: p2p,edge,origin).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     paths: Vec<String>,
@@ -115,6 +135,20 @@ fn print_table(report: &Report) {
     println!("done in {:.2} s", report.seconds);
 }
 
+/// Where the quality report goes: `--qoe`, else the gateway's `/qoe`; none with
+/// `--no-qoe` or without either.
+fn qoe_url(hybrid: &HybridArgs) -> Option<String> {
+    if hybrid.no_qoe {
+        return None;
+    }
+    hybrid.qoe.clone().or_else(|| {
+        hybrid
+            .gateway
+            .as_ref()
+            .map(|g| format!("{}/qoe", g.trim_end_matches('/')))
+    })
+}
+
 pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
     let hybrid = &args.hybrid;
     if !args.torrent.starts_with("http://") {
@@ -140,7 +174,13 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         edges: hybrid.edges.clone(),
         out_dir: args.out.clone(),
         root: hybrid.root.clone(),
-        gateway: hybrid.gateway.clone().filter(|_| hybrid.anonymous),
+        gateway: hybrid.gateway.clone(),
+        identity: match (&hybrid.wallet, hybrid.anonymous) {
+            (Some(path), _) => Some(Identity::Wallet(path.clone())),
+            (None, true) => Some(Identity::Anonymous),
+            (None, false) => None,
+        },
+        qoe: qoe_url(hybrid),
         only_paths,
         assets: hybrid.assets.clone(),
         events: hybrid.events.clone(),

@@ -13,6 +13,7 @@ mod serve;
 mod token;
 mod tracker;
 mod verify;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,9 @@ enum Command {
     /// A whole live drop on this machine: serve, two edges, two seeders and N viewers
     /// over emulated links; prints budgets met, origin egress, peer share, bulk time.
     Demo(demo::DemoArgs),
+    /// Ethereum wallet key files for `get --wallet` (`wallet new --out FILE`).
+    #[command(subcommand)]
+    Wallet(wallet::Wallet),
     /// Work with gateway tokens offline.
     #[command(subcommand)]
     Token(token::Token),
@@ -74,6 +78,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Token(token) => token::run(&token),
+        Command::Wallet(wallet) => wallet::run(&wallet),
         Command::Tracker(args) => tracker::run(&args),
         Command::Edge(args) => edge::run(&args),
         Command::Serve(args) => serve::run(&args),
