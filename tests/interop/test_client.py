@@ -234,3 +234,71 @@ def test_the_drop_through_serve_edges_and_seeders(swarmdrop_bin, pub, serve_conf
         serve.close()
     assert_every_target_matches(pub, out)
     assert report["classes"]["bulk"]["bytes_by_path"].get("p2p", 0) > 0, report["classes"]["bulk"]
+
+
+LIVE_POLICY = """[drop]
+name = "live-drop"
+opens_at = "2026-01-01T00:00:00Z"
+closes_at = "2036-01-01T00:00:00Z"
+
+[[class]]
+name = "segment"
+budget_ms = 5000
+paths = ["edge", "origin"]
+poll_ms = 200
+
+[[assets]]
+glob = "seg/**"
+class = "segment"
+"""
+
+
+def test_a_live_drop_is_followed(swarmdrop, swarmdrop_bin, keydir, tmp_path):
+    """A live drop's second version is signed while the first is still arriving (the
+    origin answers slowly): ``get --follow`` polls timestamp.json at the policy's
+    ``poll_ms``, walks the new chain, and fetches every new asset — new paths and new
+    bytes at a known path — then stops once nothing new has come for a while."""
+    import os
+
+    drop, published, out = tmp_path / "live", tmp_path / "published", tmp_path / "out"
+    (drop / "seg").mkdir(parents=True)
+    policy = tmp_path / "live.toml"
+    policy.write_text(LIVE_POLICY)
+
+    def segment(k: int) -> None:
+        (drop / "seg" / f"s{k:03}.bin").write_bytes(os.urandom(48 << 10))
+
+    for k in range(12):
+        segment(k)
+    swarmdrop.pack(drop, keydir, published, policy=policy)
+    origin = Origin(published)
+    origin.set_delay(0.25)
+    proc = subprocess.Popen(
+        [str(swarmdrop_bin), "get", origin.url, "--out", str(out), "--json", "--follow",
+         "--follow-idle", "3", "--root", str(published / "metadata" / "1.root.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any((out / "seg").glob("s*.bin")):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no segment of version 1 arrived"
+            time.sleep(0.02)
+        first_version_done = (out / "seg" / "s011.bin").exists()
+        for k in range(12, 16):
+            segment(k)
+        segment(3)  # new bytes at a path the client already knows
+        swarmdrop.pack(drop, keydir, published, policy=policy)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        origin.stop()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert not first_version_done, "version 2 came only after version 1 had arrived"
+    for path in sorted((drop / "seg").iterdir()):
+        got = (out / "seg" / path.name).read_bytes()
+        assert got == path.read_bytes(), f"{path.name} is not the latest signed version"
+    report = json.loads(stdout)
+    assert report["classes"]["segment"]["assets"] == 12 + 4 + 1, report["classes"]
+    assert "version 2 of the drop: 5 new asset(s)" in stderr, stderr[-3000:]

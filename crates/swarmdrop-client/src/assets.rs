@@ -73,9 +73,12 @@ impl Asset {
             ClientError::Metadata(format!("{name}: no swarmdrop class in the signed targets"))
         })?;
         let dest = out_dir.join(path.as_str());
+        // Named by content too: a live drop's next version of the same path is assembled
+        // beside the one still arriving, never into it.
         let part = dest.with_file_name(format!(
-            ".{}.part",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("asset")
+            ".{}.{}.part",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or("asset"),
+            &sha256[..16]
         ));
         Ok(Asset {
             published: format!("targets/{}", path.hash_prefixed(&sha256)),
@@ -156,6 +159,12 @@ impl Asset {
         self.file
             .as_ref()
             .ok_or_else(|| ClientError::Io("the part file vanished".into()))
+    }
+
+    /// A newer version of this path is already in place: this one's bytes are dropped.
+    pub(crate) fn discard(&mut self) {
+        self.file = None;
+        let _ = std::fs::remove_file(&self.part);
     }
 
     /// All bytes are in: the whole file's SHA-256 against the signed one, then flushed to

@@ -15,6 +15,7 @@ use swarmdrop_plan::{AssetId, Decision, Estimate, FetchId, PathId, PathKind, Pla
 use tokio::sync::mpsc;
 
 use crate::assets::{Asset, Refused};
+use crate::follow::Followed;
 use crate::mirrors::Mirror;
 use crate::report::Recorder;
 use crate::swarm::{self, Engine};
@@ -98,6 +99,7 @@ fn kinds(asset: &Asset, options: &ClientOptions, with_peers: bool) -> Vec<PathKi
 }
 
 struct Run<'a> {
+    options: &'a ClientOptions,
     progress: &'a dyn Progress,
     started: Instant,
     planner: Planner,
@@ -120,6 +122,8 @@ struct Run<'a> {
     held: HashMap<usize, Vec<bool>>,
     /// HTTP fetches handed to the engine, waiting for it to write them.
     handed: HashMap<(usize, u32), FetchId>,
+    /// Bytes per class, for the progress display (grows as a live drop adds assets).
+    totals: BTreeMap<String, u64>,
 }
 
 impl Run<'_> {
@@ -384,6 +388,37 @@ impl Run<'_> {
         }
     }
 
+    /// A live drop's new version: its new assets are needed from now, over HTTP (the
+    /// peer engine runs the torrents it started with).
+    fn add_followed(&mut self, version: u64, assets: Vec<Asset>) {
+        let t = self.now();
+        let bytes: u64 = assets.iter().map(|a| a.length).sum();
+        self.progress.note(&format!(
+            "version {version} of the drop: {} new asset(s), {:.1} MB",
+            assets.len(),
+            bytes as f64 / 1e6
+        ));
+        for asset in assets {
+            let kinds = kinds(&asset, self.options, false);
+            if kinds.is_empty() {
+                self.progress.note(&format!(
+                    "{}: class {} allows no path this run may use for a new asset; skipped",
+                    asset.path, asset.class
+                ));
+                continue;
+            }
+            let total = self.totals.entry(asset.class.clone()).or_default();
+            *total += asset.length;
+            self.progress.class_total(&asset.class, *total);
+            self.names.push(asset.path.clone());
+            self.kinds.push(kinds);
+            self.released.push(t);
+            self.ids.push(None);
+            self.finished.push(false);
+            self.assets.push(asset);
+        }
+    }
+
     /// Hands the planner every asset whose release time has come.
     fn release(&mut self) -> Result<(), ClientError> {
         let t = self.now();
@@ -404,7 +439,16 @@ impl Run<'_> {
         for k in 0..self.assets.len() {
             let Some(id) = self.ids[k] else { continue };
             if !self.finished[k] && self.planner.is_done(id) {
-                self.assets[k].finish()?;
+                // A live drop's later version of the same path, already in place, wins.
+                let superseded = self.assets[k + 1..]
+                    .iter()
+                    .zip(&self.finished[k + 1..])
+                    .any(|(later, done)| *done && later.path == self.assets[k].path);
+                if superseded {
+                    self.assets[k].discard();
+                } else {
+                    self.assets[k].finish()?;
+                }
                 self.finished[k] = true;
                 let t = self.now();
                 self.recorder
@@ -423,6 +467,7 @@ pub(crate) async fn carry_out(
     mut assets: Vec<Asset>,
     started: Instant,
     progress: &dyn Progress,
+    mut followed: Option<mpsc::UnboundedReceiver<Followed>>,
 ) -> Result<Report, ClientError> {
     let mut planner: Planner = planner_for(mirrors, options);
     let engine = swarm::start(&mut assets, options)?;
@@ -445,9 +490,9 @@ pub(crate) async fn carry_out(
         ),
         None => None,
     };
-    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     for asset in &assets {
-        *totals.entry(asset.class.as_str()).or_default() += asset.length;
+        *totals.entry(asset.class.clone()).or_default() += asset.length;
     }
     for (class, bytes) in &totals {
         progress.class_total(class, *bytes);
@@ -479,6 +524,7 @@ pub(crate) async fn carry_out(
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut run = Run {
+        options,
         progress,
         started,
         planner,
@@ -504,13 +550,21 @@ pub(crate) async fn carry_out(
         engine,
         held: HashMap::new(),
         handed: HashMap::new(),
+        totals,
     };
     let mut idle_since = Instant::now();
+    // When a followed drop last brought something new (or the run began).
+    let mut last_news = Instant::now();
+    let follow_idle = options.follow.and_then(|f| f.idle);
     loop {
         run.release()?;
         run.decide();
         if run.finish_done()? {
-            break;
+            match &followed {
+                None => break,
+                Some(_) if follow_idle.is_some_and(|idle| last_news.elapsed() >= idle) => break,
+                Some(_) => {}
+            }
         }
         let waiting_release = run.ids.iter().any(Option::is_none);
         if run.flights.is_empty() && !waiting_release {
@@ -538,12 +592,42 @@ pub(crate) async fn carry_out(
                 None => std::future::pending().await,
             }
         };
+        let following = followed.is_some();
+        let news = async {
+            match followed.as_mut() {
+                Some(followed) => followed.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let interrupted = async {
+            match following {
+                // Following ends at an interrupt, with the report of what arrived.
+                true => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+                false => std::future::pending().await,
+            }
+        };
         tokio::select! {
             event = rx.recv() => if let Some(event) = event { run.on_event(event)? },
             event = swarm_events => if let Some(event) = event { run.on_swarm(event) },
+            news = news => match news {
+                Some(Followed::Assets(version, assets)) => {
+                    last_news = Instant::now();
+                    run.add_followed(version, assets);
+                }
+                Some(Followed::Note(line)) => progress.note(&line),
+                None => followed = None,
+            },
+            () = interrupted => {
+                progress.note("interrupted: no longer following the drop");
+                break;
+            }
             () = tokio::time::sleep(TICK) => {}
         }
     }
+    // The poller stops when its receiver goes.
+    drop(followed);
     for flight in run.flights.values() {
         run.stop(flight);
     }

@@ -11,6 +11,7 @@
 
 mod assets;
 mod fetch;
+mod follow;
 pub mod mirrors;
 pub mod qoe;
 mod report;
@@ -104,6 +105,18 @@ pub struct ClientOptions {
     /// every `interval_ms` from the start (keyframe k at k × interval), and each one's
     /// budget counts from then. Without it every asset is needed at once.
     pub schedule: Option<(String, u64)>,
+    /// Follow a live drop: poll `timestamp.json` at the interval its live classes sign
+    /// and fetch every new version's new assets, until interrupted (or idle, see
+    /// [`Follow`]).
+    pub follow: Option<Follow>,
+}
+
+/// How long to follow a live drop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Follow {
+    /// Stop once every asset is in and no new version has brought new assets for this
+    /// long; `None` follows until interrupted.
+    pub idle: Option<std::time::Duration>,
 }
 
 /// Who the client signs in at the gateway as.
@@ -176,7 +189,28 @@ pub async fn run(options: &ClientOptions, progress: &dyn Progress) -> Result<Rep
         }
     }
     load_torrents(&mut assets, &targets, &mirrors, &headers).await?;
-    fetch::carry_out(options, &mirrors, &headers, assets, started, progress).await
+    let followed = options.follow.map(|_| {
+        let interval = follow::poll_interval(&targets).unwrap_or_else(|| {
+            progress.note(&format!(
+                "following: the drop signs no live class (poll_ms); polling every {} s",
+                follow::DEFAULT_POLL.as_secs()
+            ));
+            follow::DEFAULT_POLL
+        });
+        follow::Poller {
+            options: options.clone(),
+            mirrors: mirrors.clone(),
+            bearer: bearer.clone(),
+            interval,
+            known: targets.iter().map(|(n, t)| follow::key(n, t)).collect(),
+            versions: follow::Versions::of(&trusted),
+        }
+        .start()
+    });
+    fetch::carry_out(
+        options, &mirrors, &headers, assets, started, progress, followed,
+    )
+    .await
 }
 
 /// The token `options` ask for, if any.

@@ -141,6 +141,8 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
             refused_by_path: BTreeMap::new(),
+            banned_mirrors: Vec::new(),
+            banned_peers: 0,
             assets: vec![
                 arrival("a/1.png", "keyframe", 120),
                 arrival("b.bin", "bulk", 900),

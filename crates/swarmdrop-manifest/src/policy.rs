@@ -49,7 +49,13 @@ pub struct Class {
     pub budget_ms: u64,
     /// Allowed paths, most preferred first, no repeats, at least one.
     pub paths: Vec<PathKind>,
+    /// A live class: new assets of it appear in later versions, and a client following
+    /// the drop polls `timestamp.json` this often (milliseconds).
+    pub poll_ms: Option<u64>,
 }
+
+/// The shortest poll interval accepted: a tenth of a second.
+pub const MIN_POLL_MS: u64 = 100;
 
 impl Class {
     /// True when BitTorrent peers may carry this class (and so it gets a torrent).
@@ -121,6 +127,9 @@ pub enum PolicyProblem {
     /// A budget longer than a day.
     #[error("budget_ms {0} is more than a day ({MAX_BUDGET_MS})")]
     BudgetTooLarge(u64),
+    /// A poll interval outside 100 ms to a day.
+    #[error("poll_ms {0} is outside {MIN_POLL_MS}..={MAX_BUDGET_MS}")]
+    PollOutOfRange(u64),
     /// Two classes with one name.
     #[error("class {name:?} is already defined on line {first_line}")]
     DuplicateClass {
@@ -174,6 +183,7 @@ struct RawClass {
     name: Spanned<String>,
     budget_ms: Spanned<u64>,
     paths: Spanned<Vec<Spanned<String>>>,
+    poll_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -431,10 +441,22 @@ fn validate_class(source: &Source<'_>, index: usize, raw: &RawClass) -> Result<C
         }
         paths.push(kind);
     }
+    let poll_ms = match &raw.poll_ms {
+        Some(poll) if !(MIN_POLL_MS..=MAX_BUDGET_MS).contains(poll.get_ref()) => {
+            return Err(source.error(
+                poll.span(),
+                format!("class[{index}].poll_ms"),
+                PolicyProblem::PollOutOfRange(*poll.get_ref()),
+            ));
+        }
+        Some(poll) => Some(*poll.get_ref()),
+        None => None,
+    };
     Ok(Class {
         name,
         budget_ms,
         paths,
+        poll_ms,
     })
 }
 

@@ -337,6 +337,7 @@ pub fn pack(
             budget_ms: asset.class.budget_ms,
             paths: asset.class.paths.clone(),
             p2p: p2p.clone(),
+            poll_ms: asset.class.poll_ms,
         };
         let target = TargetFile {
             length: digests.length,

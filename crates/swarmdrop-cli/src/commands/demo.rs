@@ -261,6 +261,8 @@ async fn run_viewers(
             root: Some(services.root_json.clone()),
             gateway: Some(format!("http://{}/", services.gateway)),
             identity: Some(Identity::Anonymous),
+            // Each viewer reports its QoE to serve, as a deployed player would.
+            qoe: Some(format!("http://{}/qoe", services.gateway)),
             only_paths: Some(only.clone()),
             listen: Some(format!("127.0.{}.{}:0", 1 + k / 250, 1 + k % 250).parse()?),
             use_trackers: true,
@@ -374,8 +376,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     if args.keep {
         eprintln!(
-            "--keep: everything stays up in {} until interrupted",
-            work.display()
+            "--keep: everything stays up in {} until interrupted; the viewers' QoE reports: http://{}/qoe/summary",
+            work.display(),
+            services.gateway
         );
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context as _};
-use swarmdrop_client::{run, ClientOptions, Identity, Progress, Report};
+use swarmdrop_client::{run, ClientOptions, Follow, Identity, Progress, Report};
 use swarmdrop_plan::PathKind;
 
 /// The hybrid client's options (`get` without `--p2p-only`).
@@ -53,6 +53,15 @@ pub(crate) struct HybridArgs {
     /// Write every scheduling decision, with its reason, as a JSON line here.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Follow a live drop: poll timestamp.json at the interval its live classes sign
+    /// (`poll_ms` in the policy) and fetch each new version's new assets as they
+    /// appear, until interrupted (the report covers what arrived).
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// With --follow: stop once every asset is in and no new version has brought
+    /// anything for this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "follow")]
+    pub(crate) follow_idle: Option<u64>,
     /// Keep serving peers once every asset is verified, until interrupted.
     #[arg(long)]
     seed_after: bool,
@@ -192,6 +201,9 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         stop_seeding: None,
         upload_limit: super::peer::upload_limit(&args.swarm)?,
         schedule: None,
+        follow: hybrid.follow.then_some(Follow {
+            idle: hybrid.follow_idle.map(std::time::Duration::from_secs),
+        }),
     };
     let bars = Bars {
         multi: indicatif::MultiProgress::new(),

@@ -115,6 +115,21 @@ fn unknown_and_duplicate_path_names() {
 
 #[test]
 fn zero_and_huge_budgets() {
+    let live = Policy::parse(
+        &GOOD.replace("budget_ms = 300", "budget_ms = 300\npoll_ms = 500"),
+        "drop.toml",
+    )
+    .unwrap();
+    assert_eq!(live.classes[0].poll_ms, Some(500));
+    assert_eq!(live.classes[1].poll_ms, None);
+    for bad in ["poll_ms = 5", "poll_ms = 100000000"] {
+        let e = err(&GOOD.replace("budget_ms = 300", &format!("budget_ms = 300\n{bad}")));
+        assert_eq!(e.field, "class[0].poll_ms", "{bad}");
+        assert!(
+            matches!(*e.problem, PolicyProblem::PollOutOfRange(_)),
+            "{bad}"
+        );
+    }
     let e = err(&GOOD.replace("budget_ms = 300", "budget_ms = 0"));
     assert_eq!(
         (e.field.as_str(), (*e.problem).clone()),

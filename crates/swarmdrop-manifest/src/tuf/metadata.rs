@@ -173,6 +173,10 @@ pub struct TargetCustom {
     /// BitTorrent details, for classes that allow `p2p`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p2p: Option<P2pInfo>,
+    /// The class is live: a client following the drop polls `timestamp.json` this often
+    /// (milliseconds) for new versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_ms: Option<u64>,
 }
 
 /// How to fetch a target from the swarm.
