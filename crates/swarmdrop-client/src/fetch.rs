@@ -609,8 +609,20 @@ pub(crate) async fn carry_out(
             }
         };
         tokio::select! {
-            event = rx.recv() => if let Some(event) = event { run.on_event(event)? },
-            event = swarm_events => if let Some(event) = event { run.on_swarm(event) },
+            event = rx.recv() => if let Some(event) = event {
+                run.on_event(event)?;
+                // Everything already waiting is taken in before the planner is asked
+                // again: under load one poll per event would cost more than the events.
+                while let Ok(event) = rx.try_recv() {
+                    run.on_event(event)?;
+                }
+            },
+            event = swarm_events => if let Some(event) = event {
+                run.on_swarm(event);
+                while let Some(event) = run.engine.as_mut().and_then(|e| e.events.try_recv().ok()) {
+                    run.on_swarm(event);
+                }
+            },
             news = news => match news {
                 Some(Followed::Assets(version, assets)) => {
                     last_news = Instant::now();

@@ -363,10 +363,12 @@ fn planner_for(mirrors: &[mirrors::Mirror], options: &ClientOptions) -> Planner 
             continue;
         }
         // Edges start optimistic (100 Mbit/s) and prove otherwise; the origin starts
-        // pessimistic (8 Mbit/s): it is the path of last resort, and an unmeasured origin
-        // must not look better than a measured, busy edge.
+        // pessimistic (0.8 Mbit/s): it is the path of last resort, shared by every viewer
+        // at once, and an unmeasured origin must not look better than a measured, busy
+        // edge (with a kinder prior, each of a thousand viewers would try it before
+        // learning it is crowded).
         let bytes_per_ms = if mirror.label == "origin" {
-            1_000.0
+            100.0
         } else {
             12_500.0
         };

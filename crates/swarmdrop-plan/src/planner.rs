@@ -52,6 +52,9 @@ pub struct PlanConfig {
     pub hedge_after_ms: Millis,
     /// A fetch with no progress for this long has failed.
     pub stall_ms: Millis,
+    /// An asset due further off than this is background work: it gets at most half of
+    /// an edge's or the origin's slots.
+    pub background_after_ms: Millis,
 }
 
 impl Default for PlanConfig {
@@ -63,6 +66,7 @@ impl Default for PlanConfig {
             p2p_in_flight: 64,
             hedge_after_ms: 250,
             stall_ms: 3_000,
+            background_after_ms: 10_000,
         }
     }
 }
@@ -321,6 +325,19 @@ impl Planner {
         }
     }
 
+    /// What `asset` may take of `path`'s slots: an asset with time to spare (more than
+    /// `background_after_ms` to its deadline) gets at most half of an HTTP path's, so
+    /// a keyframe released behind a bulk download never waits for a slot.
+    fn capacity_for(&self, path: PathId, asset: &Asset, now: Millis) -> usize {
+        let all = self.capacity(path);
+        let background = asset.deadline.saturating_sub(now) > self.config.background_after_ms;
+        if background && path.kind != PathKind::P2p {
+            (all / 2).max(1)
+        } else {
+            all
+        }
+    }
+
     fn capacity(&self, path: PathId) -> usize {
         match path.kind {
             PathKind::Edge => self.config.edge_in_flight,
@@ -417,14 +434,26 @@ impl Planner {
             let asset = &self.assets[f.asset.0 as usize];
             let length = f.length;
             // The other path must beat this fetch's own projection clearly.
-            let better = self
+            let open: Vec<(PathId, Millis)> = self
                 .candidates(asset, f.chunk, now, load, 0)
                 .into_iter()
                 .filter(|(path, eta)| *path != f.path && *eta + 50 < finish)
-                // The origin takes a hedge only if it would save the deadline.
-                .filter(|(path, eta)| path.kind != PathKind::Origin || *eta <= f.deadline)
-                .filter(|(path, _)| load.get(path).map_or(0, |l| l.0) < self.capacity(*path))
-                .min_by_key(|(path, eta)| (*eta, *path));
+                .filter(|(path, _)| {
+                    load.get(path).map_or(0, |l| l.0) < self.capacity_for(*path, asset, now)
+                })
+                .collect();
+            // The origin takes a hedge only if no other path can, and only to save the
+            // deadline.
+            let better = open
+                .iter()
+                .filter(|(path, _)| path.kind != PathKind::Origin)
+                .min_by_key(|(path, eta)| (*eta, *path))
+                .or_else(|| {
+                    open.iter()
+                        .filter(|(_, eta)| *eta <= f.deadline)
+                        .min_by_key(|(path, eta)| (*eta, *path))
+                })
+                .copied();
             if let Some((path, _)) = better {
                 self.issue(
                     f.asset,
@@ -534,6 +563,16 @@ impl Planner {
                 if !free {
                     return;
                 }
+                // Every path this asset may use is full: its other chunks wait too (and
+                // a bulk asset has hundreds, each of which would be weighed in vain).
+                let asset = &self.assets[index];
+                let usable = self.paths.keys().any(|p| {
+                    asset.spec.paths.contains(&p.kind)
+                        && load.get(p).map_or(0, |l| l.0) < self.capacity_for(*p, asset, now)
+                });
+                if !usable {
+                    break;
+                }
                 if self.assets[index].chunks[chunk] != Chunk::Missing {
                     continue;
                 }
@@ -543,7 +582,7 @@ impl Planner {
                 let Some((path, reason)) = self.choose(asset, &candidates, now) else {
                     continue;
                 };
-                if load.get(&path).map_or(0, |l| l.0) >= self.capacity(path) {
+                if load.get(&path).map_or(0, |l| l.0) >= self.capacity_for(path, asset, now) {
                     // Its best path is busy: it waits, and counts for those behind it.
                     ahead += length;
                     continue;

@@ -443,6 +443,40 @@ fn a_ban_is_not_lifted_by_a_late_success_or_failure() {
 }
 
 #[test]
+fn background_work_leaves_half_the_edge_to_urgent_assets() {
+    let mut planner = Planner::new(PlanConfig::default());
+    planner.add_path(
+        PathId::edge(0),
+        Estimate {
+            rtt_ms: 10.0,
+            bytes_per_ms: 12_500.0,
+        },
+    );
+    planner
+        .add_asset(
+            spec("bulk/patch.bin", 64 << 20, 60_000, &[Edge], Some(1 << 18)),
+            0,
+        )
+        .unwrap();
+    let on_edge = |decisions: &[Decision]| {
+        decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Fetch { .. }))
+            .count()
+    };
+    let first = planner.poll(0);
+    assert_eq!(on_edge(&first), PlanConfig::default().edge_in_flight / 2);
+    // A keyframe due now is not queued behind the bulk download.
+    let frame = add_keyframe(&mut planner, "keyframe/0", 800, 10);
+    let next = planner.poll(10);
+    assert!(
+        next.iter()
+            .any(|d| matches!(d, Decision::Fetch { asset, .. } if *asset == frame)),
+        "{next:?}"
+    );
+}
+
+#[test]
 fn with_no_peers_the_bulk_goes_to_the_edges() {
     let mut sim = Sim::new(&three_paths(fast, None));
     let (_, _, bulk) = add_drop(&mut sim.planner, 10, false);

@@ -84,6 +84,15 @@ impl Bitfield {
         self.pieces == 0
     }
 
+    /// Whether this field holds a piece `other` lacks (spare bits are always clear, so
+    /// whole bytes compare; fields of different sizes compare over the shorter).
+    pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
+        self.bits
+            .iter()
+            .zip(&other.bits)
+            .any(|(ours, theirs)| ours & !theirs != 0)
+    }
+
     /// Whether piece `index` is set (false past the end).
     pub fn has(&self, index: u32) -> bool {
         index < self.pieces && self.bits[(index / 8) as usize] & (0x80 >> (index % 8)) != 0
@@ -141,6 +150,20 @@ mod tests {
                 prop_assert_eq!(field.has(p), p < pieces);
             }
             prop_assert!(Bitfield::from_bytes(field.as_bytes(), pieces).is_ok());
+        }
+
+        #[test]
+        fn missing_from_agrees_with_piece_by_piece(
+            pieces in 1u32..700,
+            ours in proptest::collection::vec(0u32..700, 0..60),
+            theirs in proptest::collection::vec(0u32..700, 0..60),
+        ) {
+            let (mut a, mut b) = (Bitfield::empty(pieces), Bitfield::empty(pieces));
+            for &p in &ours { a.set(p); }
+            for &p in &theirs { b.set(p); }
+            let slow = (0..pieces).any(|i| a.has(i) && !b.has(i));
+            prop_assert_eq!(a.has_any_missing_from(&b), slow);
+            prop_assert!(!Bitfield::full(pieces).has_any_missing_from(&Bitfield::full(pieces)));
         }
     }
 }

@@ -369,8 +369,7 @@ impl<S: Store> Torrent<S> {
             let Some(p) = self.peers.get(&peer) else {
                 return;
             };
-            (0..self.info.piece_hashes.len() as u32)
-                .any(|i| p.session.peer_has.has(i) && !self.picker.have().has(i))
+            p.session.peer_has.has_any_missing_from(self.picker.have())
         };
         if let Some(session) = self.session(peer) {
             if wants != session.am_interested {
@@ -415,7 +414,10 @@ impl<S: Store> Torrent<S> {
             }
             Event::Has(HasUpdate::Piece(index)) => {
                 self.picker.peer_has(index);
-                self.update_interest(peer);
+                // One more piece can only make us interested, and only if we lack it.
+                if !self.picker.have().has(index) {
+                    self.update_interest(peer);
+                }
             }
             Event::Choked(true) => {
                 // A choke drops our requests (BEP 6 peers also reject them one by one).

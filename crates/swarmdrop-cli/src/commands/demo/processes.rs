@@ -139,11 +139,14 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     let mut children = vec![("serve".to_owned(), serve)];
     let (mut edges, mut edge_sent) = (Vec::new(), Vec::new());
     for k in 0..2 {
+        // A two-tier cache, as CDNs shield an origin: edge0 fills from the origin, edge1
+        // from edge0 (through edge0's link), so the origin sends each object once.
+        let upstream = edges.first().copied().unwrap_or(origin_shaper.addr);
         let (edge, found) = spawn(
             &[
                 "edge",
                 "--origin",
-                &format!("http://{}/", origin_shaper.addr),
+                &format!("http://{upstream}/"),
                 "--cache-dir",
                 &s(&work.join(format!("edge{k}"))),
                 "--root",
@@ -181,6 +184,11 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         )?;
         children.push((format!("seed{k}"), seeder));
         seeders.push(found.get("seed").cloned().unwrap_or_default());
+    }
+    // The creator pre-positions what must be instant (every class without peers) on the
+    // edges before the drop opens, the way a CDN is warmed for a scheduled release.
+    for edge in &edges {
+        warm(*edge, &out).await?;
     }
     let liars = if args.liar {
         Some(start_liars(work, &out, args, &mut children).await?)
@@ -237,4 +245,50 @@ async fn start_liars(
     )
     .await?;
     Ok((shaped.addr, found.get("seed").cloned().unwrap_or_default()))
+}
+
+/// Fetches every published target outside `targets/bulk` through `edge`, so the edge
+/// holds it before the first viewer asks.
+async fn warm(edge: SocketAddr, published: &Path) -> anyhow::Result<()> {
+    let mut paths = Vec::new();
+    let mut stack = vec![published.join("targets")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+            let entry = entry.with_context(|| dir.display().to_string())?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() != "bulk" {
+                    stack.push(path);
+                }
+            } else if let Ok(relative) = path.strip_prefix(published) {
+                paths.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let base = swarmdrop_httpc::HttpUrl::parse(&format!("http://{edge}/"))
+        .map_err(|e| anyhow::anyhow!("{edge}: {e}"))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in paths.chunks(paths.len().div_ceil(8).max(1)) {
+        let (base, chunk) = (base.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            for path in chunk {
+                let url = base.join(&path);
+                let (status, _) = swarmdrop_httpc::get_bytes(
+                    &url,
+                    &[],
+                    64 << 20,
+                    swarmdrop_httpc::Timeouts::default(),
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("warming {url}: {e}"))?;
+                anyhow::ensure!(status.is_success(), "warming {url}: HTTP {status}");
+            }
+            Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a warming task")??;
+    }
+    Ok(())
 }
