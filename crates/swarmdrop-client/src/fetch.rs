@@ -8,11 +8,11 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
-use swarmdrop_httpc::{get, HttpUrl, Timeouts};
-use swarmdrop_peer::SwarmEvent;
 use swarmdrop_plan::{AssetId, Decision, Estimate, FetchId, PathId, PathKind, Planner};
 use tokio::sync::mpsc;
+
+mod peers;
+mod range;
 
 use crate::assets::{Asset, Refused};
 use crate::follow::Followed;
@@ -28,49 +28,6 @@ use crate::{
 const TICK: Duration = Duration::from_millis(20);
 /// A run with nothing in flight and nothing to start for this long is stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(60);
-
-/// One range GET, streamed into memory (a chunk is at most one piece or 32 MiB).
-async fn fetch_range(
-    (url, timeouts): (HttpUrl, Timeouts),
-    auth: Option<String>,
-    (offset, length, total): (u64, u64, u64),
-    fetch: FetchId,
-    events: Events,
-) {
-    let range = format!("bytes={}-{}", offset, offset + length.max(1) - 1);
-    let mut headers: Vec<(&str, &str)> = vec![("range", &range)];
-    if let Some(auth) = &auth {
-        headers.push(("authorization", auth));
-    }
-    let fail = |why: String| {
-        let _ = events.send(Event::Failed(fetch, why));
-    };
-    let response = match get(&url, &headers, timeouts).await {
-        Ok(response) => response,
-        Err(e) => return fail(e.to_string()),
-    };
-    let status = response.status().as_u16();
-    let whole = offset == 0 && length == total;
-    if status != 206 && !(status == 200 && whole) {
-        return fail(format!("{url}: HTTP {status}"));
-    }
-    let mut body = response.into_body();
-    let mut bytes = Vec::with_capacity(length as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => return fail(format!("{url}: {e}")),
-        };
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > length as usize {
-                return fail(format!("{url}: more bytes than the {length} asked for"));
-            }
-            bytes.extend_from_slice(&data);
-            let _ = events.send(Event::Progress(fetch, data.len() as u64));
-        }
-    }
-    let _ = events.send(Event::Done(fetch, bytes));
-}
 
 struct InFlight {
     asset: AssetId,
@@ -222,7 +179,7 @@ impl Run<'_> {
             };
             let target = &self.assets[index];
             let url = mirror.url(&target.published);
-            Some(tokio::spawn(fetch_range(
+            Some(tokio::spawn(range::fetch_range(
                 (url, mirror.timeouts()),
                 self.auth.clone(),
                 (offset, length, target.length),
@@ -336,56 +293,6 @@ impl Run<'_> {
             }
         }
         Ok(())
-    }
-
-    fn on_swarm(&mut self, event: SwarmEvent) {
-        let Some(engine) = self.engine.as_ref() else {
-            return;
-        };
-        match event {
-            SwarmEvent::Available { info_hash, pieces } => {
-                if let Some(id) = engine.by_hash.get(&info_hash).and_then(|i| self.ids[*i]) {
-                    self.planner.set_swarm_pieces(id, &pieces);
-                }
-            }
-            SwarmEvent::Verified {
-                info_hash,
-                index: piece,
-            } => {
-                let Some(index) = engine.by_hash.get(&info_hash).copied() else {
-                    return;
-                };
-                if let Some(slot) = self.held.entry(index).or_default().get_mut(piece as usize) {
-                    *slot = true;
-                }
-                // Whichever fetch was bringing this piece is done: the handed-over HTTP
-                // range, or the ask of peers.
-                let fetch = self.handed.remove(&(index, piece)).or_else(|| {
-                    let piece_length = self.assets[index]
-                        .pieces
-                        .as_ref()
-                        .map_or(1, |(p, _)| u64::from(*p));
-                    self.flights
-                        .iter()
-                        .find(|(_, f)| {
-                            f.asset.0 as usize == index
-                                && f.path.kind == PathKind::P2p
-                                && f.offset / piece_length == u64::from(piece)
-                        })
-                        .map(|(id, _)| *id)
-                });
-                if let Some(fetch) = fetch {
-                    if let Some(flight) = self.flights.remove(&fetch) {
-                        if flight.path.kind == PathKind::P2p {
-                            self.planner.progress(fetch, flight.length, self.now());
-                        }
-                        self.verified(fetch, &flight);
-                    }
-                }
-            }
-            SwarmEvent::HashFailed { .. } => self.recorder.refused("p2p"),
-            SwarmEvent::Banned { .. } => self.recorder.banned_peer(),
-        }
     }
 
     /// A live drop's new version: its new assets are needed from now, over HTTP (the

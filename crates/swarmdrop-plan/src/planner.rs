@@ -9,6 +9,8 @@ use crate::decision::{Decision, Reason};
 use crate::estimate::{Estimate, PathHealth, PathState};
 use crate::{Millis, PathId, PathKind};
 
+mod late;
+
 /// An asset's number in this planner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -361,115 +363,6 @@ impl Planner {
         self.hedge_late(now, &mut load);
         self.assign(now, &mut load);
         self.pending.drain(..).collect()
-    }
-
-    fn fail_stalled(&mut self, now: Millis) {
-        let stalled: Vec<FetchId> = self
-            .fetches
-            .iter()
-            // The swarm reports a piece only once it verifies, and a slow piece there is
-            // no broken server: it is hedged when late, never failed for silence.
-            .filter(|(_, f)| f.path.kind != PathKind::P2p)
-            .filter(|(_, f)| now.saturating_sub(f.last_progress) > self.config.stall_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stalled {
-            if self.fetches.contains_key(&id) {
-                self.pending.push_back(Decision::Cancel {
-                    fetch: id,
-                    reason: Reason::PathFailed,
-                });
-                let _ = self.fail(id, now);
-            }
-        }
-    }
-
-    /// When an unhedged fetch will finish at the rate it has shown (or its path's).
-    fn projected_finish(&self, f: &Fetch, now: Millis) -> Millis {
-        let remaining = (f.length - f.received) as f64;
-        let elapsed = now.saturating_sub(f.started).max(1) as f64;
-        let rate = if f.received > 0 {
-            f.received as f64 / elapsed
-        } else {
-            self.paths
-                .get(&f.path)
-                .map_or(1e-3, |p| p.estimate.bytes_per_ms)
-                .max(1e-3)
-                / 2.0
-        };
-        now.saturating_add((remaining / rate.max(1e-6)).min(1e12) as Millis)
-    }
-
-    fn hedge_late(&mut self, now: Millis, load: &mut BTreeMap<PathId, (usize, u64)>) {
-        let late: Vec<(FetchId, Millis)> = self
-            .fetches
-            .iter()
-            .filter(|(_, f)| {
-                f.hedge_of.is_none()
-                    && !f.hedged
-                    && now.saturating_sub(f.started) >= self.config.hedge_after_ms
-            })
-            .filter_map(|(id, f)| {
-                let finish = self.projected_finish(f, now);
-                (finish > f.deadline.max(now)).then_some((*id, finish))
-            })
-            .collect();
-        for (id, finish) in late {
-            let Some(f) = self.fetches.get(&id).cloned() else {
-                continue;
-            };
-            if f.path.kind == PathKind::P2p && !f.urgent_sent {
-                let piece = f.chunk as u32;
-                self.pending.push_back(Decision::Urgent {
-                    asset: f.asset,
-                    first_piece: piece,
-                    pieces: 1,
-                    deadline: f.deadline,
-                    reason: Reason::AtRisk,
-                });
-                if let Some(m) = self.fetches.get_mut(&id) {
-                    m.urgent_sent = true;
-                }
-            }
-            let asset = &self.assets[f.asset.0 as usize];
-            let length = f.length;
-            // The other path must beat this fetch's own projection clearly.
-            let open: Vec<(PathId, Millis)> = self
-                .candidates(asset, f.chunk, now, load, 0)
-                .into_iter()
-                .filter(|(path, eta)| *path != f.path && *eta + 50 < finish)
-                .filter(|(path, _)| {
-                    load.get(path).map_or(0, |l| l.0) < self.capacity_for(*path, asset, now)
-                })
-                .collect();
-            // The origin takes a hedge only if no other path can, and only to save the
-            // deadline.
-            let better = open
-                .iter()
-                .filter(|(path, _)| path.kind != PathKind::Origin)
-                .min_by_key(|(path, eta)| (*eta, *path))
-                .or_else(|| {
-                    open.iter()
-                        .filter(|(_, eta)| *eta <= f.deadline)
-                        .min_by_key(|(path, eta)| (*eta, *path))
-                })
-                .copied();
-            if let Some((path, _)) = better {
-                self.issue(
-                    f.asset,
-                    f.chunk,
-                    path,
-                    now,
-                    Some(id),
-                    Reason::Hedge,
-                    load,
-                    length,
-                );
-                if let Some(m) = self.fetches.get_mut(&id) {
-                    m.hedged = true;
-                }
-            }
-        }
     }
 
     /// Path instances allowed for `asset` that are up (and for the swarm, hold the

@@ -9,21 +9,20 @@
 
 mod liar;
 mod processes;
+mod report;
 mod shaper;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use serde::Serialize;
-use swarmdrop_client::{percentile, ClientOptions, Identity, Progress, Report};
+use swarmdrop_client::{ClientOptions, Identity, Progress, Report};
 use swarmdrop_peer::ratelimit::RateLimit;
 use swarmdrop_plan::PathKind;
 
 use processes::Services;
+use report::{print_report, summarize, DemoReport};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -77,66 +76,16 @@ pub(crate) struct DemoArgs {
     /// ban both, write no corrupted byte, and still complete.
     #[arg(long)]
     liar: bool,
+    /// Run the same drop a second time without peers (`--paths edge,origin`, fresh
+    /// services) and print both, side by side.
+    #[arg(long, conflicts_with_all = ["keep", "paths"])]
+    compare: bool,
     /// Keep everything running after the report (until interrupted).
     #[arg(long)]
     keep: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-}
-
-/// One class across every viewer.
-#[derive(Debug, Serialize)]
-struct ClassFigures {
-    budget_ms: u64,
-    arrivals: usize,
-    within_budget: f64,
-    p50_ms: u64,
-    p99_ms: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct DemoReport {
-    viewers: usize,
-    completed: usize,
-    drop_bytes: u64,
-    seconds: f64,
-    classes: BTreeMap<String, ClassFigures>,
-    origin_egress_vs_drop: f64,
-    edge_egress_vs_drop: f64,
-    p2p_share: f64,
-    bulk_completion_s: f64,
-    kumar_ross_bound_s: f64,
-    bulk_vs_bound: f64,
-    bytes_by_path: BTreeMap<String, u64>,
-    /// `--liar`: what the viewers did about the liars.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    liar: Option<LiarFigures>,
-    /// With `--liar` or `--chaos`: bytes of the completed viewers' files that differ from
-    /// the drop (compared byte for byte after the run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    corrupted_bytes_written: Option<u64>,
-    errors: Vec<String>,
-    notes: Vec<String>,
-}
-
-/// What the viewers did about the lying edge and the lying peer.
-#[derive(Debug, Default, Serialize)]
-struct LiarFigures {
-    /// Completed viewers.
-    viewers: usize,
-    /// Viewers that banned the lying edge.
-    banned_the_edge: usize,
-    /// Ranges from the lying edge refused by their signed digest, all viewers.
-    edge_ranges_refused: u64,
-    /// Verified bytes the lying edge brought (must be 0).
-    edge_bytes_accepted: u64,
-    /// Viewers that banned at least one peer.
-    banned_a_peer: usize,
-    /// Peer bans, all viewers.
-    peer_bans: u64,
-    /// Pieces refused from peers, all viewers.
-    pieces_refused: u64,
 }
 
 fn size(text: &str, what: &str) -> anyhow::Result<u64> {
@@ -326,7 +275,41 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.viewers == 0 {
         bail!("--viewers must be at least 1");
     }
-    let only = only_paths(&args.paths)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the async runtime")?;
+    let report = one_drop(args, only_paths(&args.paths)?, &runtime)?;
+    let mut good =
+        report.completed == report.viewers && report.corrupted_bytes_written.unwrap_or(0) == 0;
+    if args.compare {
+        eprintln!("the same drop again, without peers (--paths edge,origin)");
+        let without = one_drop(args, vec![PathKind::Edge, PathKind::Origin], &runtime)?;
+        good &= without.completed == without.viewers;
+        let comparison = report::Comparison::of(report, without);
+        if args.json {
+            super::print_json(&comparison)?;
+        } else {
+            comparison.print();
+        }
+    } else if args.json {
+        super::print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(if good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One whole drop: generate, pack, start the services, run the viewers, report.
+fn one_drop(
+    args: &DemoArgs,
+    only: Vec<PathKind>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<DemoReport> {
     let temp = tempfile::Builder::new()
         .prefix("swarmdrop-demo-")
         .tempdir()
@@ -334,10 +317,6 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let work = temp.path().to_path_buf();
     eprintln!("generating the drop in {}", work.display());
     let (drop_bytes, bulk_bytes) = generate(&work.join("drop"), args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("the async runtime")?;
     let services = runtime.block_on(processes::start(&work, args))?;
     eprintln!(
         "origin {} (behind {}), gateway {}, tracker {}, edges {}, seeders {}",
@@ -353,10 +332,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .join(" "),
         services.seeders.join(" ")
     );
+    let paths: Vec<&str> = only.iter().map(|k| k.as_str()).collect();
     let started = Instant::now();
-    let (results, chaos) = runtime.block_on(run_viewers(args, &services, &work, only))?;
+    let (results, chaos) = runtime.block_on(run_viewers(args, &services, &work, only.clone()))?;
     let seconds = started.elapsed().as_secs_f64();
     let mut report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
+    report.paths = paths.join(",");
     report.notes.extend(chaos);
     if args.liar || args.chaos {
         eprintln!("comparing every viewer's files with the drop");
@@ -371,12 +352,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         report.corrupted_bytes_written = Some(differing);
     }
-    if args.json {
-        super::print_json(&report)?;
-    } else {
-        print_report(&report);
-    }
     if args.keep {
+        if args.json {
+            super::print_json(&report)?;
+        } else {
+            print_report(&report);
+        }
         eprintln!(
             "--keep: everything stays up in {} until interrupted; the viewers' QoE reports: http://{}/qoe/summary",
             work.display(),
@@ -385,175 +366,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
+        bail!("interrupted");
     }
     drop(services);
-    Ok(
-        if report.completed == report.viewers && report.corrupted_bytes_written.unwrap_or(0) == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
-}
-
-fn summarize(
-    args: &DemoArgs,
-    services: &Services,
-    results: &[(Duration, Result<Report, String>)],
-    drop_bytes: u64,
-    bulk_bytes: u64,
-    seconds: f64,
-) -> anyhow::Result<DemoReport> {
-    let mut arrivals: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
-    let mut bytes_by_path: BTreeMap<String, u64> = BTreeMap::new();
-    let mut errors = Vec::new();
-    let mut bulk_done = 0f64;
-    for (offset, result) in results {
-        match result {
-            Ok(report) => {
-                for (class, c) in &report.classes {
-                    let entry = arrivals
-                        .entry(class.clone())
-                        .or_insert((c.budget_ms, Vec::new()));
-                    entry.1.extend(&c.arrivals_ms);
-                }
-                for (path, n) in &report.bytes_by_path {
-                    let key = if path.starts_with("edge") {
-                        "edge"
-                    } else {
-                        path.as_str()
-                    };
-                    *bytes_by_path.entry(key.to_owned()).or_default() += n;
-                }
-                if let Some(bulk) = report.classes.get("bulk") {
-                    let done = offset.as_secs_f64()
-                        + bulk.arrivals_ms.iter().max().copied().unwrap_or(0) as f64 / 1e3;
-                    bulk_done = bulk_done.max(done);
-                }
-            }
-            Err(e) => errors.push(e.clone()),
-        }
-    }
-    let classes = arrivals
-        .into_iter()
-        .map(|(class, (budget_ms, mut times))| {
-            times.sort_unstable();
-            let within = times.iter().filter(|t| **t <= budget_ms).count();
-            let figures = ClassFigures {
-                budget_ms,
-                arrivals: times.len(),
-                within_budget: within as f64 / times.len().max(1) as f64,
-                p50_ms: percentile(&times, 0.5),
-                p99_ms: percentile(&times, 0.99),
-            };
-            (class, figures)
-        })
-        .collect();
-    let rate = |text: &str, what: &str| size(text, what).map(|r| r as f64);
-    let server_upload = rate(&args.origin_upload, "origin-upload")?
-        + 2.0 * rate(&args.edge_upload, "edge-upload")?
-        + 2.0 * rate(&args.seeder_upload, "seeder-upload")?;
-    let viewers_upload = args.viewers as f64 * rate(&args.viewer_upload, "viewer-upload")?;
-    let n = args.viewers as f64;
-    let f = bulk_bytes as f64;
-    let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
-    let liar = args.liar.then(|| {
-        // The lying edge is the last edge each viewer was given.
-        let label = format!("edge{}", services.edges.len());
-        let mut figures = LiarFigures::default();
-        for report in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-            figures.viewers += 1;
-            figures.banned_the_edge += usize::from(report.banned_mirrors.contains(&label));
-            figures.edge_ranges_refused += report.refused_by_path.get(&label).copied().unwrap_or(0);
-            figures.edge_bytes_accepted += report.bytes_by_path.get(&label).copied().unwrap_or(0);
-            figures.banned_a_peer += usize::from(report.banned_peers > 0);
-            figures.peer_bans += report.banned_peers;
-            figures.pieces_refused += report.refused_by_path.get("p2p").copied().unwrap_or(0);
-        }
-        figures
-    });
-    let total: u64 = bytes_by_path.values().sum();
-    let edge_sent: u64 = services
-        .edge_sent
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .sum();
-    Ok(DemoReport {
-        viewers: results.len(),
-        completed: results.iter().filter(|(_, r)| r.is_ok()).count(),
-        drop_bytes,
-        seconds,
-        classes,
-        origin_egress_vs_drop: services.origin_sent.load(Ordering::Relaxed) as f64 / drop_bytes as f64,
-        edge_egress_vs_drop: edge_sent as f64 / drop_bytes as f64,
-        p2p_share: bytes_by_path.get("p2p").copied().unwrap_or(0) as f64 / total.max(1) as f64,
-        bulk_completion_s: bulk_done,
-        kumar_ross_bound_s: bound,
-        bulk_vs_bound: if bound > 0.0 { bulk_done / bound } else { 0.0 },
-        bytes_by_path,
-        liar,
-        corrupted_bytes_written: None,
-        errors,
-        notes: vec![
-            "origin and edge egress count every byte they sent (to viewers, and the origin's to the edges)".into(),
-            "the Kumar-Ross bound uses the caps: u_s = origin + edges + seeders, u_i = each viewer's upload; viewers' downloads are not capped".into(),
-            "round trips are emulated to the origin and the edges; peer links have loopback latency".into(),
-        ],
-    })
-}
-
-fn print_report(r: &DemoReport) {
-    println!(
-        "{} viewers ({} completed) in {:.1} s; the drop is {:.1} MB",
-        r.viewers,
-        r.completed,
-        r.seconds,
-        r.drop_bytes as f64 / 1e6
-    );
-    println!(
-        "{:<10} {:>8} {:>9} {:>8} {:>8}",
-        "class", "budget", "in budget", "p50", "p99"
-    );
-    for (class, c) in &r.classes {
-        println!(
-            "{:<10} {:>6}ms {:>8.1}% {:>6}ms {:>6}ms",
-            class,
-            c.budget_ms,
-            c.within_budget * 100.0,
-            c.p50_ms,
-            c.p99_ms
-        );
-    }
-    println!(
-        "origin egress {:.2}x the drop (target <= 1.5, goal 1.1); edges {:.2}x",
-        r.origin_egress_vs_drop, r.edge_egress_vs_drop
-    );
-    println!("peers carried {:.1}% of all bytes", r.p2p_share * 100.0);
-    println!(
-        "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",
-        r.bulk_completion_s, r.kumar_ross_bound_s, r.bulk_vs_bound
-    );
-    for e in &r.errors {
-        println!("viewer failed: {e}");
-    }
-    if let Some(l) = &r.liar {
-        println!(
-            "liar: {} of {} viewers banned the lying edge ({} ranges refused, {} bytes accepted); {} banned the lying peer ({} bans, {} pieces refused)",
-            l.banned_the_edge,
-            l.viewers,
-            l.edge_ranges_refused,
-            l.edge_bytes_accepted,
-            l.banned_a_peer,
-            l.peer_bans,
-            l.pieces_refused
-        );
-    }
-    if let Some(n) = r.corrupted_bytes_written {
-        println!("corrupted bytes written by any viewer: {n} (every file compared with the drop)");
-    }
-    for note in r.notes.iter().filter(|n| n.starts_with("chaos")) {
-        println!("{note}; every viewer that completed verified every asset");
-    }
+    Ok(report)
 }
 
 /// Where the drop is published in the work directory.

@@ -1,0 +1,275 @@
+//! The demo's report: per class across every viewer, egress, the peers' share, bulk
+//! completion against the Kumar–Ross bound, what the viewers did about liars; as a
+//! table or JSON.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use swarmdrop_client::{percentile, Report};
+
+use super::processes::Services;
+use super::{size, DemoArgs};
+
+/// One class across every viewer.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClassFigures {
+    pub(crate) budget_ms: u64,
+    pub(crate) arrivals: usize,
+    pub(crate) within_budget: f64,
+    pub(crate) p50_ms: u64,
+    pub(crate) p99_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DemoReport {
+    /// The paths the viewers could use.
+    pub(crate) paths: String,
+    pub(crate) viewers: usize,
+    pub(crate) completed: usize,
+    pub(crate) drop_bytes: u64,
+    pub(crate) seconds: f64,
+    pub(crate) classes: BTreeMap<String, ClassFigures>,
+    pub(crate) origin_egress_vs_drop: f64,
+    pub(crate) edge_egress_vs_drop: f64,
+    pub(crate) p2p_share: f64,
+    pub(crate) bulk_completion_s: f64,
+    pub(crate) kumar_ross_bound_s: f64,
+    pub(crate) bulk_vs_bound: f64,
+    pub(crate) bytes_by_path: BTreeMap<String, u64>,
+    /// `--liar`: what the viewers did about the liars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) liar: Option<LiarFigures>,
+    /// With `--liar` or `--chaos`: bytes of the completed viewers' files that differ from
+    /// the drop (compared byte for byte after the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) corrupted_bytes_written: Option<u64>,
+    pub(crate) errors: Vec<String>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// What the viewers did about the lying edge and the lying peer.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct LiarFigures {
+    /// Completed viewers.
+    pub(crate) viewers: usize,
+    /// Viewers that banned the lying edge.
+    pub(crate) banned_the_edge: usize,
+    /// Ranges from the lying edge refused by their signed digest, all viewers.
+    pub(crate) edge_ranges_refused: u64,
+    /// Verified bytes the lying edge brought (must be 0).
+    pub(crate) edge_bytes_accepted: u64,
+    /// Viewers that banned at least one peer.
+    pub(crate) banned_a_peer: usize,
+    /// Peer bans, all viewers.
+    pub(crate) peer_bans: u64,
+    /// Pieces refused from peers, all viewers.
+    pub(crate) pieces_refused: u64,
+}
+
+pub(crate) fn summarize(
+    args: &DemoArgs,
+    services: &Services,
+    results: &[(Duration, Result<Report, String>)],
+    drop_bytes: u64,
+    bulk_bytes: u64,
+    seconds: f64,
+) -> anyhow::Result<DemoReport> {
+    let mut arrivals: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
+    let mut bytes_by_path: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut bulk_done = 0f64;
+    for (offset, result) in results {
+        match result {
+            Ok(report) => {
+                for (class, c) in &report.classes {
+                    let entry = arrivals
+                        .entry(class.clone())
+                        .or_insert((c.budget_ms, Vec::new()));
+                    entry.1.extend(&c.arrivals_ms);
+                }
+                for (path, n) in &report.bytes_by_path {
+                    let key = if path.starts_with("edge") {
+                        "edge"
+                    } else {
+                        path.as_str()
+                    };
+                    *bytes_by_path.entry(key.to_owned()).or_default() += n;
+                }
+                if let Some(bulk) = report.classes.get("bulk") {
+                    let done = offset.as_secs_f64()
+                        + bulk.arrivals_ms.iter().max().copied().unwrap_or(0) as f64 / 1e3;
+                    bulk_done = bulk_done.max(done);
+                }
+            }
+            Err(e) => errors.push(e.clone()),
+        }
+    }
+    let classes = arrivals
+        .into_iter()
+        .map(|(class, (budget_ms, mut times))| {
+            times.sort_unstable();
+            let within = times.iter().filter(|t| **t <= budget_ms).count();
+            let figures = ClassFigures {
+                budget_ms,
+                arrivals: times.len(),
+                within_budget: within as f64 / times.len().max(1) as f64,
+                p50_ms: percentile(&times, 0.5),
+                p99_ms: percentile(&times, 0.99),
+            };
+            (class, figures)
+        })
+        .collect();
+    let rate = |text: &str, what: &str| size(text, what).map(|r| r as f64);
+    let server_upload = rate(&args.origin_upload, "origin-upload")?
+        + 2.0 * rate(&args.edge_upload, "edge-upload")?
+        + 2.0 * rate(&args.seeder_upload, "seeder-upload")?;
+    let viewers_upload = args.viewers as f64 * rate(&args.viewer_upload, "viewer-upload")?;
+    let n = args.viewers as f64;
+    let f = bulk_bytes as f64;
+    let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
+    let liar = args.liar.then(|| {
+        // The lying edge is the last edge each viewer was given.
+        let label = format!("edge{}", services.edges.len());
+        let mut figures = LiarFigures::default();
+        for report in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+            figures.viewers += 1;
+            figures.banned_the_edge += usize::from(report.banned_mirrors.contains(&label));
+            figures.edge_ranges_refused += report.refused_by_path.get(&label).copied().unwrap_or(0);
+            figures.edge_bytes_accepted += report.bytes_by_path.get(&label).copied().unwrap_or(0);
+            figures.banned_a_peer += usize::from(report.banned_peers > 0);
+            figures.peer_bans += report.banned_peers;
+            figures.pieces_refused += report.refused_by_path.get("p2p").copied().unwrap_or(0);
+        }
+        figures
+    });
+    let total: u64 = bytes_by_path.values().sum();
+    let edge_sent: u64 = services
+        .edge_sent
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    Ok(DemoReport {
+        paths: String::new(),
+        viewers: results.len(),
+        completed: results.iter().filter(|(_, r)| r.is_ok()).count(),
+        drop_bytes,
+        seconds,
+        classes,
+        origin_egress_vs_drop: services.origin_sent.load(Ordering::Relaxed) as f64 / drop_bytes as f64,
+        edge_egress_vs_drop: edge_sent as f64 / drop_bytes as f64,
+        p2p_share: bytes_by_path.get("p2p").copied().unwrap_or(0) as f64 / total.max(1) as f64,
+        bulk_completion_s: bulk_done,
+        kumar_ross_bound_s: bound,
+        bulk_vs_bound: if bound > 0.0 { bulk_done / bound } else { 0.0 },
+        bytes_by_path,
+        liar,
+        corrupted_bytes_written: None,
+        errors,
+        notes: vec![
+            "origin and edge egress count every byte they sent (to viewers, and the origin's to the edges)".into(),
+            "the Kumar-Ross bound uses the caps: u_s = origin + edges + seeders, u_i = each viewer's upload; viewers' downloads are not capped".into(),
+            "round trips are emulated to the origin and the edges; peer links have loopback latency".into(),
+        ],
+    })
+}
+
+pub(crate) fn print_report(r: &DemoReport) {
+    println!(
+        "{} viewers ({} completed) in {:.1} s; the drop is {:.1} MB",
+        r.viewers,
+        r.completed,
+        r.seconds,
+        r.drop_bytes as f64 / 1e6
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>8} {:>8}",
+        "class", "budget", "in budget", "p50", "p99"
+    );
+    for (class, c) in &r.classes {
+        println!(
+            "{:<10} {:>6}ms {:>8.1}% {:>6}ms {:>6}ms",
+            class,
+            c.budget_ms,
+            c.within_budget * 100.0,
+            c.p50_ms,
+            c.p99_ms
+        );
+    }
+    println!(
+        "origin egress {:.2}x the drop (target <= 1.5, goal 1.1); edges {:.2}x",
+        r.origin_egress_vs_drop, r.edge_egress_vs_drop
+    );
+    println!("peers carried {:.1}% of all bytes", r.p2p_share * 100.0);
+    println!(
+        "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",
+        r.bulk_completion_s, r.kumar_ross_bound_s, r.bulk_vs_bound
+    );
+    for e in &r.errors {
+        println!("viewer failed: {e}");
+    }
+    if let Some(l) = &r.liar {
+        println!(
+            "liar: {} of {} viewers banned the lying edge ({} ranges refused, {} bytes accepted); {} banned the lying peer ({} bans, {} pieces refused)",
+            l.banned_the_edge,
+            l.viewers,
+            l.edge_ranges_refused,
+            l.edge_bytes_accepted,
+            l.banned_a_peer,
+            l.peer_bans,
+            l.pieces_refused
+        );
+    }
+    if let Some(n) = r.corrupted_bytes_written {
+        println!("corrupted bytes written by any viewer: {n} (every file compared with the drop)");
+    }
+    for note in r.notes.iter().filter(|n| n.starts_with("chaos")) {
+        println!("{note}; every viewer that completed verified every asset");
+    }
+}
+
+/// `--compare`: the drop with peers, then without.
+#[derive(Debug, Serialize)]
+pub(crate) struct Comparison {
+    with_peers: DemoReport,
+    without_peers: DemoReport,
+    /// With peers ÷ without: below 1 means peers helped.
+    origin_egress_ratio: f64,
+    edge_egress_ratio: f64,
+    bulk_completion_ratio: f64,
+}
+
+impl Comparison {
+    pub(crate) fn of(with_peers: DemoReport, without_peers: DemoReport) -> Self {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Comparison {
+            origin_egress_ratio: ratio(
+                with_peers.origin_egress_vs_drop,
+                without_peers.origin_egress_vs_drop,
+            ),
+            edge_egress_ratio: ratio(
+                with_peers.edge_egress_vs_drop,
+                without_peers.edge_egress_vs_drop,
+            ),
+            bulk_completion_ratio: ratio(
+                with_peers.bulk_completion_s,
+                without_peers.bulk_completion_s,
+            ),
+            with_peers,
+            without_peers,
+        }
+    }
+
+    pub(crate) fn print(&self) {
+        for r in [&self.with_peers, &self.without_peers] {
+            println!("== paths {} ==", r.paths);
+            print_report(r);
+            println!();
+        }
+        println!(
+            "with peers / without: origin egress {:.2}, edge egress {:.2}, bulk completion {:.2}",
+            self.origin_egress_ratio, self.edge_egress_ratio, self.bulk_completion_ratio
+        );
+    }
+}
