@@ -292,6 +292,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             comparison.print();
         }
+    } else if args.keep {
+        // Printed before the wait.
     } else if args.json {
         super::print_json(&report)?;
     } else {
@@ -366,7 +368,6 @@ fn one_drop(
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
-        bail!("interrupted");
     }
     drop(services);
     Ok(report)
