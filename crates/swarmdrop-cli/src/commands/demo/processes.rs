@@ -250,21 +250,16 @@ async fn start_liars(
 /// Fetches every published target outside `targets/bulk` through `edge`, so the edge
 /// holds it before the first viewer asks.
 async fn warm(edge: SocketAddr, published: &Path) -> anyhow::Result<()> {
-    let mut paths = Vec::new();
-    let mut stack = vec![published.join("targets")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
-            let entry = entry.with_context(|| dir.display().to_string())?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                if entry.file_name() != "bulk" {
-                    stack.push(path);
-                }
-            } else if let Ok(relative) = path.strip_prefix(published) {
-                paths.push(relative.to_string_lossy().into_owned());
-            }
-        }
-    }
+    let bulk = published.join("targets").join("bulk");
+    let paths: Vec<String> = liar::files_under(&published.join("targets"))?
+        .into_iter()
+        .filter(|path| !path.starts_with(&bulk))
+        .filter_map(|path| {
+            path.strip_prefix(published)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .collect();
     let base = swarmdrop_httpc::HttpUrl::parse(&format!("http://{edge}/"))
         .map_err(|e| anyhow::anyhow!("{edge}: {e}"))?;
     let mut tasks = tokio::task::JoinSet::new();
