@@ -8,6 +8,7 @@ pub mod identity;
 mod loopback_http;
 pub mod pack;
 pub mod tracker;
+pub mod tuf;
 pub mod wire;
 
 use std::collections::BTreeMap;

@@ -17,12 +17,13 @@ pub mod qoe;
 mod report;
 mod swarm;
 pub mod token;
+pub mod tuf;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use swarmdrop_manifest::tuf::updater::Updater;
+use swarmdrop_manifest::tuf::updater::{Updater, UpdaterConfig};
 use swarmdrop_manifest::UtcTime;
 use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
 use tokio::sync::mpsc;
@@ -280,15 +281,13 @@ async fn refresh(
             first.to_vec()
         }
     };
-    let mut updater = Updater::new(&anchor, system_time()?)
+    let mut updater = Updater::new(&anchor, system_time()?, UpdaterConfig::default())
         .map_err(|e| ClientError::Metadata(format!("the trusted root: {e}")))?;
-    while let Some(need) = updater.next() {
-        let relative = format!("metadata/{}", need.name);
-        let bytes = mirrors::fetch_first(mirrors, &relative, need.max_bytes, headers).await?;
-        updater
-            .supply(bytes.as_deref())
-            .map_err(|e| ClientError::Metadata(format!("{relative}: {e}")))?;
-    }
+    let fetch = |path: String, max_bytes: usize| async move {
+        let relative = format!("metadata/{path}");
+        mirrors::fetch_first_quoted(mirrors, &relative, max_bytes, headers).await
+    };
+    tuf::drive(&mut updater, None, fetch).await?;
     Ok(updater.into_trusted())
 }
 
@@ -326,7 +325,7 @@ async fn load_torrents(
 }
 
 /// The reference time of a refresh: the system clock, read once.
-fn system_time() -> Result<UtcTime, ClientError> {
+pub(crate) fn system_time() -> Result<UtcTime, ClientError> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

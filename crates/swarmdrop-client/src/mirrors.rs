@@ -92,10 +92,31 @@ pub async fn fetch_first(
     max_bytes: usize,
     headers: &[(&str, &str)],
 ) -> Result<Option<Bytes>, ClientError> {
+    fetch_first_at(mirrors, relative, |m| m.url(relative), max_bytes, headers).await
+}
+
+/// [`fetch_first`] for a path that is already percent-encoded (TUF metadata names,
+/// which the updater quotes itself).
+pub async fn fetch_first_quoted(
+    mirrors: &[Mirror],
+    quoted: &str,
+    max_bytes: usize,
+    headers: &[(&str, &str)],
+) -> Result<Option<Bytes>, ClientError> {
+    fetch_first_at(mirrors, quoted, |m| m.base.join(quoted), max_bytes, headers).await
+}
+
+async fn fetch_first_at(
+    mirrors: &[Mirror],
+    relative: &str,
+    url_of: impl Fn(&Mirror) -> HttpUrl,
+    max_bytes: usize,
+    headers: &[(&str, &str)],
+) -> Result<Option<Bytes>, ClientError> {
     let mut problems = Vec::new();
     let mut missing = 0;
     for mirror in mirrors {
-        let url = mirror.url(relative);
+        let url = url_of(mirror);
         match get_bytes(
             &url,
             headers,

@@ -93,7 +93,7 @@ impl Index {
         let missing = |role: Role, file: &str| IndexError {
             file: file.to_owned(),
             error: TufError::OutOfOrder {
-                role,
+                role: role.to_string(),
                 why: "not loaded",
             },
         };
@@ -150,7 +150,7 @@ impl Index {
             let bad = |why: &str| IndexError {
                 file: format!("{}.targets.json", targets.version),
                 error: TufError::Malformed {
-                    role: Role::Targets,
+                    role: Role::Targets.to_string(),
                     detail: format!("target {name:?}: {why}"),
                 },
             };

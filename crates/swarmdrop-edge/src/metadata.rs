@@ -133,7 +133,7 @@ impl Edge {
                 tuf(
                     "timestamp.json",
                     TufError::MissingMeta {
-                        parent: Role::Timestamp,
+                        parent: Role::Timestamp.to_string(),
                         name: "snapshot.json".into(),
                     },
                 )
@@ -150,7 +150,7 @@ impl Edge {
                 tuf(
                     &name,
                     TufError::MissingMeta {
-                        parent: Role::Snapshot,
+                        parent: Role::Snapshot.to_string(),
                         name: "targets.json".into(),
                     },
                 )

@@ -48,6 +48,7 @@ pub enum KeyError {
 }
 
 /// An Ed25519 private key.
+#[derive(Clone)]
 pub struct SigningKey {
     inner: ed25519_dalek::SigningKey,
 }

@@ -127,7 +127,7 @@ pub fn verify(
             tuf_error(
                 &timestamp_path,
                 TufError::MissingMeta {
-                    parent: Role::Timestamp,
+                    parent: Role::Timestamp.to_string(),
                     name: "snapshot.json".into(),
                 },
             )
@@ -143,7 +143,7 @@ pub fn verify(
             tuf_error(
                 &snapshot_path,
                 TufError::MissingMeta {
-                    parent: Role::Snapshot,
+                    parent: Role::Snapshot.to_string(),
                     name: "targets.json".into(),
                 },
             )

@@ -9,6 +9,7 @@ use swarmdrop_bench::identity::{run_identity_bench, IdentityBenchOptions};
 use swarmdrop_bench::pack::{run_pack_bench, PackBenchOptions};
 use swarmdrop_bench::parse_size;
 use swarmdrop_bench::tracker::{run_tracker_bench, Protocol, TrackerBenchOptions};
+use swarmdrop_bench::tuf::{run_tuf_bench, TufBenchOptions};
 use swarmdrop_bench::wire::{run_wire_bench, WireBenchOptions};
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,6 +24,31 @@ pub(crate) enum Bench {
     Edge(EdgeArgs),
     /// Peer downloads over loopback: swarmdrop and libtorrent, each way.
     Wire(WireArgs),
+    /// The TUF client workflow (refresh, every target through hash-bin delegations)
+    /// against python-tuf's ngclient on the same repository.
+    Tuf(TufArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TufArgs {
+    /// Python with python-tuf installed.
+    #[arg(long, value_name = "PYTHON", default_value = "python3")]
+    python: String,
+    /// Target files in the generated repository.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    targets: usize,
+    /// Hash-prefix bins the targets are delegated to.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    bins: usize,
+    /// Rounds per client; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    rounds: usize,
+    /// Key type of every role: ecdsa (the conformance suite's default), ed25519, rsa.
+    #[arg(long, value_name = "TYPE", default_value = "ecdsa")]
+    keytype: String,
+    /// Print one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,6 +209,23 @@ pub(crate) fn run(bench: &Bench) -> anyhow::Result<ExitCode> {
             };
             let report =
                 run_edge_bench(&options, &|line| eprintln!("{line}")).context("bench edge")?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Tuf(args) => {
+            let options = TufBenchOptions {
+                python: args.python.clone(),
+                targets: args.targets.clamp(1, 1_000_000),
+                bins: args.bins.clamp(1, 4096),
+                rounds: args.rounds.clamp(1, 100),
+                keytype: args.keytype.clone(),
+            };
+            let report =
+                run_tuf_bench(&options, &|line| eprintln!("{line}")).context("bench tuf")?;
             if args.json {
                 super::print_json(&report)?;
             } else {

@@ -12,6 +12,7 @@ mod peer;
 mod serve;
 mod token;
 mod tracker;
+mod tuf_client;
 mod verify;
 mod wallet;
 
@@ -59,6 +60,9 @@ enum Command {
     /// A whole live drop on this machine: serve, two edges, two seeders and N viewers
     /// over emulated links; prints budgets met, origin egress, peer share, bulk time.
     Demo(demo::DemoArgs),
+    /// A TUF client with a metadata directory (init, refresh, download), as the TUF
+    /// conformance suite drives clients; the same workflow `get` uses.
+    TufClient(tuf_client::Args),
     /// Ethereum wallet key files for `get --wallet` (`wallet new --out FILE`).
     #[command(subcommand)]
     Wallet(wallet::Wallet),
@@ -75,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(&args),
         Command::Pack(args) => pack::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::TufClient(args) => tuf_client::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Token(token) => token::run(&token),

@@ -206,9 +206,57 @@ pub struct Targets {
     pub expires: UtcTime,
     /// Target files by path.
     pub targets: BTreeMap<String, TargetFile>,
-    /// Delegations (not written by swarmdrop yet; kept when read).
+    /// Roles this one hands parts of the target namespace to (swarmdrop's publisher does
+    /// not delegate yet; clients follow delegations wherever they appear).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegations: Option<serde_json::Value>,
+    pub delegations: Option<Delegations>,
+}
+
+/// The `delegations` of a targets role: the delegates' keys, and either an ordered list
+/// of roles or succinct hash bins (TAP 15), never both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegations {
+    /// Every delegate's keys.
+    pub keys: BTreeMap<KeyId, TufKey>,
+    /// Delegated roles, in the order the search visits them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<DelegatedRole>>,
+    /// Hash-bin roles named by a prefix and the leading bits of a path's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succinct_roles: Option<SuccinctRoles>,
+}
+
+/// One delegated role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegatedRole {
+    /// The role's name (also its metadata file's name, quoted).
+    pub name: String,
+    /// Keys allowed to sign for it.
+    pub keyids: Vec<KeyId>,
+    /// How many distinct keys must sign.
+    pub threshold: u32,
+    /// A match here ends the search: later roles are not consulted.
+    pub terminating: bool,
+    /// Path patterns (`fnmatch` per `/`-separated segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// Hex prefixes of the SHA-256 of target paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hash_prefixes: Option<Vec<String>>,
+}
+
+/// TAP 15's succinct hash-bin delegation: `2^bit_length` roles named
+/// `{name_prefix}-{bin:0N x}`, all with the same keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccinctRoles {
+    /// Keys allowed to sign for every bin.
+    pub keyids: Vec<KeyId>,
+    /// How many distinct keys must sign.
+    pub threshold: u32,
+    /// How many leading bits of the path hash pick the bin (1..=32).
+    pub bit_length: u32,
+    /// The bins' common name prefix.
+    pub name_prefix: String,
 }
 
 /// A role document with its role, for generic code.

@@ -6,15 +6,24 @@
 //! reference time, shaped like python-tuf's `TrustedMetadataSet` so the same rules
 //! (thresholds over unique keys, version and rollback checks, expiry) hold everywhere.
 
+mod checks;
+pub mod delegation;
+mod errors;
 pub mod metadata;
+pub mod quote;
 pub mod release;
 pub mod sign;
+pub mod signatures;
+#[cfg(test)]
+mod testrepo;
 pub mod trusted;
 pub mod updater;
 
+pub use checks::{check_length_and_hashes, parse_unverified};
+pub use errors::TufError;
 pub use metadata::{
-    MetaFile, P2pInfo, Role, RoleKeys, Root, Signature, Snapshot, TargetCustom, TargetFile,
-    Targets, Timestamp, SPEC_VERSION,
+    DelegatedRole, Delegations, MetaFile, P2pInfo, Role, RoleKeys, Root, Signature, Snapshot,
+    SuccinctRoles, TargetCustom, TargetFile, Targets, Timestamp, SPEC_VERSION,
 };
 pub use sign::{sign_metadata, SignError};
-pub use trusted::{check_length_and_hashes, parse_unverified, TrustedSet, TufError};
+pub use trusted::TrustedSet;

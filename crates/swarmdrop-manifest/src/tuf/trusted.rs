@@ -1,104 +1,32 @@
-//! The client's trusted metadata: a sans-IO walk root → timestamp → snapshot → targets.
+//! The client's trusted metadata: a sans-IO set, root → timestamp → snapshot → targets
+//! and the delegated targets roles below it.
 //!
 //! The caller fetches bytes (from a directory, a mirror, an edge) and feeds them in
 //! order; every check happens here against one reference time fixed for the whole
 //! refresh, so an attacker cannot make part of a refresh see a different clock. What
 //! this stops, by TUF's attack names: arbitrary installation (signatures and
 //! thresholds over distinct keys), rollback (versions never go down, for every role),
-//! indefinite freeze (expiry), mix-and-match (snapshot pins targets, timestamp pins
-//! snapshot by version, length and hash), endless data (lengths are checked before
-//! parsing when pinned; callers cap sizes).
+//! indefinite freeze (expiry), mix-and-match (snapshot pins every targets role,
+//! timestamp pins snapshot by version, length and hash), endless data (lengths are
+//! checked before parsing when pinned; callers cap sizes). Shaped like python-tuf's
+//! `TrustedMetadataSet`, so the two agree on what a repository may do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use serde_json::Value;
-use sha2::{Digest as _, Sha256, Sha512};
-
-use crate::canonical::to_canonical_json;
-use crate::keys::KeyId;
+use super::checks::{check_delegations_shape, check_root_shape, parse, Parsed, Signers};
+use super::errors::TufError;
+use super::metadata::{MetaFile, Role, Root, Snapshot, TargetFile, Targets, Timestamp};
 use crate::time::UtcTime;
-use crate::tuf::metadata::{
-    MetaFile, Role, RoleDocument, Root, Signature, Snapshot, TargetFile, Targets, Timestamp,
-};
 
-/// Why metadata or a target was refused. Each names the role or file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TufError {
-    /// Not JSON, or not the shape of the role's metadata.
-    #[error("{role} metadata is malformed: {detail}")]
-    Malformed {
-        /// The role.
-        role: Role,
-        /// What is wrong.
-        detail: String,
-    },
-    /// Fewer valid signatures from distinct keys of the role than its threshold.
-    #[error("{role} metadata has {valid} valid signature(s) from {signer_role} keys; threshold is {threshold}")]
-    Unsigned {
-        /// The role whose metadata was checked.
-        role: Role,
-        /// The role whose keys had to sign (root checks a new root with old keys too).
-        signer_role: &'static str,
-        /// Valid signatures from distinct keys.
-        valid: u32,
-        /// Required.
-        threshold: u32,
-    },
-    /// A version that goes backwards or does not match what the parent pins.
-    #[error("{role} version {got} refused: {why} (expected {expected})")]
-    BadVersion {
-        /// The role.
-        role: Role,
-        /// The version found.
-        got: u64,
-        /// What was expected.
-        expected: String,
-        /// Rollback, or mismatch with a pin.
-        why: &'static str,
-    },
-    /// Past its expiry at the reference time.
-    #[error("{role} metadata expired at {expires} (reference time {reference_time})")]
-    Expired {
-        /// The role.
-        role: Role,
-        /// Its expiry.
-        expires: UtcTime,
-        /// The refresh's reference time.
-        reference_time: UtcTime,
-    },
-    /// A file whose length or hash differs from what signed metadata says.
-    #[error("{what}: {detail}")]
-    LengthOrHashMismatch {
-        /// The file (`snapshot.json`, a target path).
-        what: String,
-        /// Which check failed.
-        detail: String,
-    },
-    /// The parent metadata does not list a file that must be there.
-    #[error("{parent} metadata does not list {name}")]
-    MissingMeta {
-        /// The listing role.
-        parent: Role,
-        /// The file name expected.
-        name: String,
-    },
-    /// A call out of order (targets before snapshot, root after timestamp, …).
-    #[error("cannot load {role} now: {why}")]
-    OutOfOrder {
-        /// The role being loaded.
-        role: Role,
-        /// What must come first.
-        why: &'static str,
-    },
-    /// The target is not listed by the trusted targets metadata.
-    #[error("target {0:?} is not listed in the signed targets metadata")]
-    UnknownTarget(String),
-    /// A metadata file the walk needs does not exist on the mirror.
-    #[error("metadata/{0} does not exist on the mirror")]
-    MissingFile(String),
-    /// The repository's layout is one this client does not follow.
-    #[error("{0}")]
-    Layout(String),
+pub use super::checks::{check_length_and_hashes, Digests};
+
+/// Whether an update replaced the trusted copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// The new file is now trusted.
+    New,
+    /// The same version as the trusted copy, which is kept.
+    Unchanged,
 }
 
 /// Trusted metadata for one refresh.
@@ -109,189 +37,11 @@ pub struct TrustedSet {
     timestamp: Option<Timestamp>,
     snapshot: Option<Snapshot>,
     targets: Option<Targets>,
+    delegated: BTreeMap<String, Targets>,
 }
 
-struct Parsed<T> {
-    document: T,
-    canonical: Vec<u8>,
-    signatures: Vec<Signature>,
-}
-
-fn parse<T: RoleDocument>(bytes: &[u8]) -> Result<Parsed<T>, TufError> {
-    let role = T::ROLE;
-    let malformed = |detail: String| TufError::Malformed { role, detail };
-    let mut file: Value =
-        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let object = file
-        .as_object_mut()
-        .ok_or_else(|| malformed("not a JSON object".into()))?;
-    let signed = object
-        .remove("signed")
-        .ok_or_else(|| malformed("no \"signed\" field".into()))?;
-    let signatures: Vec<Signature> = object
-        .remove("signatures")
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| malformed(format!("bad \"signatures\": {e}")))?
-        .ok_or_else(|| malformed("no \"signatures\" field".into()))?;
-    let mut seen = BTreeSet::new();
-    if let Some(dup) = signatures.iter().find(|s| !seen.insert(&s.keyid)) {
-        return Err(malformed(format!("two signatures by key {}", dup.keyid)));
-    }
-    let canonical = to_canonical_json(&signed).map_err(|e| malformed(e.to_string()))?;
-    let type_name = signed
-        .get("_type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    if type_name != role.name() {
-        return Err(malformed(format!(
-            "_type is {type_name:?}, expected {:?}",
-            role.name()
-        )));
-    }
-    let spec_version = signed
-        .get("spec_version")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    check_spec_version(role, &spec_version)?;
-    let document: T = serde_json::from_value(signed).map_err(|e| malformed(e.to_string()))?;
-    Ok(Parsed {
-        document,
-        canonical,
-        signatures,
-    })
-}
-
-impl<T: RoleDocument> Parsed<T> {
-    /// Checks that a threshold of `signer`'s keys in `root` signed this document.
-    fn check_signed_by(&self, root: &Root, signer: Role) -> Result<(), TufError> {
-        check_signatures(root, signer, T::ROLE, &self.canonical, &self.signatures)
-    }
-}
-
-/// Reads a role document without checking signatures, versions or expiry: for the
-/// publisher reading back its own directory, never for a client deciding what to trust.
-pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
-    parse::<T>(bytes).map(|parsed| parsed.document)
-}
-
-/// Counts distinct keys of `signer` in `root` with a valid signature; errors below
-/// threshold. Distinct means distinct public keys, not distinct key ids: a root that
-/// lists one key under two ids must not let one signature count twice.
-fn check_signatures(
-    root: &Root,
-    signer: Role,
-    role: Role,
-    canonical: &[u8],
-    signatures: &[Signature],
-) -> Result<(), TufError> {
-    let keys = root.role(signer).ok_or_else(|| TufError::Malformed {
-        role: Role::Root,
-        detail: format!("no {signer} role"),
-    })?;
-    let allowed: BTreeSet<&KeyId> = keys.keyids.iter().collect();
-    let valid = signatures
-        .iter()
-        .filter(|s| allowed.contains(&s.keyid))
-        .filter_map(|s| {
-            let public = root.keys.get(&s.keyid).and_then(|k| k.public_key().ok())?;
-            let signature = hex::decode(&s.sig).ok()?;
-            public
-                .verify(canonical, &signature)
-                .then(|| public.to_hex())
-        })
-        .collect::<BTreeSet<_>>()
-        .len();
-    let valid = u32::try_from(valid).unwrap_or(u32::MAX);
-    if valid < keys.threshold {
-        return Err(TufError::Unsigned {
-            role,
-            signer_role: signer.name(),
-            valid,
-            threshold: keys.threshold,
-        });
-    }
-    Ok(())
-}
-
-/// The major version of the TUF specification we implement.
-const SPEC_MAJOR: &str = "1";
-
-fn check_spec_version(role: Role, spec_version: &str) -> Result<(), TufError> {
-    if spec_version.split('.').next() != Some(SPEC_MAJOR) {
-        return Err(TufError::Malformed {
-            role,
-            detail: format!("spec_version {spec_version:?} is not a 1.x version of TUF"),
-        });
-    }
-    Ok(())
-}
-
-fn check_root_shape(root: &Root) -> Result<(), TufError> {
-    let malformed = |detail: String| TufError::Malformed {
-        role: Role::Root,
-        detail,
-    };
-    check_spec_version(Role::Root, &root.spec_version)?;
-    for role in Role::ALL {
-        let keys = root
-            .role(role)
-            .ok_or_else(|| malformed(format!("roles has no {role}")))?;
-        if keys.threshold == 0 {
-            return Err(malformed(format!("{role} threshold is 0")));
-        }
-        if let Some(missing) = keys.keyids.iter().find(|id| !root.keys.contains_key(*id)) {
-            return Err(malformed(format!(
-                "{role} lists key {missing} that is not in keys"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks `bytes` against a pinned length and any hashes we can compute.
-pub fn check_length_and_hashes(
-    what: &str,
-    bytes: &[u8],
-    length: Option<u64>,
-    hashes: Option<&BTreeMap<String, String>>,
-) -> Result<(), TufError> {
-    let mismatch = |detail: String| TufError::LengthOrHashMismatch {
-        what: what.to_owned(),
-        detail,
-    };
-    if let Some(length) = length {
-        if bytes.len() as u64 != length {
-            return Err(mismatch(format!(
-                "length is {} bytes, signed metadata says {length}",
-                bytes.len()
-            )));
-        }
-    }
-    if let Some(hashes) = hashes {
-        let mut checked = 0;
-        for (algorithm, expected) in hashes {
-            let actual = match algorithm.as_str() {
-                "sha256" => hex::encode(Sha256::digest(bytes)),
-                "sha512" => hex::encode(Sha512::digest(bytes)),
-                _ => continue,
-            };
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(mismatch(format!(
-                    "{algorithm} is {actual}, signed metadata says {expected}"
-                )));
-            }
-            checked += 1;
-        }
-        if checked == 0 {
-            return Err(mismatch(
-                "no supported hash algorithm (sha256, sha512) listed".into(),
-            ));
-        }
-    }
-    Ok(())
+fn name(role: Role) -> String {
+    role.name().to_owned()
 }
 
 impl TrustedSet {
@@ -299,15 +49,16 @@ impl TrustedSet {
     /// band). It must be signed by a threshold of its own root keys; expiry is
     /// checked when the timestamp is loaded, after any root rotation.
     pub fn new(root_bytes: &[u8], reference_time: UtcTime) -> Result<Self, TufError> {
-        let parsed: Parsed<Root> = parse(root_bytes)?;
+        let parsed: Parsed<Root> = parse(root_bytes, "root")?;
         check_root_shape(&parsed.document)?;
-        parsed.check_signed_by(&parsed.document, Role::Root)?;
+        parsed.check_signed_by("root", &Signers::of_root(&parsed.document, Role::Root)?)?;
         Ok(Self {
             reference_time,
             root: parsed.document,
             timestamp: None,
             snapshot: None,
             targets: None,
+            delegated: BTreeMap::new(),
         })
     }
 
@@ -331,9 +82,18 @@ impl TrustedSet {
         self.snapshot.as_ref()
     }
 
-    /// The trusted targets, once loaded.
+    /// The trusted top-level targets, once loaded.
     pub fn targets(&self) -> Option<&Targets> {
         self.targets.as_ref()
+    }
+
+    /// A trusted targets role by name: `targets`, or a delegated role once loaded.
+    pub fn targets_role(&self, role: &str) -> Option<&Targets> {
+        if role == Role::Targets.name() {
+            self.targets.as_ref()
+        } else {
+            self.delegated.get(role)
+        }
     }
 
     /// Rotates to the next root (`N+1.root.json`): signed by a threshold of the current
@@ -341,40 +101,40 @@ impl TrustedSet {
     pub fn update_root(&mut self, bytes: &[u8]) -> Result<(), TufError> {
         if self.timestamp.is_some() {
             return Err(TufError::OutOfOrder {
-                role: Role::Root,
+                role: name(Role::Root),
                 why: "root must be updated before timestamp",
             });
         }
-        let parsed: Parsed<Root> = parse(bytes)?;
+        let parsed: Parsed<Root> = parse(bytes, "root")?;
         check_root_shape(&parsed.document)?;
-        parsed.check_signed_by(&self.root, Role::Root)?;
+        parsed.check_signed_by("root", &Signers::of_root(&self.root, Role::Root)?)?;
         let expected = self
             .root
             .version
             .checked_add(1)
             .ok_or(TufError::BadVersion {
-                role: Role::Root,
+                role: name(Role::Root),
                 got: parsed.document.version,
                 expected: "a version after u64::MAX, which cannot exist".into(),
                 why: "the trusted root's version is already the largest possible",
             })?;
         if parsed.document.version != expected {
             return Err(TufError::BadVersion {
-                role: Role::Root,
+                role: name(Role::Root),
                 got: parsed.document.version,
                 expected: expected.to_string(),
                 why: "root versions must increase by one",
             });
         }
-        parsed.check_signed_by(&parsed.document, Role::Root)?;
+        parsed.check_signed_by("root", &Signers::of_root(&parsed.document, Role::Root)?)?;
         self.root = parsed.document;
         Ok(())
     }
 
-    fn check_not_expired(&self, role: Role, expires: UtcTime) -> Result<(), TufError> {
+    fn check_not_expired(&self, role: &str, expires: UtcTime) -> Result<(), TufError> {
         if expires <= self.reference_time {
             return Err(TufError::Expired {
-                role,
+                role: role.to_owned(),
                 expires,
                 reference_time: self.reference_time,
             });
@@ -382,46 +142,47 @@ impl TrustedSet {
         Ok(())
     }
 
-    /// Loads `timestamp.json`. A version below the trusted one is a rollback; an
-    /// equal version keeps the trusted copy. An expired timestamp is still kept (for
-    /// rollback checks) but reported.
-    pub fn update_timestamp(&mut self, bytes: &[u8]) -> Result<(), TufError> {
+    /// Loads `timestamp.json`. A version below the trusted one is a rollback; an equal
+    /// version keeps the trusted copy. An expired timestamp is still kept (for rollback
+    /// checks of the next one) but reported.
+    pub fn update_timestamp(&mut self, bytes: &[u8]) -> Result<Updated, TufError> {
         if self.snapshot.is_some() {
             return Err(TufError::OutOfOrder {
-                role: Role::Timestamp,
+                role: name(Role::Timestamp),
                 why: "timestamp must be loaded before snapshot",
             });
         }
-        self.check_not_expired(Role::Root, self.root.expires)?;
-        let parsed: Parsed<Timestamp> = parse(bytes)?;
-        parsed.check_signed_by(&self.root, Role::Timestamp)?;
+        self.check_not_expired("root", self.root.expires)?;
+        let parsed: Parsed<Timestamp> = parse(bytes, "timestamp")?;
+        parsed.check_signed_by("timestamp", &Signers::of_root(&self.root, Role::Timestamp)?)?;
         let new = parsed.document;
         let new_meta = snapshot_meta(&new)?;
         if let Some(old) = &self.timestamp {
             if new.version < old.version {
                 return Err(TufError::BadVersion {
-                    role: Role::Timestamp,
+                    role: name(Role::Timestamp),
                     got: new.version,
                     expected: format!(">= {}", old.version),
                     why: "rollback",
                 });
             }
+            if new.version == old.version {
+                return Ok(Updated::Unchanged);
+            }
             let old_meta = snapshot_meta(old)?;
             if new_meta.version < old_meta.version {
                 return Err(TufError::BadVersion {
-                    role: Role::Snapshot,
+                    role: name(Role::Snapshot),
                     got: new_meta.version,
                     expected: format!(">= {}", old_meta.version),
                     why: "timestamp pins an older snapshot (rollback)",
                 });
             }
-            if new.version == old.version {
-                return self.check_not_expired(Role::Timestamp, old.expires);
-            }
         }
         let expires = new.expires;
         self.timestamp = Some(new);
-        self.check_not_expired(Role::Timestamp, expires)
+        self.check_not_expired("timestamp", expires)?;
+        Ok(Updated::New)
     }
 
     /// Loads the snapshot. `trusted` skips the length/hash pin (for a copy the client
@@ -429,31 +190,31 @@ impl TrustedSet {
     pub fn update_snapshot(&mut self, bytes: &[u8], trusted: bool) -> Result<(), TufError> {
         if self.targets.is_some() {
             return Err(TufError::OutOfOrder {
-                role: Role::Snapshot,
+                role: name(Role::Snapshot),
                 why: "snapshot must be loaded before targets",
             });
         }
         let timestamp = self.timestamp.as_ref().ok_or(TufError::OutOfOrder {
-            role: Role::Snapshot,
+            role: name(Role::Snapshot),
             why: "timestamp must be loaded first",
         })?;
-        self.check_not_expired(Role::Timestamp, timestamp.expires)?;
+        self.check_not_expired("timestamp", timestamp.expires)?;
         let pin = snapshot_meta(timestamp)?.clone();
         if !trusted {
             check_length_and_hashes("snapshot.json", bytes, pin.length, pin.hashes.as_ref())?;
         }
-        let parsed: Parsed<Snapshot> = parse(bytes)?;
-        parsed.check_signed_by(&self.root, Role::Snapshot)?;
+        let parsed: Parsed<Snapshot> = parse(bytes, "snapshot")?;
+        parsed.check_signed_by("snapshot", &Signers::of_root(&self.root, Role::Snapshot)?)?;
         let new = parsed.document;
         if let Some(old) = &self.snapshot {
-            for (name, old_file) in &old.meta {
-                let new_file = new.meta.get(name).ok_or_else(|| TufError::MissingMeta {
-                    parent: Role::Snapshot,
-                    name: name.clone(),
+            for (file, old_file) in &old.meta {
+                let new_file = new.meta.get(file).ok_or_else(|| TufError::MissingMeta {
+                    parent: name(Role::Snapshot),
+                    name: file.clone(),
                 })?;
                 if new_file.version < old_file.version {
                     return Err(TufError::BadVersion {
-                        role: Role::Targets,
+                        role: file.trim_end_matches(".json").to_owned(),
                         got: new_file.version,
                         expected: format!(">= {}", old_file.version),
                         why: "snapshot pins an older version (rollback)",
@@ -462,65 +223,119 @@ impl TrustedSet {
             }
         }
         self.snapshot = Some(new);
-        self.check_final_snapshot()
+        self.check_final_snapshot().map(|_| ())
     }
 
-    fn check_final_snapshot(&self) -> Result<(), TufError> {
+    fn check_final_snapshot(&self) -> Result<&Snapshot, TufError> {
         let (Some(timestamp), Some(snapshot)) = (&self.timestamp, &self.snapshot) else {
             return Err(TufError::OutOfOrder {
-                role: Role::Snapshot,
+                role: name(Role::Snapshot),
                 why: "timestamp and snapshot must be loaded first",
             });
         };
-        self.check_not_expired(Role::Snapshot, snapshot.expires)?;
+        self.check_not_expired("snapshot", snapshot.expires)?;
         let pinned = snapshot_meta(timestamp)?.version;
         if snapshot.version != pinned {
             return Err(TufError::BadVersion {
-                role: Role::Snapshot,
+                role: name(Role::Snapshot),
                 got: snapshot.version,
                 expected: pinned.to_string(),
                 why: "timestamp pins a different snapshot version",
             });
         }
-        Ok(())
+        Ok(snapshot)
     }
 
     /// Loads the top-level targets metadata, pinned by the snapshot.
     pub fn update_targets(&mut self, bytes: &[u8]) -> Result<(), TufError> {
-        self.check_final_snapshot()?;
-        let snapshot = self.snapshot.as_ref().ok_or(TufError::OutOfOrder {
-            role: Role::Targets,
-            why: "snapshot must be loaded first",
-        })?;
+        self.update_delegated_targets(bytes, Role::Targets.name(), Role::Root.name())
+    }
+
+    /// Loads targets metadata for `role`, delegated by `delegator` (`targets` by `root`
+    /// for the top level): signed by the keys the delegator names for it, of the version
+    /// (and length and hashes, when pinned) the snapshot lists, and not expired.
+    pub fn update_delegated_targets(
+        &mut self,
+        bytes: &[u8],
+        role: &str,
+        delegator: &str,
+    ) -> Result<(), TufError> {
+        let snapshot = self.check_final_snapshot()?;
+        let file = format!("{role}.json");
         let pin = snapshot
             .meta
-            .get("targets.json")
+            .get(&file)
             .ok_or_else(|| TufError::MissingMeta {
-                parent: Role::Snapshot,
-                name: "targets.json".into(),
-            })?;
-        check_length_and_hashes("targets.json", bytes, pin.length, pin.hashes.as_ref())?;
-        let parsed: Parsed<Targets> = parse(bytes)?;
-        parsed.check_signed_by(&self.root, Role::Targets)?;
+                parent: name(Role::Snapshot),
+                name: file.clone(),
+            })?
+            .clone();
+        let signers = self.signers_for(role, delegator)?;
+        check_length_and_hashes(&file, bytes, pin.length, pin.hashes.as_ref())?;
+        let parsed: Parsed<Targets> = parse(bytes, role)?;
+        parsed.check_signed_by(role, &signers)?;
         if parsed.document.version != pin.version {
             return Err(TufError::BadVersion {
-                role: Role::Targets,
+                role: role.to_owned(),
                 got: parsed.document.version,
                 expected: pin.version.to_string(),
-                why: "snapshot pins a different targets version",
+                why: "snapshot pins a different version",
             });
         }
-        self.check_not_expired(Role::Targets, parsed.document.expires)?;
-        self.targets = Some(parsed.document);
+        self.check_not_expired(role, parsed.document.expires)?;
+        check_delegations_shape(role, &parsed.document)?;
+        if role == Role::Targets.name() {
+            self.targets = Some(parsed.document);
+        } else {
+            self.delegated.insert(role.to_owned(), parsed.document);
+        }
         Ok(())
     }
 
-    /// The signed description of a target.
+    /// Who must sign `role` as `delegator` delegates it.
+    fn signers_for(&self, role: &str, delegator: &str) -> Result<Signers<'_>, TufError> {
+        let not_delegated = || TufError::NotDelegated {
+            role: role.to_owned(),
+            delegator: delegator.to_owned(),
+        };
+        if delegator == Role::Root.name() {
+            return if role == Role::Targets.name() {
+                Signers::of_root(&self.root, Role::Targets)
+            } else {
+                Err(not_delegated())
+            };
+        }
+        let parent = self.targets_role(delegator).ok_or(TufError::OutOfOrder {
+            role: role.to_owned(),
+            why: "its delegator must be loaded first",
+        })?;
+        let delegations = parent.delegations.as_ref().ok_or_else(not_delegated)?;
+        let listed_by = delegator.to_owned();
+        if let Some(delegated) = delegations.roles.iter().flatten().find(|r| r.name == role) {
+            return Ok(Signers {
+                listed_by: listed_by.clone(),
+                keys: &delegations.keys,
+                keyids: &delegated.keyids,
+                threshold: delegated.threshold,
+            });
+        }
+        match &delegations.succinct_roles {
+            Some(bins) if bins.is_bin(role) => Ok(Signers {
+                listed_by,
+                keys: &delegations.keys,
+                keyids: &bins.keyids,
+                threshold: bins.threshold,
+            }),
+            _ => Err(not_delegated()),
+        }
+    }
+
+    /// The signed description of a target listed by the top-level targets role.
     pub fn target(&self, path: &str) -> Result<&TargetFile, TufError> {
         self.targets
             .as_ref()
             .ok_or(TufError::OutOfOrder {
-                role: Role::Targets,
+                role: name(Role::Targets),
                 why: "targets must be loaded before looking up a target",
             })?
             .targets
@@ -572,7 +387,7 @@ fn snapshot_meta(timestamp: &Timestamp) -> Result<&MetaFile, TufError> {
         .meta
         .get("snapshot.json")
         .ok_or_else(|| TufError::MissingMeta {
-            parent: Role::Timestamp,
+            parent: name(Role::Timestamp),
             name: "snapshot.json".into(),
         })
 }

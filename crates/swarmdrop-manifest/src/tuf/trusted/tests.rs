@@ -121,11 +121,11 @@ fn timestamp_rollback_is_refused() {
         matches!(
             err,
             TufError::BadVersion {
-                role: Role::Timestamp,
+                ref role,
                 got: 1,
                 why: "rollback",
                 ..
-            }
+            } if role == "timestamp"
         ),
         "{err}"
     );
@@ -167,9 +167,9 @@ fn expired_metadata_is_refused_by_role() {
         matches!(
             err,
             TufError::Expired {
-                role: Role::Timestamp,
+                ref role,
                 ..
-            }
+            } if role == "timestamp"
         ),
         "{err}"
     );
@@ -183,9 +183,9 @@ fn expired_metadata_is_refused_by_role() {
         matches!(
             err,
             TufError::Expired {
-                role: Role::Targets,
+                ref role,
                 ..
-            }
+            } if role == "targets"
         ),
         "{err}"
     );
@@ -202,11 +202,11 @@ fn metadata_signed_by_an_unknown_key_is_refused() {
         matches!(
             err,
             TufError::Unsigned {
-                role: Role::Timestamp,
+                ref role,
                 valid: 0,
                 threshold: 1,
                 ..
-            }
+            } if role == "timestamp"
         ),
         "{err}"
     );
@@ -358,9 +358,9 @@ fn wrong_type_is_refused() {
         matches!(
             err,
             TufError::Malformed {
-                role: Role::Timestamp,
+                ref role,
                 ..
-            }
+            } if role == "timestamp"
         ),
         "{err}"
     );
@@ -412,56 +412,4 @@ proptest! {
         let mut set = TrustedSet::new(&repo.root(1), now()).unwrap();
         let _ = set.update_timestamp(&bytes);
     }
-}
-
-#[test]
-fn the_updater_asks_for_each_file_in_turn_and_names_what_is_missing() {
-    use crate::tuf::updater::Updater;
-    let repo = Repo::new(1);
-    let release = repo.release(3, &[("a/b.bin", b"bytes")], &Expiries::default(), now());
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    files.insert("timestamp.json".into(), release.timestamp.clone());
-    let walk = |files: &BTreeMap<String, Vec<u8>>| {
-        let mut updater = Updater::new(&repo.root(1), now()).unwrap();
-        let mut asked = Vec::new();
-        while let Some(need) = updater.next() {
-            asked.push(need.name.clone());
-            updater.supply(files.get(&need.name).map(Vec::as_slice))?;
-        }
-        Ok::<_, TufError>((updater, asked))
-    };
-    // The snapshot the timestamp pins is missing: the error names it.
-    let err = walk(&files).unwrap_err();
-    assert!(
-        matches!(&err, TufError::MissingFile(name) if name.ends_with(".snapshot.json")),
-        "{err}"
-    );
-    let snapshot_name = match err {
-        TufError::MissingFile(name) => name,
-        _ => unreachable!(),
-    };
-    files.insert(snapshot_name.clone(), release.snapshot.clone());
-    let err = walk(&files).unwrap_err();
-    let TufError::MissingFile(targets_name) = err else {
-        panic!("{err}")
-    };
-    files.insert(targets_name.clone(), release.targets.clone());
-    let (updater, asked) = walk(&files).unwrap();
-    assert_eq!(
-        asked,
-        [
-            "2.root.json".to_owned(),
-            "timestamp.json".into(),
-            snapshot_name,
-            targets_name
-        ]
-    );
-    assert!(updater.is_done());
-    assert!(updater.trusted().verify_target("a/b.bin", b"bytes").is_ok());
-    // A tampered snapshot is refused by the same checks as a direct walk.
-    let mut tampered = files.clone();
-    if let Some(bytes) = tampered.values_mut().find(|b| **b == release.snapshot) {
-        bytes.push(b' ');
-    }
-    assert!(walk(&tampered).is_err());
 }
