@@ -113,7 +113,7 @@ pub fn parse_unverified<T: RoleDocument>(bytes: &[u8]) -> Result<T, TufError> {
 /// Counts distinct keys among `signers` with a valid signature; errors below threshold.
 /// Distinct means distinct public keys, not distinct key ids: a role that lists one key
 /// under two ids must not let one signature count twice.
-fn check_signatures(
+pub(crate) fn check_signatures(
     signers: &Signers<'_>,
     role: &str,
     canonical: &[u8],

@@ -292,6 +292,18 @@ impl Client {
         Ok(updater)
     }
 
+    /// Looks `target` up with an updater that may have searched before.
+    pub(crate) fn search(
+        &mut self,
+        updater: &mut Updater,
+        repo: &Repo,
+        target: &str,
+    ) -> Result<Option<TargetFile>, TufError> {
+        updater.find_target(target)?;
+        self.drive(updater, repo)?;
+        Ok(updater.search_result().flatten().cloned())
+    }
+
     fn drive(&mut self, updater: &mut Updater, repo: &Repo) -> Result<(), TufError> {
         while let Some(request) = updater.next() {
             let bytes = match &request {

@@ -11,9 +11,11 @@
 //! checked before parsing when pinned; callers cap sizes). Shaped like python-tuf's
 //! `TrustedMetadataSet`, so the two agree on what a repository may do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::checks::{check_delegations_shape, check_root_shape, parse, Parsed, Signers};
+use super::checks::{
+    check_delegations_shape, check_root_shape, check_signatures, parse, Parsed, Signers,
+};
 use super::errors::TufError;
 use super::metadata::{MetaFile, Role, Root, Snapshot, TargetFile, Targets, Timestamp};
 use crate::time::UtcTime;
@@ -37,7 +39,18 @@ pub struct TrustedSet {
     timestamp: Option<Timestamp>,
     snapshot: Option<Snapshot>,
     targets: Option<Targets>,
-    delegated: BTreeMap<String, Targets>,
+    delegated: BTreeMap<String, Delegated>,
+}
+
+/// A trusted delegated role, with what it was signed over, so it can be checked again
+/// when the search reaches it through another delegator.
+#[derive(Debug, Clone)]
+struct Delegated {
+    targets: Targets,
+    canonical: Vec<u8>,
+    signatures: Vec<super::metadata::Signature>,
+    /// The delegators whose keys and threshold it met.
+    verified_by: BTreeSet<String>,
 }
 
 fn name(role: Role) -> String {
@@ -92,7 +105,7 @@ impl TrustedSet {
         if role == Role::Targets.name() {
             self.targets.as_ref()
         } else {
-            self.delegated.get(role)
+            self.delegated.get(role).map(|d| &d.targets)
         }
     }
 
@@ -287,7 +300,40 @@ impl TrustedSet {
         if role == Role::Targets.name() {
             self.targets = Some(parsed.document);
         } else {
-            self.delegated.insert(role.to_owned(), parsed.document);
+            self.delegated.insert(
+                role.to_owned(),
+                Delegated {
+                    targets: parsed.document,
+                    canonical: parsed.canonical,
+                    signatures: parsed.signatures,
+                    verified_by: BTreeSet::from([delegator.to_owned()]),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks a delegated role already trusted (through one delegator) against the keys
+    /// and threshold `delegator` gives it: a role is trusted on a branch of the search
+    /// only if that branch's delegator would accept it.
+    pub fn check_delegated_by(&mut self, role: &str, delegator: &str) -> Result<(), TufError> {
+        let Some(entry) = self.delegated.get(role) else {
+            return if role == Role::Targets.name() && delegator == Role::Root.name() {
+                Ok(())
+            } else {
+                Err(TufError::OutOfOrder {
+                    role: role.to_owned(),
+                    why: "it must be loaded first",
+                })
+            };
+        };
+        if entry.verified_by.contains(delegator) {
+            return Ok(());
+        }
+        let signers = self.signers_for(role, delegator)?;
+        check_signatures(&signers, role, &entry.canonical, &entry.signatures)?;
+        if let Some(entry) = self.delegated.get_mut(role) {
+            entry.verified_by.insert(delegator.to_owned());
         }
         Ok(())
     }

@@ -435,6 +435,7 @@ impl Updater {
                 continue;
             }
             if self.set.targets_role(&role).is_some() {
+                self.set.check_delegated_by(&role, &delegator)?;
                 self.visit(&role, &delegator);
                 continue;
             }

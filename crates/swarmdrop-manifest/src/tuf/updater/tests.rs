@@ -282,6 +282,37 @@ fn a_delegated_role_must_be_signed_by_its_delegators_keys() {
 }
 
 #[test]
+fn a_role_reached_through_another_delegator_must_meet_that_delegators_keys() {
+    // A and B both delegate C, with different keys; C is signed with A's choice only.
+    let mut repo = Repo::new(true);
+    repo.delegate("targets", "A", &["*"], false, vec![key(31)]);
+    repo.delegate("targets", "B", &["*"], false, vec![key(32)]);
+    repo.delegate("A", "C", &["y"], false, vec![key(33)]);
+    repo.delegate("B", "C", &["x"], false, vec![key(34)]);
+    repo.signers.insert("C".into(), vec![key(33)]);
+    repo.add_target("C", "x", b"x");
+    repo.add_target("C", "y", b"y");
+    repo.publish();
+    let mut client = Client::new(repo.trusted_root());
+    let mut updater = client.refreshed(&repo).unwrap();
+    assert!(client.search(&mut updater, &repo, "y").unwrap().is_some());
+    // "x" reaches the C already trusted (through A) through B: B's key never signed it.
+    let err = client.search(&mut updater, &repo, "x").unwrap_err();
+    assert!(
+        matches!(err, TufError::Unsigned { ref role, .. } if role == "C"),
+        "{err}"
+    );
+    // A fresh client gets the same answer: the cached copy changes nothing.
+    let err = Client::new(repo.trusted_root())
+        .run(&repo, Some("x"), config())
+        .unwrap_err();
+    assert!(
+        matches!(err, TufError::Unsigned { ref role, .. } if role == "C"),
+        "{err}"
+    );
+}
+
+#[test]
 fn delegation_cycles_and_the_visit_cap_end_the_search() {
     let mut repo = Repo::new(true);
     repo.delegate("targets", "A", &["*"], false, vec![key(31)]);
