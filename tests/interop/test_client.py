@@ -113,6 +113,27 @@ def test_a_lying_edge_is_refused_and_bypassed(swarmdrop_bin, pub, origin, tmp_pa
     assert sum(report["bytes_by_path"].values()) == sum(pub.length(p) for p in pub.targets)
 
 
+def test_an_edge_with_bad_metadata_is_passed_over_for_the_next(swarmdrop_bin, pub, origin, tmp_path):
+    """The fastest edge serves a timestamp.json with one byte flipped (a bad signature or
+    not JSON at all). The refresh takes the file from the next mirror whose copy
+    verifies instead of giving up: one lying edge must not stop every viewer."""
+    liar, honest = Origin(pub.root), Origin(pub.root)
+    try:
+        liar.corrupt("/metadata/timestamp.json")
+        honest.set_delay(0.05)
+        out = tmp_path / "out"
+        get(swarmdrop_bin, origin.url, out, "--edge", liar.url, "--edge", honest.url,
+            "--paths", "edge", "--root", str(pub.root_json))
+        asked_liar = [r for r in liar.requests() if r[1] == "/metadata/timestamp.json"]
+        asked_honest = [r for r in honest.requests() if r[1] == "/metadata/timestamp.json"]
+    finally:
+        liar.stop()
+        honest.stop()
+    assert asked_liar, "the liar was never asked for timestamp.json"
+    assert asked_honest, "the honest edge was never asked for timestamp.json"
+    assert_every_target_matches(pub, out)
+
+
 def test_origin_only(swarmdrop_bin, pub, origin, tmp_path):
     out = tmp_path / "out"
     report, _ = get(swarmdrop_bin, origin.url, out, "--paths", "origin", "--root", str(pub.root_json))

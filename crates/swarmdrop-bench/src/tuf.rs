@@ -176,7 +176,7 @@ fn walk(files: &BTreeMap<String, Vec<u8>>, targets: &[String]) -> Result<usize, 
                     roles += usize::from(path.ends_with(".json") && path.contains(".bin-"));
                     files.get(path).map(Vec::as_slice)
                 }
-                Request::Local { .. } | Request::Forget { .. } => None,
+                Request::Local { .. } => None,
             };
             updater.supply(bytes).map_err(|e| failed(e.to_string()))?;
         }
@@ -188,7 +188,7 @@ fn walk(files: &BTreeMap<String, Vec<u8>>, targets: &[String]) -> Result<usize, 
             .find_target(target)
             .map_err(|e| failed(e.to_string()))?;
         drive(&mut updater)?;
-        if updater.search_result().flatten().is_none() {
+        if !matches!(updater.search_result(), Some(Ok(Some(_)))) {
             return Err(failed(format!("{target} was not found")));
         }
     }

@@ -283,11 +283,8 @@ async fn refresh(
     };
     let mut updater = Updater::new(&anchor, system_time()?, UpdaterConfig::default())
         .map_err(|e| ClientError::Metadata(format!("the trusted root: {e}")))?;
-    let fetch = |path: String, max_bytes: usize| async move {
-        let relative = format!("metadata/{path}");
-        mirrors::fetch_first_quoted(mirrors, &relative, max_bytes, headers).await
-    };
-    tuf::drive(&mut updater, None, fetch).await?;
+    let source = mirrors::MirrorSource { mirrors, headers };
+    tuf::drive(&mut updater, None, &source).await?;
     Ok(updater.into_trusted())
 }
 

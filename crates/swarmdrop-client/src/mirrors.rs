@@ -84,6 +84,41 @@ pub async fn probe(mirrors: &mut [Mirror], headers: &[(&str, &str)]) {
     mirrors[..origin].sort_by_key(|m| m.rtt.unwrap_or(Duration::MAX));
 }
 
+/// The mirrors as places to read TUF metadata from, in order (`get`'s refresh): a copy
+/// that does not verify moves on to the next mirror.
+pub struct MirrorSource<'a> {
+    /// The mirrors, fastest edge first, the origin last.
+    pub mirrors: &'a [Mirror],
+    /// Sent with every request (the gateway's token).
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl crate::tuf::MetadataSource for MirrorSource<'_> {
+    fn places(&self) -> usize {
+        self.mirrors.len()
+    }
+
+    fn label(&self, index: usize) -> String {
+        self.mirrors
+            .get(index)
+            .map_or_else(String::new, |m| m.label.clone())
+    }
+
+    async fn fetch(
+        &self,
+        index: usize,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let Some(mirror) = self.mirrors.get(index) else {
+            return Ok(None);
+        };
+        let metadata = mirror.base.join("metadata");
+        crate::tuf::fetch_metadata(&metadata, path, max_bytes, self.headers, mirror.timeouts())
+            .await
+    }
+}
+
 /// A file from the first mirror that has it: `Ok(None)` when every mirror says it does
 /// not exist (404/410), an error when none could answer.
 pub async fn fetch_first(
@@ -92,31 +127,10 @@ pub async fn fetch_first(
     max_bytes: usize,
     headers: &[(&str, &str)],
 ) -> Result<Option<Bytes>, ClientError> {
-    fetch_first_at(mirrors, relative, |m| m.url(relative), max_bytes, headers).await
-}
-
-/// [`fetch_first`] for a path that is already percent-encoded (TUF metadata names,
-/// which the updater quotes itself).
-pub async fn fetch_first_quoted(
-    mirrors: &[Mirror],
-    quoted: &str,
-    max_bytes: usize,
-    headers: &[(&str, &str)],
-) -> Result<Option<Bytes>, ClientError> {
-    fetch_first_at(mirrors, quoted, |m| m.base.join(quoted), max_bytes, headers).await
-}
-
-async fn fetch_first_at(
-    mirrors: &[Mirror],
-    relative: &str,
-    url_of: impl Fn(&Mirror) -> HttpUrl,
-    max_bytes: usize,
-    headers: &[(&str, &str)],
-) -> Result<Option<Bytes>, ClientError> {
     let mut problems = Vec::new();
     let mut missing = 0;
     for mirror in mirrors {
-        let url = url_of(mirror);
+        let url = mirror.url(relative);
         match get_bytes(
             &url,
             headers,

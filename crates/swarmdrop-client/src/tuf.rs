@@ -15,74 +15,148 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use swarmdrop_httpc::{get_bytes, FetchError, HttpUrl, Timeouts};
-use swarmdrop_manifest::tuf::updater::{Request, Updater, UpdaterConfig};
+use swarmdrop_manifest::tuf::updater::{Request, Supplied, Updater, UpdaterConfig};
 
 pub use download::{download, Downloaded};
 pub use store::MetadataDir;
 
 use crate::ClientError;
 
+/// Where remote metadata comes from: one metadata URL, or several mirrors tried in
+/// order.
+pub trait MetadataSource {
+    /// How many places may answer.
+    fn places(&self) -> usize;
+    /// A name for place `index`, for errors.
+    fn label(&self, index: usize) -> String;
+    /// `path` (already quoted, relative to the metadata URL) from place `index`, at most
+    /// `max_bytes`; `Ok(None)` when the place says it does not exist.
+    fn fetch(
+        &self,
+        index: usize,
+        path: &str,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<Option<Bytes>, ClientError>>;
+}
+
+/// One metadata URL (`tuf-client`).
+#[derive(Debug, Clone)]
+pub struct MetadataUrl(pub HttpUrl);
+
+impl MetadataSource for MetadataUrl {
+    fn places(&self) -> usize {
+        1
+    }
+
+    fn label(&self, _: usize) -> String {
+        self.0.to_string()
+    }
+
+    async fn fetch(
+        &self,
+        _: usize,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Bytes>, ClientError> {
+        fetch_metadata(&self.0, path, max_bytes, &[], Timeouts::default()).await
+    }
+}
+
 /// Runs the updater until it needs nothing more: kept copies from `store` (none without
-/// one), remote files through `fetch(path, max_bytes)` (`Ok(None)`: the server says it
-/// does not exist), and every newly trusted file written back to `store`.
-pub async fn drive<F, Fut>(
+/// one), remote files from `source`, and what the updater says to forget and keep done
+/// to `store`. A remote file is taken from the first place whose copy verifies, so one
+/// lying or stale mirror costs a request, not the refresh.
+pub async fn drive<S: MetadataSource>(
     updater: &mut Updater,
     store: Option<&MetadataDir>,
-    mut fetch: F,
-) -> Result<(), ClientError>
-where
-    F: FnMut(String, usize) -> Fut,
-    Fut: Future<Output = Result<Option<Bytes>, ClientError>>,
-{
+    source: &S,
+) -> Result<(), ClientError> {
     while let Some(request) = updater.next() {
-        let (what, bytes) = match &request {
+        match &request {
             Request::Local {
                 file, max_bytes, ..
-            } => (
-                file.clone(),
-                store
-                    .and_then(|s| s.read(file, *max_bytes))
-                    .map(Bytes::from),
-            ),
-            Request::Forget { files } => {
-                if let Some(store) = store {
-                    store.forget(files)?;
-                }
-                (String::new(), None)
+            } => {
+                let bytes = store.and_then(|s| s.read(file, *max_bytes));
+                let supplied = updater
+                    .supply(bytes.as_deref())
+                    .map_err(|e| ClientError::Metadata(format!("{file}: {e}")))?;
+                apply(store, &supplied, bytes.as_deref().unwrap_or_default())?;
             }
             Request::Remote {
-                path, max_bytes, ..
-            } => (path.clone(), fetch(path.clone(), *max_bytes).await?),
-        };
-        let keep = updater
-            .supply(bytes.as_deref())
-            .map_err(|e| ClientError::Metadata(format!("{what}: {e}")))?;
-        if let (Some(file), Some(store), Some(bytes)) = (keep, store, &bytes) {
-            store.write(&file, bytes)?;
+                path,
+                max_bytes,
+                missing_ok,
+                ..
+            } => remote(updater, store, source, path, *max_bytes, *missing_ok).await?,
         }
     }
     Ok(())
 }
 
-/// `GET base/path`, at most `max_bytes`: the body, `None` for 403/404 (TUF's "not
+/// One remote file, from the first place whose copy the updater accepts.
+async fn remote<S: MetadataSource>(
+    updater: &mut Updater,
+    store: Option<&MetadataDir>,
+    source: &S,
+    path: &str,
+    max_bytes: usize,
+    missing_ok: bool,
+) -> Result<(), ClientError> {
+    let mut problems = Vec::new();
+    let mut missing = 0;
+    for place in 0..source.places() {
+        match source.fetch(place, path, max_bytes).await {
+            Ok(Some(bytes)) => match updater.supply(Some(&bytes)) {
+                Ok(supplied) => return apply(store, &supplied, &bytes),
+                Err(e) => problems.push(format!("{}: {e}", source.label(place))),
+            },
+            Ok(None) => missing += 1,
+            Err(e) => problems.push(format!("{}: {e}", source.label(place))),
+        }
+    }
+    if missing > 0 && (missing_ok || problems.is_empty()) {
+        // Someone says it does not exist and nobody had a copy that verified: for the
+        // next root that is the answer; for anything else the updater names it.
+        let supplied = updater
+            .supply(None)
+            .map_err(|e| ClientError::Metadata(e.to_string()))?;
+        return apply(store, &supplied, &[]);
+    }
+    Err(ClientError::Metadata(format!(
+        "{path}: {}",
+        problems.join("; ")
+    )))
+}
+
+/// Does what the updater said: forget first, then keep.
+fn apply(
+    store: Option<&MetadataDir>,
+    supplied: &Supplied,
+    bytes: &[u8],
+) -> Result<(), ClientError> {
+    let Some(store) = store else {
+        return Ok(());
+    };
+    store.forget(&supplied.forget)?;
+    if let Some(file) = &supplied.keep {
+        store.write(file, bytes)?;
+    }
+    Ok(())
+}
+
+/// `GET base/path`, at most `max_bytes`: the body, `None` for 403/404/410 (TUF's "not
 /// there"), an error for anything else.
 pub async fn fetch_metadata(
     base: &HttpUrl,
     path: &str,
     max_bytes: usize,
+    headers: &[(&str, &str)],
+    timeouts: Timeouts,
 ) -> Result<Option<Bytes>, ClientError> {
     let url = base.join(path);
-    match get_bytes(
-        &url,
-        &[],
-        max_bytes,
-        Timeouts::default(),
-        Duration::from_secs(30),
-    )
-    .await
-    {
+    match get_bytes(&url, headers, max_bytes, timeouts, Duration::from_secs(30)).await {
         Ok((status, body)) if status.is_success() => Ok(Some(body)),
-        Ok((status, _)) if matches!(status.as_u16(), 403 | 404) => Ok(None),
+        Ok((status, _)) if matches!(status.as_u16(), 403 | 404 | 410) => Ok(None),
         Ok((status, _)) => Err(ClientError::Unreachable {
             what: url.to_string(),
             problems: format!("HTTP {status}"),
@@ -111,16 +185,13 @@ pub async fn refresh(dir: &MetadataDir, metadata_url: &str) -> Result<Updater, C
         .read("root.json", UpdaterConfig::default().root_max_bytes)
         .ok_or_else(|| {
             ClientError::Usage(format!(
-                "{} has no root.json: run `tuf-client init` first",
-                dir.path().display()
+                "{} has no readable root.json of at most {} bytes: run `tuf-client init` first",
+                dir.path().display(),
+                UpdaterConfig::default().root_max_bytes
             ))
         })?;
     let mut updater = Updater::new(&root, crate::system_time()?, UpdaterConfig::default())
         .map_err(|e| ClientError::Metadata(format!("the trusted root.json: {e}")))?;
-    let fetch = |path: String, max: usize| {
-        let base = base.clone();
-        async move { fetch_metadata(&base, &path, max).await }
-    };
-    drive(&mut updater, Some(dir), fetch).await?;
+    drive(&mut updater, Some(dir), &MetadataUrl(base)).await?;
     Ok(updater)
 }

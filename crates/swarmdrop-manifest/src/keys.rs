@@ -205,7 +205,9 @@ pub struct TufKey {
 /// The `keyval` of a TUF key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyVal {
-    /// Hex of the raw public key.
+    /// The public key: hex for ed25519, PEM for ECDSA and RSA. Keys of other types may
+    /// have none (empty here); they parse, and cannot sign.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub public: String,
 }
 

@@ -13,11 +13,14 @@ use swarmdrop_manifest::tuf::quote::file_name;
 use swarmdrop_manifest::tuf::trusted::Digests;
 use swarmdrop_manifest::tuf::TargetFile;
 
-use super::{base_url, drive, fetch_metadata, refresh, MetadataDir};
+use super::{base_url, drive, refresh, MetadataDir, MetadataUrl};
 use crate::ClientError;
 
 /// Longest wait for the next bytes of a target before giving up on the server.
 const STALL: Duration = Duration::from_secs(30);
+/// The slowest average rate a target may arrive at (after a minute's grace), so a
+/// server dripping a byte just under every [`STALL`] cannot hold the client for ages.
+const SLOWEST_BYTES_PER_SECOND: u64 = 16 << 10;
 
 /// What [`download`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +48,21 @@ pub async fn download(
     updater
         .find_target(target)
         .map_err(|e| ClientError::Metadata(e.to_string()))?;
-    let base = base_url(metadata_url)?;
-    let fetch = |path: String, max: usize| {
-        let base = base.clone();
-        async move { fetch_metadata(&base, &path, max).await }
+    drive(
+        &mut updater,
+        Some(dir),
+        &MetadataUrl(base_url(metadata_url)?),
+    )
+    .await?;
+    let info = match updater.search_result() {
+        Some(Ok(Some(info))) => info.clone(),
+        Some(Err(e)) => return Err(ClientError::Metadata(format!("looking up {target:?}: {e}"))),
+        Some(Ok(None)) | None => {
+            return Err(ClientError::Metadata(format!(
+                "target {target:?} is not listed by any trusted targets role"
+            )))
+        }
     };
-    drive(&mut updater, Some(dir), fetch).await?;
-    let info = updater.search_result().flatten().cloned().ok_or_else(|| {
-        ClientError::Metadata(format!(
-            "target {target:?} is not listed by any trusted targets role"
-        ))
-    })?;
     let path = target_dir.join(file_name(target));
     if matches_signed(&path, target, &info) {
         return Ok(Downloaded {
@@ -125,10 +132,21 @@ async fn stream_verified(
     let mut body = response.into_body();
     let mut digests = Digests::new(Some(&info.hashes));
     let mut length = 0u64;
-    while let Some(frame) = tokio::time::timeout(STALL, body.frame())
-        .await
-        .map_err(|_| unreachable(format!("no bytes for {STALL:?}")))?
-    {
+    let allowed = Duration::from_secs(60 + info.length / SLOWEST_BYTES_PER_SECOND);
+    let deadline = tokio::time::Instant::now() + allowed;
+    loop {
+        let wait = STALL.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let Some(frame) = tokio::time::timeout(wait, body.frame())
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no bytes for {wait:?}, or not all {} bytes within {allowed:?}",
+                    info.length
+                ))
+            })?
+        else {
+            break;
+        };
         let frame = frame.map_err(|e| unreachable(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
@@ -151,24 +169,25 @@ async fn stream_verified(
         .map_err(|e| ClientError::Io(format!("writing {target}: {e}")))
 }
 
-/// A hidden file beside the destination that becomes it only once verified.
+/// A file beside the destination that becomes it only once verified. Its name starts
+/// with `%part.`, which quoting never produces (a quoted `%` is always followed by two
+/// hex digits), so it cannot be any target's file.
 struct PartialFile {
     path: PathBuf,
+    file: std::fs::File,
 }
 
 impl PartialFile {
     fn create(dir: &Path, name: &str) -> Result<Self, ClientError> {
-        let path = dir.join(format!(".{name}.part"));
-        std::fs::File::create(&path)
+        let path = dir.join(format!("%part.{name}"));
+        let file = std::fs::File::create(&path)
             .map_err(|e| ClientError::Io(format!("creating {}: {e}", path.display())))?;
-        Ok(PartialFile { path })
+        Ok(PartialFile { path, file })
     }
 
     fn file(&self) -> Result<std::fs::File, ClientError> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&self.path)
+        self.file
+            .try_clone()
             .map_err(|e| ClientError::Io(format!("opening {}: {e}", self.path.display())))
     }
 

@@ -184,26 +184,21 @@ pub(crate) fn check_root_shape(root: &Root) -> Result<(), TufError> {
         let keys = root
             .role(role)
             .ok_or_else(|| malformed(format!("roles has no {role}")))?;
-        check_keyids(role.name(), &keys.keyids, keys.threshold, &root.keys).map_err(malformed)?;
+        check_keyids(role.name(), &keys.keyids, keys.threshold).map_err(malformed)?;
     }
     Ok(())
 }
 
-fn check_keyids(
-    role: &str,
-    keyids: &[KeyId],
-    threshold: u32,
-    keys: &BTreeMap<KeyId, TufKey>,
-) -> Result<(), String> {
+/// A non-zero threshold over distinct key ids. A listed id with no key is not an error
+/// (python-tuf agrees): it simply cannot sign, so a repository that lists a retired id
+/// still works.
+fn check_keyids(role: &str, keyids: &[KeyId], threshold: u32) -> Result<(), String> {
     if threshold == 0 {
         return Err(format!("{role} threshold is 0"));
     }
     let mut seen = BTreeSet::new();
     if let Some(dup) = keyids.iter().find(|id| !seen.insert(*id)) {
         return Err(format!("{role} lists key {dup} twice"));
-    }
-    if let Some(missing) = keyids.iter().find(|id| !keys.contains_key(*id)) {
-        return Err(format!("{role} lists key {missing} that is not in keys"));
     }
     Ok(())
 }
@@ -220,9 +215,9 @@ pub(crate) fn check_delegations_shape(role: &str, targets: &Targets) -> Result<(
         detail: format!("delegations: {detail}"),
     };
     let Delegations {
-        keys,
         roles,
         succinct_roles,
+        ..
     } = delegations;
     match (roles, succinct_roles) {
         (Some(_), Some(_)) => Err(malformed("both roles and succinct_roles".into())),
@@ -234,13 +229,19 @@ pub(crate) fn check_delegations_shape(role: &str, targets: &Targets) -> Result<(
                     bins.bit_length
                 )));
             }
-            check_keyids("succinct_roles", &bins.keyids, bins.threshold, keys).map_err(malformed)
+            check_keyids("succinct_roles", &bins.keyids, bins.threshold).map_err(malformed)
         }
         (Some(roles), None) => {
             let mut names = BTreeSet::new();
             for delegated in roles {
                 let name = delegated.name.as_str();
-                if name.is_empty() || Role::ALL.iter().any(|r| r.name() == name) {
+                // Case-insensitively: on macOS or Windows a role named `Timestamp` would
+                // be kept in the same file as the top-level timestamp.
+                if name.is_empty()
+                    || Role::ALL
+                        .iter()
+                        .any(|r| r.name().eq_ignore_ascii_case(name))
+                {
                     return Err(malformed(format!(
                         "a delegated role may not be named {name:?}"
                     )));
@@ -253,8 +254,7 @@ pub(crate) fn check_delegations_shape(role: &str, targets: &Targets) -> Result<(
                         "role {name:?} has both paths and path_hash_prefixes"
                     )));
                 }
-                check_keyids(name, &delegated.keyids, delegated.threshold, keys)
-                    .map_err(malformed)?;
+                check_keyids(name, &delegated.keyids, delegated.threshold).map_err(malformed)?;
             }
             Ok(())
         }

@@ -8,7 +8,7 @@
 use p256::pkcs8::DecodePublicKey as _;
 use rsa::pkcs1::DecodeRsaPublicKey as _;
 use rsa::traits::PublicKeyParts as _;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, PublicKey, TufKey};
 
@@ -25,9 +25,10 @@ pub enum VerifyingKey {
     RsaPkcs1v15(rsa::RsaPublicKey),
 }
 
-/// RSA moduli we accept, in bits: below 2048 is forgeable in practice, and above 16384
-/// makes each verification cost seconds (a cheap way to stall a client).
-const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=16384;
+/// RSA moduli we accept, in bits: below 2048 is forgeable in practice; the RSA crate
+/// reads keys up to 4096 bits (larger ones would make each check slow enough to stall a
+/// client on purpose).
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 impl VerifyingKey {
     /// The verifying key for a TUF key object, or why it cannot be one.
@@ -59,16 +60,7 @@ impl VerifyingKey {
                 p256::ecdsa::Signature::from_der(signature)
                     .is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
-            Self::RsaPss(key) => {
-                let hashed = Sha256::digest(message);
-                // Signers pick the salt length: securesystemslib and most others use the
-                // digest's length, some the most the modulus allows; try both.
-                let max_salt = key.size().saturating_sub(Sha256::output_size() + 2);
-                [Sha256::output_size(), max_salt].iter().any(|&salt| {
-                    key.verify(rsa::Pss::new_with_salt::<Sha256>(salt), &hashed, signature)
-                        .is_ok()
-                })
-            }
+            Self::RsaPss(key) => verify_pss_any_salt(key, message, signature),
             Self::RsaPkcs1v15(key) => {
                 let hashed = Sha256::digest(message);
                 key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &hashed, signature)
@@ -91,6 +83,76 @@ impl VerifyingKey {
             }
         }
     }
+}
+
+/// RSASSA-PSS verification with SHA-256 and MGF1-SHA-256 (RFC 8017 8.1.2 and 9.1.2),
+/// recovering the salt length from the encoded block as OpenSSL's `PSS.AUTO` does:
+/// signers choose it (digest length, maximum, or anything between), and python-tuf
+/// accepts any.
+fn verify_pss_any_salt(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
+    const H_LEN: usize = 32;
+    let k = key.size();
+    if signature.len() != k {
+        return false;
+    }
+    let s = rsa::BigUint::from_bytes_be(signature);
+    if &s >= key.n() {
+        return false;
+    }
+    let Ok(m) = rsa::hazmat::rsa_encrypt(key, &s) else {
+        return false;
+    };
+    let em_bits = key.n().bits().saturating_sub(1);
+    let em_len = em_bits.div_ceil(8);
+    let m = m.to_bytes_be();
+    if m.len() > em_len || em_len < H_LEN + 2 {
+        return false;
+    }
+    let mut em = vec![0u8; em_len - m.len()];
+    em.extend_from_slice(&m);
+    if em[em_len - 1] != 0xbc {
+        return false;
+    }
+    let db_len = em_len - H_LEN - 1;
+    let (masked_db, rest) = em.split_at(db_len);
+    let h = &rest[..H_LEN];
+    let unused_bits = 8 * em_len - em_bits;
+    let top_mask = 0xffu8.checked_shr(unused_bits as u32).unwrap_or(0);
+    if masked_db[0] & !top_mask != 0 {
+        return false;
+    }
+    let mut db = mgf1_sha256(h, db_len);
+    for (d, m) in db.iter_mut().zip(masked_db) {
+        *d ^= m;
+    }
+    db[0] &= top_mask;
+    let Some(separator) = db.iter().position(|&b| b != 0) else {
+        return false;
+    };
+    if db[separator] != 0x01 {
+        return false;
+    }
+    let salt = &db[separator + 1..];
+    let mut prime = Sha256::new();
+    prime.update([0u8; 8]);
+    prime.update(Sha256::digest(message));
+    prime.update(salt);
+    prime.finalize().as_slice() == h
+}
+
+/// MGF1 with SHA-256 (RFC 8017 B.2.1).
+fn mgf1_sha256(seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u32;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update(seed);
+        hasher.update(counter.to_be_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter = counter.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
 }
 
 fn rsa_public(pem: &str) -> Result<rsa::RsaPublicKey, KeyError> {

@@ -282,7 +282,9 @@ impl Client {
         };
         updater.find_target(target)?;
         self.drive(&mut updater, repo)?;
-        Ok(updater.search_result().flatten().cloned())
+        updater
+            .search_result()
+            .map_or(Ok(None), |r| r.map(|found| found.cloned()))
     }
 
     /// A refreshed updater, to ask it questions.
@@ -301,25 +303,25 @@ impl Client {
     ) -> Result<Option<TargetFile>, TufError> {
         updater.find_target(target)?;
         self.drive(updater, repo)?;
-        Ok(updater.search_result().flatten().cloned())
+        updater
+            .search_result()
+            .map_or(Ok(None), |r| r.map(|found| found.cloned()))
     }
 
     fn drive(&mut self, updater: &mut Updater, repo: &Repo) -> Result<(), TufError> {
         while let Some(request) = updater.next() {
             let bytes = match &request {
                 Request::Local { file, .. } => self.local.get(file).cloned(),
-                Request::Forget { files } => {
-                    for file in files {
-                        self.local.remove(file);
-                    }
-                    None
-                }
                 Request::Remote { path, .. } => {
                     self.requests.push(path.clone());
                     repo.files.get(path).cloned()
                 }
             };
-            if let Some(file) = updater.supply(bytes.as_deref())? {
+            let supplied = updater.supply(bytes.as_deref())?;
+            for file in &supplied.forget {
+                self.local.remove(file);
+            }
+            if let Some(file) = supplied.keep {
                 self.local.insert(file, bytes.unwrap_or_default());
             }
         }

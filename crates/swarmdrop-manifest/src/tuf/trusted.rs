@@ -376,7 +376,9 @@ impl TrustedSet {
         }
     }
 
-    /// The signed description of a target listed by the top-level targets role.
+    /// The signed description of a target listed by the top-level targets role (not
+    /// through delegations: [`crate::tuf::updater::Updater::find_target`] searches those).
+    /// swarmdrop's publisher lists every asset at the top level.
     pub fn target(&self, path: &str) -> Result<&TargetFile, TufError> {
         self.targets
             .as_ref()

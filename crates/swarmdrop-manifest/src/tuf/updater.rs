@@ -15,8 +15,9 @@ use std::collections::BTreeSet;
 
 use super::delegation::delegates_for;
 use super::errors::TufError;
-use super::metadata::{Role, TargetFile};
+use super::metadata::{Role, Root, TargetFile};
 use super::quote::{quote_path, quote_segment};
+use super::signatures::VerifyingKey;
 use super::trusted::{TrustedSet, Updated};
 use crate::UtcTime;
 
@@ -52,6 +53,29 @@ impl Default for UpdaterConfig {
     }
 }
 
+/// What the caller must do with its metadata directory after a file was supplied, in
+/// this order: delete `forget`, then keep the supplied bytes as `keep`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Supplied {
+    /// Kept files to delete first: the new root rotated keys away from the timestamp or
+    /// snapshot role, so the version floors they set may have been pushed with a stolen
+    /// key (fast-forward recovery, specification 5.3.11). Deleting them before the new
+    /// root is kept means a crash in between only repeats the rotation.
+    pub forget: Vec<String>,
+    /// The unversioned file name to keep the supplied bytes under, when they became
+    /// trusted.
+    pub keep: Option<String>,
+}
+
+impl Supplied {
+    fn keep(file: String) -> Self {
+        Supplied {
+            forget: Vec::new(),
+            keep: Some(file),
+        }
+    }
+}
+
 /// A file the updater needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -65,13 +89,6 @@ pub enum Request {
         file: String,
         /// Read no more than this.
         max_bytes: usize,
-    },
-    /// Delete these kept files (unversioned names): the new root rotated the timestamp
-    /// or snapshot keys, so the version floors the kept copies set may have been pushed
-    /// by a compromised key (fast-forward recovery, specification 5.3.11). Answer `None`.
-    Forget {
-        /// The file names under the caller's metadata directory.
-        files: Vec<String>,
     },
     /// A file under the repository's metadata URL.
     Remote {
@@ -92,7 +109,6 @@ impl Request {
     pub fn max_bytes(&self) -> usize {
         match self {
             Request::Local { max_bytes, .. } | Request::Remote { max_bytes, .. } => *max_bytes,
-            Request::Forget { .. } => 0,
         }
     }
 }
@@ -100,7 +116,6 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     NextRoot,
-    Forget,
     LocalTimestamp,
     RemoteTimestamp,
     LocalSnapshot,
@@ -117,7 +132,31 @@ struct Search {
     /// (role, delegator) pairs still to visit; the next is at the end.
     stack: Vec<(String, String)>,
     visited: BTreeSet<(String, String)>,
-    result: Option<Option<TargetFile>>,
+    /// Found, not found, or a role on the way that could not be trusted.
+    result: Option<Result<Option<TargetFile>, TufError>>,
+}
+
+/// Whether `new` took away a key of the timestamp or snapshot role that `old` trusted
+/// (compared by key material, not key id): adding a key is not a rotation, and a key id
+/// reused for another key is.
+fn keys_rotated_away(old: &Root, new: &Root) -> bool {
+    let material = |root: &Root, role: Role| -> BTreeSet<Vec<u8>> {
+        root.role(role)
+            .map(|r| {
+                r.keyids
+                    .iter()
+                    .filter_map(|id| root.keys.get(id))
+                    .map(|key| match VerifyingKey::from_tuf(key) {
+                        Ok(verifying) => verifying.identity(),
+                        Err(_) => format!("{}:{}", key.keytype, key.keyval.public).into_bytes(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    [Role::Timestamp, Role::Snapshot]
+        .into_iter()
+        .any(|role| !material(old, role).is_subset(&material(new, role)))
 }
 
 /// Walks one refresh, then any number of target searches.
@@ -127,11 +166,9 @@ pub struct Updater {
     config: UpdaterConfig,
     step: Step,
     rotations: u64,
-    /// Verified roots, oldest first (the first is the anchor).
-    roots: Vec<Vec<u8>>,
     search: Option<Search>,
-    /// The root trusted when the refresh began, to tell which keys rotated.
-    first_root: super::metadata::Root,
+    /// A rotation took keys away from timestamp or snapshot: kept copies are not read.
+    forgotten: bool,
     /// Local copies that were not used, and why: for a verbose log.
     notes: Vec<String>,
 }
@@ -146,12 +183,11 @@ impl Updater {
     ) -> Result<Self, TufError> {
         let set = TrustedSet::new(trusted_root, reference_time)?;
         Ok(Updater {
-            first_root: set.root().clone(),
+            forgotten: false,
             set,
             config,
             step: Step::NextRoot,
             rotations: 0,
-            roots: vec![trusted_root.to_vec()],
             search: None,
             notes: Vec::new(),
         })
@@ -184,9 +220,6 @@ impl Updater {
                 self.config.root_max_bytes,
                 true,
             )),
-            Step::Forget => Some(Request::Forget {
-                files: vec!["timestamp.json".into(), "snapshot.json".into()],
-            }),
             Step::LocalTimestamp => Some(local("timestamp", self.config.timestamp_max_bytes)),
             Step::RemoteTimestamp => Some(remote(
                 "timestamp",
@@ -195,8 +228,11 @@ impl Updater {
                 false,
             )),
             // A kept copy is an older version, so the new pin's length does not bound
-            // it; the configured cap does.
-            Step::LocalSnapshot => Some(local("snapshot", self.config.snapshot_max_bytes)),
+            // it: the larger of the pin and the configured cap does.
+            Step::LocalSnapshot => Some(local(
+                "snapshot",
+                self.snapshot_max().max(self.config.snapshot_max_bytes),
+            )),
             Step::RemoteSnapshot => {
                 let version = self
                     .set
@@ -210,7 +246,10 @@ impl Updater {
                     false,
                 ))
             }
-            Step::LocalTargets { role, .. } => Some(local(role, self.config.targets_max_bytes)),
+            Step::LocalTargets { role, .. } => Some(local(
+                role,
+                self.targets_max(role).max(self.config.targets_max_bytes),
+            )),
             Step::RemoteTargets { role, .. } => {
                 let version = self
                     .set
@@ -247,9 +286,10 @@ impl Updater {
     }
 
     /// Hands over the file [`Updater::next`] asked for: its bytes, or `None` if there is
-    /// none. Returns the unversioned file name to keep the bytes under when they became
-    /// trusted (a remote file that verified), else `None`.
-    pub fn supply(&mut self, bytes: Option<&[u8]>) -> Result<Option<String>, TufError> {
+    /// none. Says what to delete and what to keep (a remote file that verified). On an
+    /// error the step is unchanged, so the caller may supply the same file from another
+    /// mirror: only files that verified ever change what is trusted.
+    pub fn supply(&mut self, bytes: Option<&[u8]>) -> Result<Supplied, TufError> {
         let request = self.next();
         if let (Some(request), Some(bytes)) = (&request, bytes) {
             if bytes.len() > request.max_bytes() {
@@ -257,7 +297,6 @@ impl Updater {
                     file: match request {
                         Request::Local { file, .. } => file.clone(),
                         Request::Remote { path, .. } => path.clone(),
-                        Request::Forget { .. } => String::new(),
                     },
                     limit: request.max_bytes(),
                 };
@@ -269,24 +308,25 @@ impl Updater {
             }
         }
         let missing = |path: &str| TufError::MissingFile(path.to_owned());
-        let persist = |role: &str| Some(format!("{}.json", quote_segment(role)));
+        let persist = |role: &str| Supplied::keep(format!("{}.json", quote_segment(role)));
         match (self.step.clone(), bytes) {
             (Step::NextRoot, Some(bytes)) => {
+                let previous = self.set.root().clone();
                 self.set.update_root(bytes)?;
-                self.roots.push(bytes.to_vec());
                 self.rotations += 1;
+                let mut supplied = persist("root");
+                if keys_rotated_away(&previous, self.set.root()) {
+                    supplied.forget = vec!["timestamp.json".into(), "snapshot.json".into()];
+                    self.forgotten = true;
+                }
                 if self.rotations >= self.config.max_root_rotations {
                     self.after_roots();
                 }
-                Ok(persist("root"))
+                Ok(supplied)
             }
             (Step::NextRoot, None) => {
                 self.after_roots();
-                Ok(None)
-            }
-            (Step::Forget, _) => {
-                self.step = Step::RemoteTimestamp;
-                Ok(None)
+                Ok(Supplied::default())
             }
             (Step::LocalTimestamp, bytes) => {
                 if let Some(bytes) = bytes {
@@ -296,15 +336,19 @@ impl Updater {
                     }
                 }
                 self.step = Step::RemoteTimestamp;
-                Ok(None)
+                Ok(Supplied::default())
             }
             (Step::RemoteTimestamp, Some(bytes)) => {
                 let updated = self.set.update_timestamp(bytes)?;
-                self.step = Step::LocalSnapshot;
+                self.step = if self.forgotten {
+                    Step::RemoteSnapshot
+                } else {
+                    Step::LocalSnapshot
+                };
                 Ok(if updated == Updated::New {
                     persist("timestamp")
                 } else {
-                    None
+                    Supplied::default()
                 })
             }
             (Step::LocalSnapshot, bytes) => {
@@ -318,7 +362,7 @@ impl Updater {
                     }
                     None => Step::RemoteSnapshot,
                 };
-                Ok(None)
+                Ok(Supplied::default())
             }
             (Step::RemoteSnapshot, Some(bytes)) => {
                 self.set.update_snapshot(bytes, false)?;
@@ -328,22 +372,22 @@ impl Updater {
             (Step::LocalTargets { role, delegator }, bytes) => {
                 let kept = bytes.map(|b| self.set.update_delegated_targets(b, &role, &delegator));
                 match kept {
-                    Some(Ok(())) => self.after_targets(&role, &delegator)?,
+                    Some(Ok(())) => self.after_targets(&role, &delegator),
                     Some(Err(e)) => {
                         self.notes.push(format!("local {role}.json not used: {e}"));
                         self.step = Step::RemoteTargets { role, delegator };
                     }
                     None => self.step = Step::RemoteTargets { role, delegator },
                 }
-                Ok(None)
+                Ok(Supplied::default())
             }
             (Step::RemoteTargets { role, delegator }, Some(bytes)) => {
                 self.set
                     .update_delegated_targets(bytes, &role, &delegator)?;
-                self.after_targets(&role, &delegator)?;
+                self.after_targets(&role, &delegator);
                 Ok(persist(&role))
             }
-            (Step::Idle, _) => Ok(None),
+            (Step::Idle, _) => Ok(Supplied::default()),
             (Step::RemoteTimestamp, None) => Err(missing("timestamp.json")),
             (Step::RemoteSnapshot | Step::RemoteTargets { .. }, None) => {
                 let path = match request {
@@ -355,25 +399,17 @@ impl Updater {
         }
     }
 
-    /// After the last root: kept timestamp and snapshot are forgotten if the root that
-    /// was trusted at the start had other keys for either role.
+    /// After the last root: the kept timestamp next, unless a rotation made it
+    /// untrustworthy.
     fn after_roots(&mut self) {
-        let current = self.set.root();
-        let rotated = [Role::Timestamp, Role::Snapshot].iter().any(|role| {
-            let keyids = |root: &super::metadata::Root| {
-                root.role(*role)
-                    .map(|r| r.keyids.iter().cloned().collect::<BTreeSet<_>>())
-            };
-            keyids(current) != keyids(&self.first_root)
-        });
-        self.step = if rotated {
-            Step::Forget
+        self.step = if self.forgotten {
+            Step::RemoteTimestamp
         } else {
             Step::LocalTimestamp
         };
     }
 
-    /// The step that loads `role` (local copy first) unless it is already trusted.
+    /// The step that loads `role`, its kept copy first.
     fn targets_step(&self, role: &str, delegator: &str) -> Step {
         Step::LocalTargets {
             role: role.to_owned(),
@@ -381,14 +417,15 @@ impl Updater {
         }
     }
 
-    /// `role` is trusted: the refresh is over, or the search goes on.
-    fn after_targets(&mut self, role: &str, delegator: &str) -> Result<(), TufError> {
+    /// `role` is trusted: the refresh is over, or the search goes on. A search that
+    /// fails from here on keeps its error in the result, so the role that just verified
+    /// is still kept by the caller.
+    fn after_targets(&mut self, role: &str, delegator: &str) {
         self.step = Step::Idle;
         if self.search.is_some() {
             self.visit(role, delegator);
-            self.advance()?;
+            self.advance();
         }
-        Ok(())
     }
 
     /// Whether the refresh is complete (every top-level role trusted).
@@ -412,21 +449,22 @@ impl Updater {
             visited: BTreeSet::new(),
             result: None,
         });
-        self.advance()
+        self.advance();
+        Ok(())
     }
 
     /// Runs the search until it needs a file or ends.
-    fn advance(&mut self) -> Result<(), TufError> {
+    fn advance(&mut self) {
         loop {
             let Some(search) = &mut self.search else {
-                return Ok(());
+                return;
             };
             if search.result.is_some() {
-                return Ok(());
+                return;
             }
             if search.visited.len() > self.config.max_delegations || search.stack.is_empty() {
-                search.result = Some(None);
-                return Ok(());
+                search.result = Some(Ok(None));
+                return;
             }
             let Some((role, delegator)) = search.stack.pop() else {
                 continue;
@@ -435,12 +473,29 @@ impl Updater {
                 continue;
             }
             if self.set.targets_role(&role).is_some() {
-                self.set.check_delegated_by(&role, &delegator)?;
+                if let Err(e) = self.set.check_delegated_by(&role, &delegator) {
+                    search.result = Some(Err(e));
+                    return;
+                }
                 self.visit(&role, &delegator);
                 continue;
             }
+            // A delegated role the snapshot does not list cannot be trusted: say so
+            // without fetching anything.
+            let file = format!("{role}.json");
+            if !self
+                .set
+                .snapshot()
+                .is_some_and(|s| s.meta.contains_key(&file))
+            {
+                search.result = Some(Err(TufError::MissingMeta {
+                    parent: Role::Snapshot.name().into(),
+                    name: file,
+                }));
+                return;
+            }
             self.step = self.targets_step(&role, &delegator);
-            return Ok(());
+            return;
         }
     }
 
@@ -454,7 +509,7 @@ impl Updater {
             return;
         };
         if let Some(found) = targets.targets.get(&search.target) {
-            search.result = Some(Some(found.clone()));
+            search.result = Some(Ok(Some(found.clone())));
             return;
         }
         search
@@ -477,12 +532,14 @@ impl Updater {
     }
 
     /// The search's answer once [`Updater::next`] returns `None`: the target's signed
-    /// description, or `None` if no trusted role lists it.
-    pub fn search_result(&self) -> Option<Option<&TargetFile>> {
-        self.search
-            .as_ref()
-            .and_then(|s| s.result.as_ref())
-            .map(Option::as_ref)
+    /// description, `Ok(None)` if no trusted role lists it, or why a role on the way
+    /// could not be trusted. `None` while the search still needs files.
+    pub fn search_result(&self) -> Option<Result<Option<&TargetFile>, TufError>> {
+        let result = self.search.as_ref()?.result.as_ref()?;
+        Some(match result {
+            Ok(found) => Ok(found.as_ref()),
+            Err(e) => Err(e.clone()),
+        })
     }
 
     /// Where a target is published under the targets URL: its quoted path, with the
@@ -504,11 +561,6 @@ impl Updater {
     /// Local copies that were not used this refresh, and why.
     pub fn notes(&self) -> &[String] {
         &self.notes
-    }
-
-    /// The verified roots of this refresh, oldest first.
-    pub fn roots(&self) -> &[Vec<u8>] {
-        &self.roots
     }
 
     /// The trusted metadata.

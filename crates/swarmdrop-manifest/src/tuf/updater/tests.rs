@@ -152,6 +152,82 @@ fn kept_timestamp_and_snapshot_are_forgotten_when_the_snapshot_key_rotates() {
 }
 
 #[test]
+fn forgetting_survives_a_refresh_that_fails_after_the_rotation() {
+    // The root that rotated the snapshot key is kept at once; if the refresh then
+    // fails, the next one starts from that root and must not find the old floors.
+    let mut repo = Repo::new(true);
+    let mut client = Client::new(repo.trusted_root());
+    repo.snapshot.version = 99;
+    repo.timestamp.version = 2;
+    repo.publish();
+    refresh(&mut client, &repo).unwrap();
+    repo.rotate(Role::Snapshot, vec![key(41)], 1);
+    repo.snapshot.version = 1;
+    repo.timestamp.version = 3;
+    repo.publish();
+    repo.files.insert("3.root.json".into(), b"garbage".to_vec());
+    assert!(refresh(&mut client, &repo).is_err());
+    assert_eq!(client.local["root.json"], repo.roots[&2]);
+    assert!(!client.local.contains_key("timestamp.json"));
+    repo.files.remove("3.root.json");
+    refresh(&mut client, &repo).unwrap();
+    assert_eq!(client.local["snapshot.json"], repo.files["1.snapshot.json"]);
+}
+
+#[test]
+fn adding_a_timestamp_key_keeps_the_rollback_floor() {
+    let mut repo = Repo::new(true);
+    let mut client = Client::new(repo.trusted_root());
+    repo.timestamp.version = 5;
+    repo.publish();
+    refresh(&mut client, &repo).unwrap();
+    // A second timestamp key joins; nothing was rotated away.
+    repo.rotate(Role::Timestamp, vec![key(4), key(42)], 1);
+    repo.timestamp.version = 4;
+    repo.publish();
+    let err = refresh(&mut client, &repo).unwrap_err();
+    assert!(matches!(err, TufError::BadVersion { got: 4, .. }), "{err}");
+}
+
+#[test]
+fn a_delegated_role_missing_from_the_snapshot_is_not_fetched() {
+    let mut repo = Repo::new(true);
+    repo.delegate("targets", "A", &["*"], false, vec![key(31)]);
+    repo.publish();
+    // Published, but dropped from the snapshot.
+    repo.snapshot.meta.remove("A.json");
+    let snapshot = repo.sign("snapshot", &repo.snapshot.clone());
+    repo.files
+        .insert("1.snapshot.json".into(), snapshot.clone());
+    let pin = repo.timestamp.meta.get_mut("snapshot.json").unwrap();
+    pin.length = Some(snapshot.len() as u64);
+    pin.hashes = None;
+    let timestamp = repo.sign("timestamp", &repo.timestamp.clone());
+    repo.files.insert("timestamp.json".into(), timestamp);
+    let mut client = Client::new(repo.trusted_root());
+    let err = client.run(&repo, Some("f"), config()).unwrap_err();
+    assert!(
+        matches!(err, TufError::MissingMeta { ref name, .. } if name == "A.json"),
+        "{err}"
+    );
+    assert!(!client.requests.iter().any(|r| r.contains(".A.")));
+}
+
+#[test]
+fn a_verified_role_is_kept_even_when_the_search_fails_after_it() {
+    // targets → A (verified, kept) → B, which the snapshot does not list.
+    let mut repo = Repo::new(true);
+    repo.delegate("targets", "A", &["*"], false, vec![key(31)]);
+    repo.delegate("A", "B", &["*"], false, vec![key(32)]);
+    repo.publish();
+    repo.targets.remove("B");
+    repo.publish();
+    let mut client = Client::new(repo.trusted_root());
+    assert!(client.run(&repo, Some("f"), config()).is_err());
+    assert!(client.local.contains_key("A.json"));
+}
+
+#[test]
 fn rollback_is_refused_for_every_role() {
     for role in ["timestamp", "snapshot", "targets", "delegated"] {
         let mut repo = Repo::new(true);
