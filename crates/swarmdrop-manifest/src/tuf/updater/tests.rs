@@ -133,10 +133,9 @@ fn fast_forward_recovery_after_a_timestamp_key_rotation() {
     assert!(client.local["timestamp.json"] == repo.files["timestamp.json"]);
 }
 
-#[test]
-fn kept_timestamp_and_snapshot_are_forgotten_when_the_snapshot_key_rotates() {
-    // The timestamp key was never compromised, so the kept timestamp still verifies, but
-    // it pins a snapshot version pushed with the stolen snapshot key (spec 5.3.11).
+/// A client that trusted snapshot v99 (pushed with a stolen snapshot key), and a
+/// repository that has since rotated the snapshot key and started again at v1.
+fn snapshot_key_rotated_after_a_fast_forward() -> (Repo, Client) {
     let mut repo = Repo::new(true);
     let mut client = Client::new(repo.trusted_root());
     repo.snapshot.version = 99;
@@ -147,6 +146,14 @@ fn kept_timestamp_and_snapshot_are_forgotten_when_the_snapshot_key_rotates() {
     repo.snapshot.version = 1;
     repo.timestamp.version = 3;
     repo.publish();
+    (repo, client)
+}
+
+#[test]
+fn kept_timestamp_and_snapshot_are_forgotten_when_the_snapshot_key_rotates() {
+    // The timestamp key was never compromised, so the kept timestamp still verifies, but
+    // it pins a snapshot version pushed with the stolen snapshot key (spec 5.3.11).
+    let (repo, mut client) = snapshot_key_rotated_after_a_fast_forward();
     refresh(&mut client, &repo).unwrap();
     assert_eq!(client.local["snapshot.json"], repo.files["1.snapshot.json"]);
 }
@@ -155,16 +162,7 @@ fn kept_timestamp_and_snapshot_are_forgotten_when_the_snapshot_key_rotates() {
 fn forgetting_survives_a_refresh_that_fails_after_the_rotation() {
     // The root that rotated the snapshot key is kept at once; if the refresh then
     // fails, the next one starts from that root and must not find the old floors.
-    let mut repo = Repo::new(true);
-    let mut client = Client::new(repo.trusted_root());
-    repo.snapshot.version = 99;
-    repo.timestamp.version = 2;
-    repo.publish();
-    refresh(&mut client, &repo).unwrap();
-    repo.rotate(Role::Snapshot, vec![key(41)], 1);
-    repo.snapshot.version = 1;
-    repo.timestamp.version = 3;
-    repo.publish();
+    let (mut repo, mut client) = snapshot_key_rotated_after_a_fast_forward();
     repo.files.insert("3.root.json".into(), b"garbage".to_vec());
     assert!(refresh(&mut client, &repo).is_err());
     assert_eq!(client.local["root.json"], repo.roots[&2]);
