@@ -14,8 +14,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod pool;
+
 pub use hyper::body::Incoming as Body;
 pub use hyper::{HeaderMap, Response, StatusCode};
+pub use pool::get_pooled;
 
 /// An `http://host:port/path?query` URL, checked once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,11 +202,14 @@ pub async fn send(
     body: Bytes,
     timeouts: Timeouts,
 ) -> Result<Response<Incoming>, FetchError> {
+    let mut sender = open(url, timeouts).await?;
+    let request = build(&method, url, headers, body)?;
+    exchange(&mut sender, url, request, timeouts).await
+}
+
+/// A new HTTP/1.1 connection to `url`'s host, from `timeouts.source`.
+pub(crate) async fn open(url: &HttpUrl, timeouts: Timeouts) -> Result<Sender, FetchError> {
     let connect_error = |reason: String| FetchError::Connect {
-        url: url.to_string(),
-        reason,
-    };
-    let http_error = |reason: String| FetchError::Http {
         url: url.to_string(),
         reason,
     };
@@ -212,11 +218,26 @@ pub async fn send(
         .map_err(|_| connect_error(format!("no connection within {:?}", timeouts.connect)))?
         .map_err(|e| connect_error(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| http_error(e.to_string()))?;
-    // The connection runs until the body is read or dropped.
+        .map_err(|e| FetchError::Http {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    // The connection runs until its last sender is dropped and its last body is read.
     tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// The sending half of a connection.
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+fn build(
+    method: &hyper::Method,
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<hyper::Request<http_body_util::Full<Bytes>>, FetchError> {
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(url.path.as_str())
@@ -224,9 +245,25 @@ pub async fn send(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
+    request
         .body(http_body_util::Full::new(body))
-        .map_err(|e| http_error(format!("building the request: {e}")))?;
+        .map_err(|e| FetchError::Http {
+            url: url.to_string(),
+            reason: format!("building the request: {e}"),
+        })
+}
+
+/// Sends `request` on `sender` and waits for the response head.
+pub(crate) async fn exchange(
+    sender: &mut Sender,
+    url: &HttpUrl,
+    request: hyper::Request<http_body_util::Full<Bytes>>,
+    timeouts: Timeouts,
+) -> Result<Response<Incoming>, FetchError> {
+    let http_error = |reason: String| FetchError::Http {
+        url: url.to_string(),
+        reason,
+    };
     tokio::time::timeout(timeouts.head, sender.send_request(request))
         .await
         .map_err(|_| http_error(format!("no response within {:?}", timeouts.head)))?

@@ -25,6 +25,11 @@ pub enum Reason {
     LostRace,
     /// The fetch's path failed or stalled; its range goes back to be fetched again.
     PathFailed,
+    /// A fetch with time to spare made no progress for the stall time: its range goes
+    /// back to be fetched again, but its path is not counted as failed (an edge still
+    /// filling a large object from its origin is slow for that object, not down for
+    /// every other one).
+    Stalled,
     /// The fetch's path sent bytes that failed their signed digest and is banned for
     /// the rest of the run; its range goes back to be fetched again.
     PathBanned,

@@ -477,6 +477,55 @@ fn background_work_leaves_half_the_edge_to_urgent_assets() {
 }
 
 #[test]
+fn a_stalled_background_fetch_is_retried_without_taking_its_edge_down() {
+    // An edge still filling a large object from its origin sends nothing for its far
+    // ranges for a while: those ranges go back, and the edge keeps serving the rest.
+    let mut planner = Planner::new(PlanConfig::default());
+    for path in [PathId::edge(0), PathId::ORIGIN] {
+        planner.add_path(
+            path,
+            Estimate {
+                rtt_ms: 10.0,
+                bytes_per_ms: 12_500.0,
+            },
+        );
+    }
+    planner
+        .add_asset(
+            spec(
+                "bulk/patch.bin",
+                64 << 20,
+                60_000,
+                &[Edge, Origin],
+                Some(1 << 18),
+            ),
+            0,
+        )
+        .unwrap();
+    let first = planner.poll(0);
+    assert!(first
+        .iter()
+        .all(|d| matches!(d, Decision::Fetch { path, .. } if *path == PathId::edge(0))));
+    let stall = PlanConfig::default().stall_ms;
+    let frame = add_keyframe(&mut planner, "keyframe/0", 800, stall + 10);
+    let next = planner.poll(stall + 10);
+    let cancels: Vec<Reason> = next
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Cancel { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancels.len(), first.len(), "{next:?}");
+    assert!(cancels.iter().all(|r| *r == Reason::Stalled), "{cancels:?}");
+    assert!(
+        next.iter().any(|d| matches!(d,
+            Decision::Fetch { asset, path, .. } if *asset == frame && *path == PathId::edge(0))),
+        "the keyframe still goes to the edge: {next:?}"
+    );
+}
+
+#[test]
 fn with_no_peers_the_bulk_goes_to_the_edges() {
     let mut sim = Sim::new(&three_paths(fast, None));
     let (_, _, bulk) = add_drop(&mut sim.planner, 10, false);

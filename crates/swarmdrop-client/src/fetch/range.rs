@@ -2,7 +2,7 @@
 //! with progress events (a chunk is at most one piece or 32 MiB).
 
 use http_body_util::BodyExt as _;
-use swarmdrop_httpc::{get, HttpUrl, Timeouts};
+use swarmdrop_httpc::{get_pooled, HttpUrl, Timeouts};
 use swarmdrop_plan::FetchId;
 
 use crate::{Event, Events};
@@ -23,7 +23,7 @@ pub(super) async fn fetch_range(
     let fail = |why: String| {
         let _ = events.send(Event::Failed(fetch, why));
     };
-    let response = match get(&url, &headers, timeouts).await {
+    let response = match get_pooled(&url, &headers, timeouts).await {
         Ok(response) => response,
         Err(e) => return fail(e.to_string()),
     };

@@ -19,13 +19,24 @@ impl Planner {
             .map(|(id, _)| *id)
             .collect();
         for id in stalled {
-            if self.fetches.contains_key(&id) {
-                self.pending.push_back(Decision::Cancel {
-                    fetch: id,
-                    reason: Reason::PathFailed,
-                });
-                let _ = self.fail(id, now);
+            let Some(f) = self.fetches.get(&id) else {
+                continue;
+            };
+            if f.deadline.saturating_sub(now) > self.config.background_after_ms {
+                if let Some(f) = self.fetches.remove(&id) {
+                    self.forget(id, &f);
+                    self.pending.push_back(Decision::Cancel {
+                        fetch: id,
+                        reason: Reason::Stalled,
+                    });
+                }
+                continue;
             }
+            self.pending.push_back(Decision::Cancel {
+                fetch: id,
+                reason: Reason::PathFailed,
+            });
+            let _ = self.fail(id, now);
         }
     }
 

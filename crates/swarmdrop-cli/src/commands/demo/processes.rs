@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use http_body_util::BodyExt as _;
 use swarmdrop_bench::child::{start_listening, Running};
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
@@ -185,10 +186,15 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         children.push((format!("seed{k}"), seeder));
         seeders.push(found.get("seed").cloned().unwrap_or_default());
     }
-    // The creator pre-positions what must be instant (every class without peers) on the
-    // edges before the drop opens, the way a CDN is warmed for a scheduled release.
+    // The creator pre-positions the drop on the edges before it opens, the way a CDN is
+    // warmed for a scheduled release: the origin sends each object once (to edge0; edge1
+    // fills from edge0), and no viewer's range waits behind a cold edge's fill. Edge
+    // egress is counted from the opening, so warming does not count as serving viewers.
     for edge in &edges {
         warm(*edge, &out).await?;
+    }
+    for sent in &edge_sent {
+        sent.store(0, std::sync::atomic::Ordering::Relaxed);
     }
     let liars = if args.liar {
         Some(start_liars(work, &out, args, &mut children).await?)
@@ -250,10 +256,8 @@ async fn start_liars(
 /// Fetches every published target outside `targets/bulk` through `edge`, so the edge
 /// holds it before the first viewer asks.
 async fn warm(edge: SocketAddr, published: &Path) -> anyhow::Result<()> {
-    let bulk = published.join("targets").join("bulk");
     let paths: Vec<String> = liar::files_under(&published.join("targets"))?
         .into_iter()
-        .filter(|path| !path.starts_with(&bulk))
         .filter_map(|path| {
             path.strip_prefix(published)
                 .ok()
@@ -268,16 +272,20 @@ async fn warm(edge: SocketAddr, published: &Path) -> anyhow::Result<()> {
         tasks.spawn(async move {
             for path in chunk {
                 let url = base.join(&path);
-                let (status, _) = swarmdrop_httpc::get_bytes(
-                    &url,
-                    &[],
-                    64 << 20,
-                    swarmdrop_httpc::Timeouts::default(),
-                    Duration::from_secs(60),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("warming {url}: {e}"))?;
+                let response =
+                    swarmdrop_httpc::get(&url, &[], swarmdrop_httpc::Timeouts::default())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("warming {url}: {e}"))?;
+                let status = response.status();
                 anyhow::ensure!(status.is_success(), "warming {url}: HTTP {status}");
+                // Read to the end (the edge keeps what it filled) without holding it.
+                let mut body = response.into_body();
+                while let Some(frame) = tokio::time::timeout(Duration::from_secs(60), body.frame())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("warming {url}: no bytes for 60 s"))?
+                {
+                    frame.map_err(|e| anyhow::anyhow!("warming {url}: {e}"))?;
+                }
             }
             Ok(())
         });

@@ -168,7 +168,7 @@ pub(crate) fn summarize(
         corrupted_bytes_written: None,
         errors,
         notes: vec![
-            "origin and edge egress count every byte they sent (to viewers, and the origin's to the edges)".into(),
+            "origin egress counts every byte it sent, the edges' fills while warming too; edge egress counts what the edges sent from the opening (to viewers, and edge0's to edge1)".into(),
             "the Kumar-Ross bound uses the caps: u_s = origin + edges + seeders, u_i = each viewer's upload; viewers' downloads are not capped".into(),
             "round trips are emulated to the origin and the edges; peer links have loopback latency".into(),
         ],
