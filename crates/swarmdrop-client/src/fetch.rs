@@ -215,11 +215,16 @@ impl Run<'_> {
 
     fn verified(&mut self, fetch: FetchId, flight: &InFlight) {
         let t = self.now();
+        // Its twin already won (the loser's bytes were in the queue before its cancel
+        // was carried out), or the planner took the range back: these bytes were
+        // fetched in vain and are not counted a second time.
+        if self.planner.complete(fetch, t).is_err() {
+            return;
+        }
         let asset = &self.assets[flight.asset.0 as usize];
         self.recorder
             .bytes(&asset.class, &self.label(flight.path), flight.length);
         self.progress.advanced(&asset.class, flight.length);
-        let _ = self.planner.complete(fetch, t);
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
