@@ -526,6 +526,46 @@ fn a_stalled_background_fetch_is_retried_without_taking_its_edge_down() {
 }
 
 #[test]
+fn an_ask_of_peers_that_never_answers_is_hedged_over_http() {
+    // The peer engine may never bring a piece (its only holder died): however good the
+    // swarm's record, a silent ask is hedged once it has been silent long enough.
+    let mut planner = Planner::new(PlanConfig::default());
+    for (path, rate) in [(PathId::P2P, 40_000.0), (PathId::edge(0), 12_500.0)] {
+        planner.add_path(
+            path,
+            Estimate {
+                rtt_ms: 10.0,
+                bytes_per_ms: rate,
+            },
+        );
+    }
+    let bulk = planner
+        .add_asset(
+            spec(
+                "bulk/patch.bin",
+                1 << 20,
+                60_000,
+                &[P2p, Edge],
+                Some(1 << 15),
+            ),
+            0,
+        )
+        .unwrap();
+    planner.set_swarm_pieces(bulk, &[true; 32]);
+    let first = planner.poll(0);
+    assert!(first
+        .iter()
+        .all(|d| matches!(d, Decision::Fetch { path, .. } if *path == PathId::P2P)));
+    let silent = 4 * PlanConfig::default().stall_ms + 10;
+    let later = planner.poll(silent);
+    assert!(
+        later.iter().any(|d| matches!(d,
+            Decision::Fetch { path, reason: Reason::Hedge, .. } if *path == PathId::edge(0))),
+        "{later:?}"
+    );
+}
+
+#[test]
 fn with_no_peers_the_bulk_goes_to_the_edges() {
     let mut sim = Sim::new(&three_paths(fast, None));
     let (_, _, bulk) = add_drop(&mut sim.planner, 10, false);

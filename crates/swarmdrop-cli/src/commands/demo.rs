@@ -176,6 +176,9 @@ impl Progress for Viewer {
     }
 }
 
+/// How long the viewers have to finish (the slowest class's budget is 60 s).
+const GIVE_UP: Duration = Duration::from_secs(300);
+
 /// Runs the viewers and waits for all; each joins at its offset in the first two seconds.
 async fn run_viewers(
     args: &DemoArgs,
@@ -258,14 +261,27 @@ async fn run_viewers(
     }
     // A viewer's report comes back only after seeding ends, and seeding ends when every
     // viewer has its files: so count completions as they happen, then release them all.
+    // A demo never hangs: a viewer still downloading after GIVE_UP is reported as failed.
     let mut results = Vec::new();
     let total = tasks.len();
-    while bar.position() < total as u64 {
+    while bar.position() < total as u64 && first.elapsed() < GIVE_UP {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(true);
-    for task in tasks {
-        results.push(task.await.context("a viewer task")?);
+    for (k, mut task) in tasks.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(30), &mut task).await {
+            Ok(result) => results.push(result.context("a viewer task")?),
+            Err(_) => {
+                task.abort();
+                results.push((
+                    Duration::ZERO,
+                    Err(format!(
+                        "viewer v{k:03} did not finish within {} s",
+                        GIVE_UP.as_secs()
+                    )),
+                ));
+            }
+        }
     }
     bar.finish();
     Ok((results, chaos))

@@ -27,23 +27,26 @@ impl Run<'_> {
                 if let Some(slot) = self.held.entry(index).or_default().get_mut(piece as usize) {
                     *slot = true;
                 }
-                // Whichever fetch was bringing this piece is done: the handed-over HTTP
-                // range, or the ask of peers.
-                let fetch = self.handed.remove(&(index, piece)).or_else(|| {
-                    let piece_length = self.assets[index]
-                        .pieces
-                        .as_ref()
-                        .map_or(1, |(p, _)| u64::from(*p));
-                    self.flights
-                        .iter()
-                        .find(|(_, f)| {
-                            f.asset.0 as usize == index
-                                && f.path.kind == PathKind::P2p
-                                && f.offset / piece_length == u64::from(piece)
-                        })
-                        .map(|(id, _)| *id)
-                });
-                if let Some(fetch) = fetch {
+                // Every fetch that was bringing this piece is done: the handed-over HTTP
+                // range, and any ask of peers. (The handed range may have been cancelled
+                // and the piece asked of peers again; the engine, which now holds it, will
+                // not fetch it a second time, so that ask must end here.)
+                let handed = self.handed.remove(&(index, piece));
+                let piece_length = self.assets[index]
+                    .pieces
+                    .as_ref()
+                    .map_or(1, |(p, _)| u64::from(*p));
+                let done: Vec<_> = self
+                    .flights
+                    .iter()
+                    .filter(|(id, f)| {
+                        f.asset.0 as usize == index
+                            && f.offset / piece_length == u64::from(piece)
+                            && (Some(**id) == handed || f.path.kind == PathKind::P2p)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for fetch in done {
                     if let Some(flight) = self.flights.remove(&fetch) {
                         if flight.path.kind == PathKind::P2p {
                             self.planner.progress(fetch, flight.length, self.now());

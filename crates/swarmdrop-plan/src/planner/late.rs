@@ -15,6 +15,9 @@ impl Planner {
             // The swarm reports a piece only once it verifies, and a slow piece there is
             // no broken server: it is hedged when late, never failed for silence.
             .filter(|(_, f)| f.path.kind != PathKind::P2p)
+            // Every byte is in and the client is writing it (the peer engine may take a
+            // while): that is not a silent server.
+            .filter(|(_, f)| f.received < f.length)
             .filter(|(_, f)| now.saturating_sub(f.last_progress) > self.config.stall_ms)
             .map(|(id, _)| *id)
             .collect();
@@ -42,6 +45,11 @@ impl Planner {
 
     /// When an unhedged fetch will finish at the rate it has shown (or its path's).
     fn projected_finish(&self, f: &Fetch, now: Millis) -> Millis {
+        // Silent for several stall times (an ask of peers none of whom sends the piece):
+        // projected never to finish, so it is hedged whatever its path's record.
+        if now.saturating_sub(f.last_progress) > self.config.stall_ms.saturating_mul(4) {
+            return Millis::MAX;
+        }
         let remaining = (f.length - f.received) as f64;
         let elapsed = now.saturating_sub(f.started).max(1) as f64;
         let rate = if f.received > 0 {
