@@ -396,10 +396,15 @@ pub(crate) async fn carry_out(
         }
     }
     let events_file = match &options.events {
-        Some(path) => Some(
-            std::fs::File::create(path)
-                .map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?,
-        ),
+        Some(path) => {
+            let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", path.display()));
+            // Its directory may not exist yet (the demo's viewer 0 starts before any
+            // viewer has made the directory they share).
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            Some(std::fs::File::create(path).map_err(io)?)
+        }
         None => None,
     };
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
