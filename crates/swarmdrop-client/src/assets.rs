@@ -167,17 +167,42 @@ impl Asset {
         let _ = std::fs::remove_file(&self.part);
     }
 
-    /// All bytes are in: the whole file's SHA-256 against the signed one, then flushed to
-    /// disk and renamed into place, so a reader never sees a partial or unverified file.
-    pub(crate) fn finish(&mut self) -> Result<(), ClientError> {
+    /// All bytes are in: what [`Finishing::run`] needs to check the whole file and put
+    /// it in place, off the async threads.
+    pub(crate) fn finishing(&mut self) -> Result<Finishing, ClientError> {
         if !self.engine_writes {
             self.open()?;
         }
-        let part = self.part.clone();
+        Ok(Finishing {
+            path: self.path.clone(),
+            sha256: self.sha256.clone(),
+            part: self.part.clone(),
+            dest: self.dest.clone(),
+            written: self.file.take(),
+        })
+    }
+}
+
+/// An asset whose bytes are all in, to be checked whole and renamed into place.
+#[derive(Debug)]
+pub(crate) struct Finishing {
+    path: String,
+    sha256: String,
+    part: PathBuf,
+    dest: PathBuf,
+    written: Option<File>,
+}
+
+impl Finishing {
+    /// The whole file's SHA-256 against the signed one, then flushed to disk and renamed
+    /// into place, so a reader never sees a partial or unverified file. This blocks (a
+    /// bulk asset is read back whole, and a flush can wait on the disk for long).
+    pub(crate) fn run(self) -> Result<(), ClientError> {
+        let part = &self.part;
         let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", part.display()));
-        let mut file = File::open(&self.part).map_err(io)?;
+        let mut file = File::open(part).map_err(io)?;
         let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = file.read(&mut buf).map_err(io)?;
             if n == 0 {
@@ -191,11 +216,31 @@ impl Asset {
                 self.path
             )));
         }
-        match self.file.take() {
+        match &self.written {
             Some(written) => written.sync_all().map_err(io)?,
             // The engine wrote it: any descriptor of the file flushes it.
             None => file.sync_all().map_err(io)?,
         }
-        std::fs::rename(&part, &self.dest).map_err(io)
+        std::fs::rename(part, &self.dest).map_err(io)
     }
+}
+
+/// A thread that finishes assets one after another, in the order they are handed over
+/// (so a live drop's newer version of a path is renamed after the older), and reports
+/// each as [`Event::Finished`](crate::Event::Finished). A blocking flush on the async
+/// threads would stall every task they run; in the demo, fifty viewers and the
+/// emulated links.
+pub(crate) fn finisher(events: crate::Events) -> std::sync::mpsc::Sender<(usize, Finishing)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Finishing)>();
+    tokio::task::spawn_blocking(move || {
+        for (index, job) in rx {
+            if events
+                .send(crate::Event::Finished(index, job.run()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tx
 }

@@ -73,7 +73,12 @@ struct Run<'a> {
     auth: Option<String>,
     tx: Events,
     flights: HashMap<FetchId, InFlight>,
+    /// Each asset's bytes are all in (it is finishing, or in place).
     finished: Vec<bool>,
+    /// Each asset is checked whole and in place.
+    in_place: Vec<bool>,
+    /// Where finished assets go to be checked whole and renamed.
+    finisher: std::sync::mpsc::Sender<(usize, crate::assets::Finishing)>,
     engine: Option<Engine>,
     /// Pieces the engine holds, per asset it runs.
     held: HashMap<usize, Vec<bool>>,
@@ -183,7 +188,7 @@ impl Run<'_> {
                 (url, mirror.timeouts()),
                 self.auth.clone(),
                 (offset, length, target.length),
-                fetch,
+                (fetch, swarmdrop_plan::urgency(deadline, self.now())),
                 self.tx.clone(),
             )))
         };
@@ -231,6 +236,10 @@ impl Run<'_> {
         let t = self.now();
         match event {
             Event::Progress(fetch, n) => self.planner.progress(fetch, n, t),
+            Event::Finished(k, result) => {
+                result?;
+                self.arrived(k);
+            }
             Event::Failed(fetch, why) => {
                 if let Some(flight) = self.flights.remove(&fetch) {
                     self.progress
@@ -327,6 +336,7 @@ impl Run<'_> {
             self.released.push(t);
             self.ids.push(None);
             self.finished.push(false);
+            self.in_place.push(false);
             self.assets.push(asset);
         }
     }
@@ -356,18 +366,27 @@ impl Run<'_> {
                     .iter()
                     .zip(&self.finished[k + 1..])
                     .any(|(later, done)| *done && later.path == self.assets[k].path);
+                self.finished[k] = true;
                 if superseded {
                     self.assets[k].discard();
+                    self.arrived(k);
                 } else {
-                    self.assets[k].finish()?;
+                    let job = self.assets[k].finishing()?;
+                    self.finisher.send((k, job)).map_err(|_| {
+                        ClientError::Io("the thread finishing assets is gone".into())
+                    })?;
                 }
-                self.finished[k] = true;
-                let t = self.now();
-                self.recorder
-                    .arrived(&self.assets[k], t.saturating_sub(self.released[k]));
             }
         }
-        Ok(self.finished.iter().all(|f| *f))
+        Ok(self.in_place.iter().all(|f| *f))
+    }
+
+    /// The asset at `k` is in place (or was dropped for a newer version that is).
+    fn arrived(&mut self, k: usize) {
+        self.in_place[k] = true;
+        let t = self.now();
+        self.recorder
+            .arrived(&self.assets[k], t.saturating_sub(self.released[k]));
     }
 }
 
@@ -448,6 +467,8 @@ pub(crate) async fn carry_out(
         recorder: Recorder::default(),
         names: assets.iter().map(|a| a.path.clone()).collect(),
         finished: vec![false; assets.len()],
+        in_place: vec![false; assets.len()],
+        finisher: crate::assets::finisher(tx.clone()),
         ids: vec![None; assets.len()],
         assets,
         released,

@@ -395,6 +395,8 @@ enum Event {
     Progress(swarmdrop_plan::FetchId, u64),
     Done(swarmdrop_plan::FetchId, Vec<u8>),
     Failed(swarmdrop_plan::FetchId, String),
+    /// The asset at this index was checked whole and put in place (or not).
+    Finished(usize, Result<(), ClientError>),
 }
 
 type Events = mpsc::UnboundedSender<Event>;

@@ -48,6 +48,11 @@ max_connections = 10000
 # Origin calls: to connect and get the response head, and for a whole body.
 origin_timeout = "10s"
 origin_body_timeout = "10m"
+# Bytes per second the edge sends, all clients together (0: no limit). Set it a little
+# under the uplink's rate: responses then queue here, most urgent first by each request's
+# RFC 9218 Priority header (u=0 first, u=7 background, 3 without one), rather than in
+# the network, where a checkout page waits behind every bulk range in flight.
+upload_bytes_per_second = 0
 
 # A private drop: every request needs a viewer token from the gateway, as
 # "Authorization: Bearer <token>" or in the path, /t/<token>/... (webseeds cannot send
@@ -113,6 +118,8 @@ pub struct Limits {
     pub origin_timeout: String,
     /// Origin body deadline.
     pub origin_body_timeout: String,
+    /// Upload pacing, bytes per second (0: none).
+    pub upload_bytes_per_second: u64,
 }
 
 /// `[private]`.

@@ -9,6 +9,7 @@ pub mod fill;
 pub mod index;
 pub mod metadata;
 pub mod metrics;
+pub mod pacing;
 pub mod proto;
 pub mod serve;
 pub mod server;

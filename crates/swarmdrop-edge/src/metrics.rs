@@ -125,6 +125,8 @@ pub struct Gauges {
     pub fills: u64,
     /// Targets version served.
     pub targets_version: u64,
+    /// With upload pacing: bytes sent and seconds waited, by urgency.
+    pub paced: Option<[(u64, f64); crate::pacing::URGENCIES]>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -298,6 +300,22 @@ impl Metrics {
         );
         let _ = write!(out, "# HELP swarmdrop_edge_fills_running Origin fills in flight.\n# TYPE swarmdrop_edge_fills_running gauge\nswarmdrop_edge_fills_running {}\n", g.fills);
         let _ = write!(out, "# HELP swarmdrop_edge_targets_version Version of the signed targets metadata served.\n# TYPE swarmdrop_edge_targets_version gauge\nswarmdrop_edge_targets_version {}\n", g.targets_version);
+        if let Some(paced) = &g.paced {
+            out.push_str("# HELP swarmdrop_edge_paced_bytes_total Bytes sent through upload pacing, by RFC 9218 urgency.\n# TYPE swarmdrop_edge_paced_bytes_total counter\n");
+            for (urgency, (bytes, _)) in paced.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "swarmdrop_edge_paced_bytes_total{{urgency=\"{urgency}\"}} {bytes}"
+                );
+            }
+            out.push_str("# HELP swarmdrop_edge_paced_wait_seconds_total Time responses waited for upload pacing, by RFC 9218 urgency.\n# TYPE swarmdrop_edge_paced_wait_seconds_total counter\n");
+            for (urgency, (_, waited)) in paced.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "swarmdrop_edge_paced_wait_seconds_total{{urgency=\"{urgency}\"}} {waited}"
+                );
+            }
+        }
         out.push_str("# HELP swarmdrop_edge_refusals_total Refused requests by reason.\n# TYPE swarmdrop_edge_refusals_total counter\n");
         for (code, n) in lock(&self.refusals).iter() {
             let _ = writeln!(

@@ -240,7 +240,17 @@ fn respond(
         .header(header::CONTENT_LENGTH, length);
     let body = match end {
         Some(end) if *method != Method::HEAD => {
-            stream(edge, source, start, end, rep.class, rep.status, started)
+            let urgency =
+                crate::pacing::urgency(headers.get("priority").map(HeaderValue::as_bytes));
+            stream(
+                edge,
+                source,
+                (start, end),
+                urgency,
+                rep.class,
+                rep.status,
+                started,
+            )
         }
         _ => {
             let elapsed = started.elapsed();

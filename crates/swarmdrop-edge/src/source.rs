@@ -19,6 +19,9 @@ use crate::state::Edge;
 /// Bytes read per step: large enough for throughput, small enough that a client that
 /// stops reading pins little (the channel holds one chunk).
 const CHUNK: u64 = 256 * 1024;
+/// What a paced response sends between turns: an urgent response waits for at most
+/// one of these from each response ahead of it.
+const PACED_SLICE: usize = 32 * 1024;
 
 /// Where a response's bytes come from.
 #[derive(Clone)]
@@ -144,15 +147,16 @@ async fn readable(
 pub fn stream(
     edge: &Arc<Edge>,
     source: Source,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
+    urgency: u8,
     class: &str,
     status: CacheStatus,
     started: Instant,
 ) -> axum::body::Body {
     let length = end + 1 - start;
     let first_byte = started.elapsed();
-    if let Source::Memory(bytes) = &source {
+    let pacer = edge.pacer().cloned();
+    if let (Source::Memory(bytes), None) = (&source, &pacer) {
         let slice =
             bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end + 1).unwrap_or(0));
         edge.metrics
@@ -175,7 +179,12 @@ pub fn stream(
         while at <= end {
             let want = (end + 1 - at).min(CHUNK);
             let chunk = match &source {
-                Source::Memory(_) => break,
+                Source::Memory(bytes) => Ok(bytes.slice(
+                    usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len())
+                        ..usize::try_from(at + want)
+                            .unwrap_or(usize::MAX)
+                            .min(bytes.len()),
+                )),
                 Source::File(file) => read_owned(file, at, want).await,
                 Source::Filling(fill) => match watch.as_mut() {
                     Some(watch) => match readable(watch, at, end).await {
@@ -186,10 +195,25 @@ pub fn stream(
                 },
             };
             match chunk {
-                Ok(chunk) => {
+                Ok(chunk) if chunk.is_empty() => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "the object is shorter than its entry",
+                        )))
+                        .await;
+                    return;
+                }
+                Ok(mut chunk) => {
                     let n = chunk.len() as u64;
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return;
+                    // Paced: a slice at a time, so a more urgent response can go between.
+                    while !chunk.is_empty() {
+                        let part = chunk.split_to(chunk.len().min(PACED_SLICE));
+                        if let Some(pacer) = &pacer {
+                            pacer.acquire(urgency, part.len() as u64).await;
+                        }
+                        if tx.send(Ok(part)).await.is_err() {
+                            return;
+                        }
                     }
                     edge.metrics.bytes_served.fetch_add(n, Ordering::Relaxed);
                     at += n;

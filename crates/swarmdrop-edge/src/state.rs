@@ -90,6 +90,8 @@ pub struct Edge {
     pub(crate) torrents: Mutex<HashMap<String, (Bytes, String)>>,
     pub(crate) torrent_fetch: tokio::sync::Mutex<()>,
     pub(crate) connection_slots: Arc<tokio::sync::Semaphore>,
+    /// Upload pacing by urgency, started on first use (it needs the runtime).
+    pacer: std::sync::OnceLock<Arc<crate::pacing::Paced>>,
     viewer_verifier: Option<TokenVerifier>,
     admin_verifier: TokenVerifier,
     /// Counters.
@@ -189,6 +191,7 @@ impl Edge {
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.limits.max_connections.max(1),
             )),
+            pacer: std::sync::OnceLock::new(),
             viewer_verifier,
             admin_verifier,
             metrics: Metrics::default(),
@@ -196,6 +199,13 @@ impl Edge {
             event_log,
             config,
         })
+    }
+
+    /// The upload pacer, when `limits.upload_bytes_per_second` sets one. Call it from the
+    /// runtime (the first call starts the pacer's task).
+    pub fn pacer(&self) -> Option<&Arc<crate::pacing::Paced>> {
+        let rate = self.config.limits.upload_bytes_per_second;
+        (rate > 0).then(|| self.pacer.get_or_init(|| crate::pacing::Paced::start(rate)))
     }
 
     /// Now, as the TUF and token code want it.
@@ -356,6 +366,7 @@ impl Edge {
             disk_evictions: evictions.disk.load(std::sync::atomic::Ordering::Relaxed),
             fills: lock(&self.fills).len() as u64,
             targets_version: self.current_index().map_or(0, |i| i.versions[3]),
+            paced: self.pacer.get().map(|p| p.totals()),
         }
     }
 

@@ -91,5 +91,19 @@ impl std::fmt::Display for PathId {
     }
 }
 
+/// The RFC 9218 urgency to ask an HTTP path for with a range due at `deadline`, asked at
+/// `now`: 0 with half a second or less to spare (a checkout page, a late keyframe), 1
+/// within two seconds, 3 (the default) within ten, and 7, background, beyond. An edge
+/// pacing its upload sends the most urgent first, so the bulk ranges of a thousand
+/// viewers do not stand in front of one viewer's checkout page.
+pub fn urgency(deadline: Millis, now: Millis) -> u8 {
+    match deadline.saturating_sub(now) {
+        0..=500 => 0,
+        501..=2_000 => 1,
+        2_001..=10_000 => 3,
+        _ => 7,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -448,6 +448,18 @@ impl Planner {
         order.sort_by_key(|a| (self.assets[*a].deadline, *a));
         for index in order {
             let mut ahead = 0u64;
+            // Paths other than the swarm do not depend on the chunk: whether any is up
+            // for this asset is known once, so that while they are all full a bulk
+            // asset's pieces no peer holds are passed over without weighing each (the
+            // planner runs after every event, and a bulk asset has thousands).
+            let others_up = {
+                let asset = &self.assets[index];
+                self.paths.iter().any(|(p, state)| {
+                    p.kind != PathKind::P2p
+                        && asset.spec.paths.contains(&p.kind)
+                        && state.is_up(now)
+                })
+            };
             for chunk in 0..self.assets[index].chunks.len() {
                 let free = self
                     .paths
@@ -471,6 +483,15 @@ impl Planner {
                 }
                 let asset = &self.assets[index];
                 let length = asset.range(chunk).1;
+                let swarm_may_take = asset.spec.piece_length.is_some()
+                    && asset.swarm_has.get(chunk).copied().unwrap_or(false);
+                if !swarm_may_take && !self.has_room_besides_swarm(asset, now, load) {
+                    // What `choose` would pick is full: the chunk waits, as below.
+                    if others_up {
+                        ahead += length;
+                    }
+                    continue;
+                }
                 let candidates = self.candidates(asset, chunk, now, load, ahead);
                 let Some((path, reason)) = self.choose(asset, &candidates, now) else {
                     continue;
@@ -492,6 +513,20 @@ impl Planner {
                 );
             }
         }
+    }
+
+    /// Whether some path other than the swarm that `asset` may use has a free slot.
+    fn has_room_besides_swarm(
+        &self,
+        asset: &Asset,
+        now: Millis,
+        load: &BTreeMap<PathId, (usize, u64)>,
+    ) -> bool {
+        self.paths.keys().any(|p| {
+            p.kind != PathKind::P2p
+                && asset.spec.paths.contains(&p.kind)
+                && load.get(p).map_or(0, |l| l.0) < self.capacity_for(*p, asset, now)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

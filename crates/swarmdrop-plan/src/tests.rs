@@ -758,3 +758,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn urgency_follows_the_time_left() {
+    use crate::urgency;
+    assert_eq!(urgency(1_300, 1_000), 0);
+    assert_eq!(urgency(1_000, 5_000), 0, "past its deadline: most urgent");
+    assert_eq!(urgency(1_800, 1_000), 1);
+    assert_eq!(urgency(9_000, 1_000), 3);
+    assert_eq!(urgency(61_000, 1_000), 7);
+}

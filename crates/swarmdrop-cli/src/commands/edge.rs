@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// The drop's trusted root.json (default: trust the origin's on first use).
     #[arg(long, value_name = "FILE")]
     root: Option<PathBuf>,
+    /// Pace the edge's upload to RATE per second (e.g. 60MiB), most urgent responses
+    /// first by their RFC 9218 Priority header (limits.upload_bytes_per_second).
+    #[arg(long, value_name = "RATE")]
+    upload_limit: Option<String>,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -42,6 +46,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(root) = &args.root {
         config.root = root.clone();
+    }
+    if let Some(rate) = &args.upload_limit {
+        config.limits.upload_bytes_per_second = swarmdrop_bench::parse_size(rate)
+            .with_context(|| format!("--upload-limit {rate:?}"))?;
     }
     let edge = Arc::new(Edge::new(config).context("edge")?);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(edge.config.listen.as_str())

@@ -12,11 +12,13 @@ pub(super) async fn fetch_range(
     (url, timeouts): (HttpUrl, Timeouts),
     auth: Option<String>,
     (offset, length, total): (u64, u64, u64),
-    fetch: FetchId,
+    (fetch, urgency): (FetchId, u8),
     events: Events,
 ) {
     let range = format!("bytes={}-{}", offset, offset + length.max(1) - 1);
-    let mut headers: Vec<(&str, &str)> = vec![("range", &range)];
+    // RFC 9218: an edge that paces its upload sends the most urgent ranges first.
+    let priority = format!("u={urgency}");
+    let mut headers: Vec<(&str, &str)> = vec![("range", &range), ("priority", &priority)];
     if let Some(auth) = &auth {
         headers.push(("authorization", auth));
     }

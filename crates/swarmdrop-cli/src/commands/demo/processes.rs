@@ -143,6 +143,12 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         // A two-tier cache, as CDNs shield an origin: edge0 fills from the origin, edge1
         // from edge0 (through edge0's link), so the origin sends each object once.
         let upstream = edges.first().copied().unwrap_or(origin_shaper.addr);
+        let link = size(&args.edge_upload, "edge-upload")?;
+        // The edge paces itself a little under its link, as an operator sets a shaper
+        // under the line rate: the queue then forms in the edge, which sends the most
+        // urgent responses first (RFC 9218), not in the link, which cannot tell a
+        // checkout page from a bulk range.
+        let pace = (link / 100 * 95).max(1).to_string();
         let (edge, found) = spawn(
             &[
                 "edge",
@@ -154,6 +160,8 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
                 &s(&root_json),
                 "--listen",
                 &format!("127.0.0.{}:0", 10 + k),
+                "--upload-limit",
+                &pace,
             ],
             &work.join(format!("edge{k}.log")),
             &["edge"],
@@ -162,7 +170,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         let shaped = shaper::start(
             &format!("127.0.0.{}", 30 + k),
             addr(&found, "edge")?,
-            Some(size(&args.edge_upload, "edge-upload")?),
+            Some(link),
             Duration::from_millis(args.edge_rtt),
         )
         .await?;

@@ -20,6 +20,17 @@ pub(crate) struct ClassFigures {
     pub(crate) within_budget: f64,
     pub(crate) p50_ms: u64,
     pub(crate) p99_ms: u64,
+    /// Verified bytes by path kind (`p2p`, `edge`, `origin`), every viewer.
+    pub(crate) bytes_by_path: BTreeMap<String, u64>,
+}
+
+/// `edge0`, `edge1`, … count as `edge`.
+fn path_kind(label: &str) -> &str {
+    if label.starts_with("edge") {
+        "edge"
+    } else {
+        label
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +88,7 @@ pub(crate) fn summarize(
     seconds: f64,
 ) -> anyhow::Result<DemoReport> {
     let mut arrivals: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
+    let mut class_bytes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut bytes_by_path: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut bulk_done = 0f64;
@@ -88,14 +100,13 @@ pub(crate) fn summarize(
                         .entry(class.clone())
                         .or_insert((c.budget_ms, Vec::new()));
                     entry.1.extend(&c.arrivals_ms);
+                    let by_path = class_bytes.entry(class.clone()).or_default();
+                    for (path, n) in &c.bytes_by_path {
+                        *by_path.entry(path_kind(path).to_owned()).or_default() += n;
+                    }
                 }
                 for (path, n) in &report.bytes_by_path {
-                    let key = if path.starts_with("edge") {
-                        "edge"
-                    } else {
-                        path.as_str()
-                    };
-                    *bytes_by_path.entry(key.to_owned()).or_default() += n;
+                    *bytes_by_path.entry(path_kind(path).to_owned()).or_default() += n;
                 }
                 if let Some(bulk) = report.classes.get("bulk") {
                     let done = offset.as_secs_f64()
@@ -117,6 +128,7 @@ pub(crate) fn summarize(
                 within_budget: within as f64 / times.len().max(1) as f64,
                 p50_ms: percentile(&times, 0.5),
                 p99_ms: percentile(&times, 0.99),
+                bytes_by_path: class_bytes.remove(&class).unwrap_or_default(),
             };
             (class, figures)
         })
