@@ -194,10 +194,10 @@ pub(crate) struct Finishing {
 }
 
 impl Finishing {
-    /// The whole file's SHA-256 against the signed one, then flushed to disk and renamed
-    /// into place, so a reader never sees a partial or unverified file. This blocks (a
-    /// bulk asset is read back whole, and a flush can wait on the disk for long).
-    pub(crate) fn run(self) -> Result<(), ClientError> {
+    /// The whole file's SHA-256 against the signed one, then renamed into place, so a
+    /// reader never sees a partial or unverified file; returns the file, to be flushed to
+    /// disk. This blocks (a bulk asset is read back whole).
+    pub(crate) fn run(self) -> Result<(PathBuf, File), ClientError> {
         let part = &self.part;
         let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", part.display()));
         let mut file = File::open(part).map_err(io)?;
@@ -216,31 +216,57 @@ impl Finishing {
                 self.path
             )));
         }
-        match &self.written {
-            Some(written) => written.sync_all().map_err(io)?,
-            // The engine wrote it: any descriptor of the file flushes it.
-            None => file.sync_all().map_err(io)?,
-        }
-        std::fs::rename(part, &self.dest).map_err(io)
+        std::fs::rename(part, &self.dest).map_err(io)?;
+        // The engine wrote it: any descriptor of the file flushes it.
+        Ok((self.dest, self.written.unwrap_or(file)))
     }
 }
 
-/// A thread that finishes assets one after another, in the order they are handed over
-/// (so a live drop's newer version of a path is renamed after the older), and reports
-/// each as [`Event::Finished`](crate::Event::Finished). A blocking flush on the async
-/// threads would stall every task they run; in the demo, fifty viewers and the
-/// emulated links.
-pub(crate) fn finisher(events: crate::Events) -> std::sync::mpsc::Sender<(usize, Finishing)> {
+/// Finishes assets off the async threads: checking a bulk asset whole, or a flush that
+/// waits on a busy disk, would stall every task they run (in the demo, fifty viewers
+/// and the emulated links).
+pub(crate) struct Finisher {
+    /// Assets whose bytes are all in, by index.
+    pub(crate) jobs: std::sync::mpsc::Sender<(usize, Finishing)>,
+    /// Ends once `jobs` is dropped and every finished file is flushed to disk.
+    pub(crate) flushed: tokio::task::JoinHandle<Result<(), ClientError>>,
+}
+
+/// One thread checks and renames assets in the order they are handed over (so a live
+/// drop's newer version of a path is renamed after the older) and reports each as
+/// [`Event::Finished`](crate::Event::Finished) once it is in place; another flushes them
+/// to disk behind it. An asset is usable as soon as it is in place; the run reports
+/// success only once every file is flushed.
+pub(crate) fn finisher(events: crate::Events) -> Finisher {
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Finishing)>();
-    tokio::task::spawn_blocking(move || {
+    let flushed = tokio::task::spawn_blocking(move || {
+        let (to_flush, flushing) = std::sync::mpsc::channel::<(PathBuf, File)>();
+        let flusher = std::thread::Builder::new()
+            .name("flush".into())
+            .spawn(move || {
+                let mut first_error = None;
+                for (path, file) in flushing {
+                    if let Err(e) = file.sync_all() {
+                        first_error.get_or_insert_with(|| {
+                            ClientError::Io(format!("{}: {e}", path.display()))
+                        });
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            })
+            .map_err(|e| ClientError::Io(format!("a thread to flush files: {e}")))?;
         for (index, job) in rx {
-            if events
-                .send(crate::Event::Finished(index, job.run()))
-                .is_err()
-            {
+            let result = job.run().map(|in_place| {
+                let _ = to_flush.send(in_place);
+            });
+            if events.send(crate::Event::Finished(index, result)).is_err() {
                 break;
             }
         }
+        drop(to_flush);
+        flusher
+            .join()
+            .unwrap_or_else(|_| Err(ClientError::Io("the thread flushing files failed".into())))
     });
-    tx
+    Finisher { jobs: tx, flushed }
 }

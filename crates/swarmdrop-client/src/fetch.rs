@@ -11,6 +11,7 @@ use bytes::Bytes;
 use swarmdrop_plan::{AssetId, Decision, Estimate, FetchId, PathId, PathKind, Planner};
 use tokio::sync::mpsc;
 
+mod finish;
 mod peers;
 mod range;
 
@@ -77,8 +78,8 @@ struct Run<'a> {
     finished: Vec<bool>,
     /// Each asset is checked whole and in place.
     in_place: Vec<bool>,
-    /// Where finished assets go to be checked whole and renamed.
-    finisher: std::sync::mpsc::Sender<(usize, crate::assets::Finishing)>,
+    /// Where finished assets go to be checked whole, renamed and flushed.
+    finisher: Option<crate::assets::Finisher>,
     engine: Option<Engine>,
     /// Pieces the engine holds, per asset it runs.
     held: HashMap<usize, Vec<bool>>,
@@ -226,6 +227,10 @@ impl Run<'_> {
         if self.planner.complete(fetch, t).is_err() {
             return;
         }
+        if let Some(file) = self.events_file.as_mut() {
+            let line = serde_json::json!({ "event": "verified", "fetch": fetch, "t_ms": t });
+            let _ = writeln!(file, "{line}");
+        }
         let asset = &self.assets[flight.asset.0 as usize];
         self.recorder
             .bytes(&asset.class, &self.label(flight.path), flight.length);
@@ -356,38 +361,6 @@ impl Run<'_> {
         }
         Ok(())
     }
-
-    fn finish_done(&mut self) -> Result<bool, ClientError> {
-        for k in 0..self.assets.len() {
-            let Some(id) = self.ids[k] else { continue };
-            if !self.finished[k] && self.planner.is_done(id) {
-                // A live drop's later version of the same path, already in place, wins.
-                let superseded = self.assets[k + 1..]
-                    .iter()
-                    .zip(&self.finished[k + 1..])
-                    .any(|(later, done)| *done && later.path == self.assets[k].path);
-                self.finished[k] = true;
-                if superseded {
-                    self.assets[k].discard();
-                    self.arrived(k);
-                } else {
-                    let job = self.assets[k].finishing()?;
-                    self.finisher.send((k, job)).map_err(|_| {
-                        ClientError::Io("the thread finishing assets is gone".into())
-                    })?;
-                }
-            }
-        }
-        Ok(self.in_place.iter().all(|f| *f))
-    }
-
-    /// The asset at `k` is in place (or was dropped for a newer version that is).
-    fn arrived(&mut self, k: usize) {
-        self.in_place[k] = true;
-        let t = self.now();
-        self.recorder
-            .arrived(&self.assets[k], t.saturating_sub(self.released[k]));
-    }
 }
 
 /// Runs the plan to the end: every asset verified and in place, or an error.
@@ -468,7 +441,7 @@ pub(crate) async fn carry_out(
         names: assets.iter().map(|a| a.path.clone()).collect(),
         finished: vec![false; assets.len()],
         in_place: vec![false; assets.len()],
-        finisher: crate::assets::finisher(tx.clone()),
+        finisher: Some(crate::assets::finisher(tx.clone())),
         ids: vec![None; assets.len()],
         assets,
         released,
@@ -580,6 +553,14 @@ pub(crate) async fn carry_out(
     drop(followed);
     for flight in run.flights.values() {
         run.stop(flight);
+    }
+    // Every file in place is flushed to disk before the run says it is done.
+    if let Some(finisher) = run.finisher.take() {
+        drop(finisher.jobs);
+        finisher
+            .flushed
+            .await
+            .map_err(|e| ClientError::Io(format!("finishing assets: {e}")))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let report = run.recorder.report(&run.assets, seconds);

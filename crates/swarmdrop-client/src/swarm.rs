@@ -24,6 +24,35 @@ pub(crate) struct Engine {
     pub listening: Option<SocketAddr>,
 }
 
+/// The runtime the peer engines' connections run on, shared by every run in the process
+/// and made on first use: two threads at a lower scheduling priority, so that moving
+/// pieces between peers never delays the caller's runtime, where the planner, the HTTP
+/// ranges of urgent assets (and, in a player, the frames) are. In the demo, fifty
+/// viewers' peer connections would otherwise stand in the same run queue as every
+/// viewer's checkout page.
+fn peer_runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
+    static RUNTIME: std::sync::Mutex<Option<&'static tokio::runtime::Runtime>> =
+        std::sync::Mutex::new(None);
+    let mut runtime = RUNTIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(runtime) = *runtime {
+        return Ok(runtime);
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("peer-io")
+        .on_thread_start(swarmdrop_peer::driver::lower_priority)
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Io(format!("the peer engine's runtime: {e}")))?;
+    // Kept for the life of the process: a runtime cannot be dropped from async code,
+    // and every later run uses it.
+    let built: &'static tokio::runtime::Runtime = Box::leak(Box::new(built));
+    *runtime = Some(built);
+    Ok(built)
+}
+
 /// Whether `asset` goes over the peer path in this run.
 pub(crate) fn uses_peers(asset: &Asset, options: &ClientOptions) -> bool {
     asset.meta.is_some()
@@ -91,10 +120,17 @@ pub(crate) fn start(
         extra_trackers: options.trackers.clone(),
         keep_seeding: true,
         upload_limit: options.upload_limit.clone(),
+        // The engine yields the CPU to the planner and the HTTP fetches (and to whatever
+        // embeds the client): a keyframe's range must not wait behind piece bookkeeping.
+        background: true,
         ..PeerOptions::default()
     };
-    let swarm = start_all(jobs, peer_options, listener)
-        .map_err(|e| ClientError::Usage(format!("starting the peer engine: {e}")))?;
+    // The engine's connections and announces run on the peer runtime.
+    let swarm = {
+        let _peer_runtime = peer_runtime()?.enter();
+        start_all(jobs, peer_options, listener)
+            .map_err(|e| ClientError::Usage(format!("starting the peer engine: {e}")))?
+    };
     let mut handles = HashMap::new();
     let mut by_hash = HashMap::new();
     for ((index, hash), handle) in order.into_iter().zip(swarm.handles.iter().cloned()) {

@@ -49,6 +49,19 @@ pub struct PeerOptions {
     pub encryption: Encryption,
     /// Caps the bytes sent to all peers together.
     pub upload_limit: Option<std::sync::Arc<crate::ratelimit::RateLimit>>,
+    /// Runs each torrent's controller and hasher threads at a lower scheduling priority
+    /// (nice 10 on Linux), so what embeds the engine — a player, a launcher, the hybrid
+    /// client's planner and HTTP fetches — keeps the CPU when both want it.
+    pub background: bool,
+}
+
+/// Lowers the calling thread's scheduling priority to nice 10 (on Linux the nice value
+/// belongs to the thread). Best effort: where it is refused, the thread runs as it was.
+/// For threads that do background work for a program with better things to do (a
+/// runtime's `on_thread_start`, say).
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, 10);
 }
 
 /// What a run did.
@@ -270,10 +283,14 @@ fn start_torrent(
     let (hash_tx, hash_rx) = std_mpsc::channel::<(u32, Bytes)>();
     {
         let (inbox, hashes) = (inbox_tx.clone(), meta.pieces.clone());
+        let background = options.background;
         std::thread::Builder::new()
             .name("piece-hasher".into())
             .spawn(move || {
                 use sha1::Digest as _;
+                if background {
+                    lower_priority();
+                }
                 while let Ok((index, bytes)) = hash_rx.recv() {
                     let good = hashes
                         .get(index as usize)
@@ -314,18 +331,37 @@ fn start_torrent(
     for addr in &options.connect {
         dialer(*addr);
     }
-    let controller = tokio::task::spawn_blocking(move || {
-        control(
-            torrent,
-            info_hash,
-            inbox_rx,
-            keep_seeding,
-            progress,
-            dialer,
-            &metrics,
-            &hash_tx,
-            steer,
-        )
+    // A thread of its own rather than one of the runtime's blocking pool: a pool thread
+    // would go back to the pool with the lowered priority.
+    let background = options.background;
+    let (summary_tx, summary_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("peer-controller".into())
+        .spawn(move || {
+            if background {
+                lower_priority();
+            }
+            let summary = control(
+                torrent,
+                info_hash,
+                inbox_rx,
+                keep_seeding,
+                progress,
+                dialer,
+                &metrics,
+                &hash_tx,
+                steer,
+            );
+            let _ = summary_tx.send(summary);
+        })
+        .map_err(|e| DriverError(format!("starting the controller: {e}")))?;
+    let controller = tokio::spawn(async move {
+        match summary_rx.await {
+            Ok(summary) => summary,
+            // The controller thread panicked: carried to whoever awaits it, as a join of
+            // the thread would.
+            Err(_) => std::panic::panic_any("the torrent's controller thread panicked"),
+        }
     });
     Ok(((info_hash, inbox_tx), controller))
 }

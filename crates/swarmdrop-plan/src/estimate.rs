@@ -32,7 +32,9 @@ pub enum PathHealth {
 
 /// Weight of a new sample in an average.
 const ALPHA: f64 = 0.3;
-/// Throughput is sampled over windows at least this long while the path is busy.
+/// Throughput is sampled once the path has been busy this long (idle time between
+/// fetches is not counted: a keyframe fetched in 30 ms every 250 ms is a fast path, not
+/// a slow one).
 const WINDOW_MS: Millis = 200;
 /// Consecutive failures that take a path down.
 const FAILURES_TO_DOWN: u32 = 2;
@@ -48,9 +50,12 @@ pub(crate) struct PathState {
     pub health: PathHealth,
     consecutive_failures: u32,
     backoff_ms: Millis,
-    /// Bytes received since `window_start` (while busy).
+    /// Bytes received since the last sample.
     window_bytes: u64,
-    window_start: Option<Millis>,
+    /// Time with fetches in flight since the last sample.
+    busy_ms: Millis,
+    /// The last tick, and whether the path was busy from it on.
+    last_tick: Option<(Millis, bool)>,
     /// Set once a throughput sample has replaced the caller's prior.
     measured: bool,
 }
@@ -64,7 +69,8 @@ impl PathState {
             consecutive_failures: 0,
             backoff_ms: FIRST_BACKOFF_MS,
             window_bytes: 0,
-            window_start: None,
+            busy_ms: 0,
+            last_tick: None,
             measured: false,
         }
     }
@@ -84,25 +90,23 @@ impl PathState {
     }
 
     /// Bytes arrived while the path was busy.
-    pub(crate) fn received(&mut self, bytes: u64, now: Millis) {
-        self.window_start.get_or_insert(now);
+    pub(crate) fn received(&mut self, bytes: u64, _now: Millis) {
         self.window_bytes += bytes;
     }
 
-    /// Closes the throughput window if it is long enough; `busy` says whether the path
-    /// had fetches in flight all along (an idle path's rate says nothing).
+    /// Counts the time since the last tick as busy if fetches were in flight, and takes
+    /// a throughput sample once the busy time is long enough; `busy` says whether the
+    /// path has fetches in flight from `now` on (an idle path's rate says nothing).
     pub(crate) fn tick(&mut self, now: Millis, busy: bool) {
-        let Some(start) = self.window_start else {
-            if busy {
-                self.window_start = Some(now);
+        if let Some((last, was_busy)) = self.last_tick.replace((now, busy)) {
+            if was_busy {
+                self.busy_ms += now.saturating_sub(last);
             }
-            return;
-        };
-        let elapsed = now.saturating_sub(start);
-        if elapsed < WINDOW_MS {
+        }
+        if self.busy_ms < WINDOW_MS {
             return;
         }
-        let sample = self.window_bytes as f64 / elapsed as f64;
+        let sample = self.window_bytes as f64 / self.busy_ms as f64;
         self.estimate.bytes_per_ms = if self.measured {
             (1.0 - ALPHA) * self.estimate.bytes_per_ms + ALPHA * sample
         } else {
@@ -110,7 +114,7 @@ impl PathState {
         };
         self.measured = true;
         self.window_bytes = 0;
-        self.window_start = busy.then_some(now);
+        self.busy_ms = 0;
     }
 
     pub(crate) fn succeeded(&mut self) {
@@ -136,7 +140,8 @@ impl PathState {
             };
             self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
             self.consecutive_failures = 0;
-            self.window_start = None;
+            self.last_tick = None;
+            self.busy_ms = 0;
             self.window_bytes = 0;
             return true;
         }
@@ -171,6 +176,23 @@ mod tests {
         p.received(200, 400);
         p.tick(400, true);
         assert!((p.estimate.bytes_per_ms - (0.7 * 20.0 + 0.3 * 1.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn idle_time_between_fetches_is_not_counted() {
+        let mut p = PathState::new(Estimate {
+            rtt_ms: 10.0,
+            bytes_per_ms: 1.0,
+        });
+        // 200 KB in 50 ms, then idle for 200 ms, four times over.
+        for k in 0..4 {
+            let t = k * 250;
+            p.tick(t, true);
+            p.received(200_000, t + 50);
+            p.tick(t + 50, false);
+        }
+        p.tick(1_000, false);
+        assert_eq!(p.estimate.bytes_per_ms, 4_000.0);
     }
 
     #[test]

@@ -286,6 +286,8 @@ pub(crate) fn seed(args: &SeedArgs) -> anyhow::Result<ExitCode> {
         metadata: None,
         encryption: args.swarm.encryption.into(),
         upload_limit: upload_limit(&args.swarm)?,
+        // A seeder or a peers-only download is the process's whole job.
+        background: false,
     };
     let runtime = runtime()?;
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
@@ -333,6 +335,8 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
         metadata,
         encryption: args.swarm.encryption.into(),
         upload_limit: upload_limit(&args.swarm)?,
+        // A seeder or a peers-only download is the process's whole job.
+        background: false,
     };
     start_metrics(&runtime, args.swarm.metrics, &options.metrics)?;
     let summary = runtime

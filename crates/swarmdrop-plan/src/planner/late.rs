@@ -106,15 +106,17 @@ impl Planner {
                     load.get(path).map_or(0, |l| l.0) < self.capacity_for(*path, asset, now)
                 })
                 .collect();
-            // The origin takes a hedge only if no other path can, and only to save the
-            // deadline.
+            // The origin takes a hedge only if no other path can, only to save the
+            // deadline, and never for background work (due more than
+            // `background_after_ms` off): that waits for an edge's slot.
+            let background = f.deadline.saturating_sub(now) > self.config.background_after_ms;
             let better = open
                 .iter()
                 .filter(|(path, _)| path.kind != PathKind::Origin)
                 .min_by_key(|(path, eta)| (*eta, *path))
                 .or_else(|| {
                     open.iter()
-                        .filter(|(_, eta)| *eta <= f.deadline)
+                        .filter(|(_, eta)| *eta <= f.deadline && !background)
                         .min_by_key(|(path, eta)| (*eta, *path))
                 })
                 .copied();

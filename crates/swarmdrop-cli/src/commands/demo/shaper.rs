@@ -66,9 +66,46 @@ async fn pump(
     let _ = writer.await;
 }
 
+/// The emulated network's own threads: links are not delayed because the viewers,
+/// sharing this machine's cores, keep the demo's runtime busy (on a real network they
+/// are other machines' CPUs).
+fn network() -> std::io::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::Mutex<Option<&'static tokio::runtime::Runtime>> =
+        std::sync::Mutex::new(None);
+    let mut runtime = RUNTIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(runtime) = *runtime {
+        return Ok(runtime);
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("emulated-network")
+        .enable_all()
+        .build()?;
+    // Kept for the life of the process (a runtime cannot be dropped from async code).
+    let built: &'static tokio::runtime::Runtime = Box::leak(Box::new(built));
+    *runtime = Some(built);
+    Ok(built)
+}
+
 /// Starts a shaper on `ip` in front of `upstream`: `rtt` round trip, at most `rate`
-/// bytes per second from the service to its clients.
+/// bytes per second from the service to its clients. It runs on the emulated network's
+/// threads.
 pub(crate) async fn start(
+    ip: &str,
+    upstream: SocketAddr,
+    rate: Option<u64>,
+    rtt: Duration,
+) -> std::io::Result<Shaper> {
+    let ip = ip.to_owned();
+    network()?
+        .spawn(async move { start_here(&ip, upstream, rate, rtt).await })
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+async fn start_here(
     ip: &str,
     upstream: SocketAddr,
     rate: Option<u64>,
