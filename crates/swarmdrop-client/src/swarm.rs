@@ -31,26 +31,18 @@ pub(crate) struct Engine {
 /// viewers' peer connections would otherwise stand in the same run queue as every
 /// viewer's checkout page.
 fn peer_runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
-    static RUNTIME: std::sync::Mutex<Option<&'static tokio::runtime::Runtime>> =
-        std::sync::Mutex::new(None);
-    let mut runtime = RUNTIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(runtime) = *runtime {
-        return Ok(runtime);
-    }
-    let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("peer-io")
-        .on_thread_start(swarmdrop_peer::driver::lower_priority)
-        .enable_all()
-        .build()
-        .map_err(|e| ClientError::Io(format!("the peer engine's runtime: {e}")))?;
-    // Kept for the life of the process: a runtime cannot be dropped from async code,
-    // and every later run uses it.
-    let built: &'static tokio::runtime::Runtime = Box::leak(Box::new(built));
-    *runtime = Some(built);
-    Ok(built)
+    static RUNTIME: swarmdrop_peer::runtime::RuntimeSlot =
+        swarmdrop_peer::runtime::RuntimeSlot::new();
+    RUNTIME
+        .get_or_build(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("peer-io")
+                .on_thread_start(swarmdrop_peer::driver::lower_priority)
+                .enable_all()
+                .build()
+        })
+        .map_err(|e| ClientError::Io(format!("the peer engine's runtime: {e}")))
 }
 
 /// Whether `asset` goes over the peer path in this run.

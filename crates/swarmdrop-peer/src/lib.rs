@@ -6,6 +6,7 @@ pub mod driver;
 pub mod magnet;
 pub mod metrics;
 pub mod ratelimit;
+pub mod runtime;
 pub mod storage;
 pub mod tracker;
 pub mod transport;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarmdrop_peer::ratelimit::RateLimit;
+use swarmdrop_peer::runtime::RuntimeSlot;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,23 +71,14 @@ async fn pump(
 /// sharing this machine's cores, keep the demo's runtime busy (on a real network they
 /// are other machines' CPUs).
 fn network() -> std::io::Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: std::sync::Mutex<Option<&'static tokio::runtime::Runtime>> =
-        std::sync::Mutex::new(None);
-    let mut runtime = RUNTIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(runtime) = *runtime {
-        return Ok(runtime);
-    }
-    let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("emulated-network")
-        .enable_all()
-        .build()?;
-    // Kept for the life of the process (a runtime cannot be dropped from async code).
-    let built: &'static tokio::runtime::Runtime = Box::leak(Box::new(built));
-    *runtime = Some(built);
-    Ok(built)
+    static RUNTIME: RuntimeSlot = RuntimeSlot::new();
+    RUNTIME.get_or_build(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("emulated-network")
+            .enable_all()
+            .build()
+    })
 }
 
 /// Starts a shaper on `ip` in front of `upstream`: `rtt` round trip, at most `rate`
