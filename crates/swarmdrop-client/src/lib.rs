@@ -352,6 +352,12 @@ fn planner_for(mirrors: &[mirrors::Mirror], options: &ClientOptions) -> Planner 
     let mut planner = Planner::new(PlanConfig {
         // Assets without a torrent are checked whole; 32 MiB bounds what one holds.
         chunk_bytes: 32 << 20,
+        // Each run starts its background pieces somewhere of its own, so that viewers
+        // joining together hold different pieces to trade.
+        spread: std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            0u8,
+        ),
         ..PlanConfig::default()
     });
     for (index, mirror) in mirrors.iter().enumerate() {

@@ -57,6 +57,11 @@ pub struct PlanConfig {
     /// An asset due further off than this is background work: it gets at most half of
     /// an edge's or the origin's slots.
     pub background_after_ms: Millis,
+    /// Where background work on a torrent's pieces starts: piece `spread` modulo the
+    /// count, wrapping round. Viewers given different values start on different pieces
+    /// and so have pieces to trade from the first minute; all starting at piece 0 they
+    /// hold the same ones and their uploads idle. Due work always goes in order.
+    pub spread: u64,
 }
 
 impl Default for PlanConfig {
@@ -69,6 +74,7 @@ impl Default for PlanConfig {
             hedge_after_ms: 250,
             stall_ms: 3_000,
             background_after_ms: 10_000,
+            spread: 0,
         }
     }
 }
@@ -460,7 +466,18 @@ impl Planner {
                         && state.is_up(now)
                 })
             };
-            for chunk in 0..self.assets[index].chunks.len() {
+            let count = self.assets[index].chunks.len();
+            let first = {
+                let asset = &self.assets[index];
+                let background =
+                    asset.deadline.saturating_sub(now) > self.config.background_after_ms;
+                if background && asset.spec.piece_length.is_some() {
+                    (self.config.spread % count as u64) as usize
+                } else {
+                    0
+                }
+            };
+            for chunk in (first..count).chain(0..first) {
                 let free = self
                     .paths
                     .keys()

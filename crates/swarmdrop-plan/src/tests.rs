@@ -768,3 +768,55 @@ fn urgency_follows_the_time_left() {
     assert_eq!(urgency(9_000, 1_000), 3);
     assert_eq!(urgency(61_000, 1_000), 7);
 }
+
+/// A planner with only the swarm, which holds every piece of one asset of `pieces` 16 KiB
+/// pieces due `budget_ms` from 0.
+fn swarm_only(spread: u64, pieces: u64, budget_ms: Millis) -> Planner {
+    let mut planner = Planner::new(PlanConfig {
+        spread,
+        ..PlanConfig::default()
+    });
+    planner.add_path(
+        PathId::P2P,
+        Estimate {
+            rtt_ms: 20.0,
+            bytes_per_ms: 1_000.0,
+        },
+    );
+    let asset = planner
+        .add_asset(
+            AssetSpec {
+                name: "bulk/patch.bin".into(),
+                class: "bulk".into(),
+                length: pieces * 16_384,
+                piece_length: Some(16_384),
+                budget_ms,
+                paths: vec![PathKind::P2p],
+            },
+            0,
+        )
+        .unwrap();
+    planner.set_swarm_pieces(asset, &vec![true; pieces as usize]);
+    planner
+}
+
+fn pieces_asked(planner: &mut Planner) -> Vec<u64> {
+    planner
+        .poll(0)
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Fetch { offset, .. } => Some(offset / 16_384),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn background_pieces_start_at_the_spread_and_wrap_round() {
+    assert_eq!(
+        pieces_asked(&mut swarm_only(13, 10, 60_000)),
+        vec![3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
+    );
+    // Due soon, an asset goes in order whatever the spread.
+    assert_eq!(pieces_asked(&mut swarm_only(13, 3, 800)), vec![0, 1, 2]);
+}
