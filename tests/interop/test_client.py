@@ -77,9 +77,16 @@ def test_the_drop_arrives_through_an_edge(swarmdrop_bin, pub, origin, edge, tmp_
     total = sum(pub.length(p) for p in pub.targets)
     assert sum(report["bytes_by_path"].values()) == total
     assert report["bytes_by_path"].get("edge0", 0) == total, report["bytes_by_path"]
-    decisions = [json.loads(line) for line in events.read_text().splitlines()]
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    # Decisions, each with its reason; beside them, the ranges verified and the arrivals.
+    decisions = [d for d in lines if "decision" in d]
     assert decisions and all(d.get("reason") for d in decisions)
     assert all(d["decision"] != "fetch" or d["asset_path"] in pub.targets for d in decisions)
+    assert all("decision" in d or d.get("event") in ("verified", "arrived") for d in lines)
+    arrived = [d["asset_path"] for d in lines if d.get("event") == "arrived"]
+    assert sorted(arrived) == sorted(pub.targets)
+    fetched = {d["fetch"] for d in decisions if d["decision"] == "fetch"}
+    assert all(d["fetch"] in fetched for d in lines if d.get("event") == "verified")
 
 
 def test_a_lying_edge_is_refused_and_bypassed(swarmdrop_bin, pub, origin, tmp_path):

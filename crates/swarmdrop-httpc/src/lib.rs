@@ -283,6 +283,19 @@ pub async fn get_bytes(
     read_bounded(url, response, max_bytes, body_time).await
 }
 
+/// [`get_bytes`] on a kept-alive connection when one is ready ([`get_pooled`]): a
+/// client's probe, metadata and first ranges to one mirror then share one connection.
+pub async fn get_bytes_pooled(
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    max_bytes: usize,
+    timeouts: Timeouts,
+    body_time: Duration,
+) -> Result<(StatusCode, Bytes), FetchError> {
+    let response = get_pooled(url, headers, timeouts).await?;
+    read_bounded(url, response, max_bytes, body_time).await
+}
+
 /// `POST url` with a JSON `body` and the whole answer, bounded like [`get_bytes`].
 pub async fn post_json_bytes(
     url: &HttpUrl,
