@@ -19,8 +19,8 @@ use crate::state::Edge;
 /// Bytes read per step: large enough for throughput, small enough that a client that
 /// stops reading pins little (the channel holds one chunk).
 const CHUNK: u64 = 256 * 1024;
-/// What a paced response sends between turns: an urgent response waits for at most
-/// one of these from each response ahead of it.
+/// What a paced response sends per grant: a more urgent response waits for at most the
+/// slice being sent, not for the rest of a long body.
 const PACED_SLICE: usize = 32 * 1024;
 
 /// Where a response's bytes come from.
