@@ -820,3 +820,59 @@ fn background_pieces_start_at_the_spread_and_wrap_round() {
     // Due soon, an asset goes in order whatever the spread.
     assert_eq!(pieces_asked(&mut swarm_only(13, 3, 800)), vec![0, 1, 2]);
 }
+
+#[test]
+fn the_origin_takes_no_hedge_of_background_work_until_it_is_due_soon() {
+    let mut planner = Planner::new(PlanConfig::default());
+    planner.add_path(
+        PathId::P2P,
+        Estimate {
+            rtt_ms: 20.0,
+            bytes_per_ms: 1_000.0,
+        },
+    );
+    planner.add_path(
+        PathId::ORIGIN,
+        Estimate {
+            rtt_ms: 60.0,
+            bytes_per_ms: 100.0,
+        },
+    );
+    let bulk = planner
+        .add_asset(
+            AssetSpec {
+                name: "bulk/patch.bin".into(),
+                class: "bulk".into(),
+                length: 16_384,
+                piece_length: Some(16_384),
+                budget_ms: 60_000,
+                paths: vec![PathKind::P2p, PathKind::Origin],
+            },
+            0,
+        )
+        .unwrap();
+    planner.set_swarm_pieces(bulk, &[true]);
+    let first = planner.poll(0);
+    assert!(matches!(
+        first.as_slice(),
+        [Decision::Fetch { path, .. }] if *path == PathId::P2P
+    ));
+    // The peers stay silent: projected never to finish, the piece is at risk, but with
+    // 47 s to spare the origin is not asked.
+    let at_risk = planner.poll(13_000);
+    assert!(
+        !at_risk
+            .iter()
+            .any(|d| matches!(d, Decision::Fetch { path, .. } if path.kind == PathKind::Origin)),
+        "{at_risk:?}"
+    );
+    // Within `background_after_ms` of its deadline it is no longer background work.
+    let due = planner.poll(51_000);
+    assert!(
+        due.iter().any(|d| matches!(
+            d,
+            Decision::Fetch { path, reason: Reason::Hedge, .. } if path.kind == PathKind::Origin
+        )),
+        "{due:?}"
+    );
+}
