@@ -281,9 +281,10 @@ fn start_torrent(
     }
     // Hashing runs on its own thread, beside the protocol, as libtorrent's disk threads do.
     let (hash_tx, hash_rx) = std_mpsc::channel::<(u32, Bytes)>();
+    // The hasher and the controller both take it (a bool, copied into each).
+    let background = options.background;
     {
         let (inbox, hashes) = (inbox_tx.clone(), meta.pieces.clone());
-        let background = options.background;
         std::thread::Builder::new()
             .name("piece-hasher".into())
             .spawn(move || {
@@ -333,7 +334,6 @@ fn start_torrent(
     }
     // A thread of its own rather than one of the runtime's blocking pool: a pool thread
     // would go back to the pool with the lowered priority.
-    let background = options.background;
     let (summary_tx, summary_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("peer-controller".into())
