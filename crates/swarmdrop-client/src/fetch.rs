@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use swarmdrop_httpc::Lane;
 use swarmdrop_plan::{AssetId, Decision, Estimate, FetchId, PathId, PathKind, Planner};
 use tokio::sync::mpsc;
 
@@ -87,6 +88,8 @@ struct Run<'a> {
     handed: HashMap<(usize, u32), FetchId>,
     /// Bytes per class, for the progress display (grows as a live drop adds assets).
     totals: BTreeMap<String, u64>,
+    /// Where background ranges run (see [`swarm::background_runtime`]).
+    background: &'static tokio::runtime::Runtime,
 }
 
 impl Run<'_> {
@@ -185,13 +188,24 @@ impl Run<'_> {
             };
             let target = &self.assets[index];
             let url = mirror.url(&target.published);
-            Some(tokio::spawn(range::fetch_range(
-                (url, mirror.timeouts()),
+            let now = self.now();
+            let background = self.planner.is_background(deadline, now);
+            let lane = match background {
+                true => Lane::Background,
+                false => Lane::Foreground,
+            };
+            let range = range::fetch_range(
+                (url, mirror.timeouts(), lane),
                 self.auth.clone(),
                 (offset, length, target.length),
-                (fetch, swarmdrop_plan::urgency(deadline, self.now())),
+                (fetch, swarmdrop_plan::urgency(deadline, now)),
                 self.tx.clone(),
-            )))
+            );
+            // Background ranges run at a lower priority, on connections of their own.
+            match background {
+                true => Some(self.background.spawn(range)),
+                false => Some(tokio::spawn(range)),
+            }
         };
         self.flights.insert(
             fetch,
@@ -462,6 +476,7 @@ pub(crate) async fn carry_out(
         held: HashMap::new(),
         handed: HashMap::new(),
         totals,
+        background: swarm::background_runtime()?,
     };
     let mut idle_since = Instant::now();
     // When a followed drop last brought something new (or the run began).

@@ -24,25 +24,26 @@ pub(crate) struct Engine {
     pub listening: Option<SocketAddr>,
 }
 
-/// The runtime the peer engines' connections run on, shared by every run in the process
-/// and made on first use: two threads at a lower scheduling priority, so that moving
-/// pieces between peers never delays the caller's runtime, where the planner, the HTTP
-/// ranges of urgent assets (and, in a player, the frames) are. In the demo, fifty
-/// viewers' peer connections would otherwise stand in the same run queue as every
-/// viewer's checkout page.
-fn peer_runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
+/// The runtime for background work, shared by every run in the process and made on
+/// first use: two threads at a lower scheduling priority. The peer engines' connections
+/// run here, and so do HTTP ranges due more than the planner's background horizon away
+/// (a bulk asset's pieces from an edge, keyframes fetched well ahead), so that neither
+/// ever delays the caller's runtime, where the planner, the HTTP ranges of urgent assets
+/// (and, in a player, the frames) are. In the demo, fifty viewers' bulk downloads would
+/// otherwise stand in the same run queue as every viewer's checkout page.
+pub(crate) fn background_runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
     static RUNTIME: swarmdrop_peer::runtime::RuntimeSlot =
         swarmdrop_peer::runtime::RuntimeSlot::new();
     RUNTIME
         .get_or_build(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
-                .thread_name("peer-io")
+                .thread_name("background")
                 .on_thread_start(swarmdrop_peer::driver::lower_priority)
                 .enable_all()
                 .build()
         })
-        .map_err(|e| ClientError::Io(format!("the peer engine's runtime: {e}")))
+        .map_err(|e| ClientError::Io(format!("the background runtime: {e}")))
 }
 
 /// Whether `asset` goes over the peer path in this run.
@@ -119,7 +120,7 @@ pub(crate) fn start(
     };
     // The engine's connections and announces run on the peer runtime.
     let swarm = {
-        let _peer_runtime = peer_runtime()?.enter();
+        let _background = background_runtime()?.enter();
         start_all(jobs, peer_options, listener)
             .map_err(|e| ClientError::Usage(format!("starting the peer engine: {e}")))?
     };

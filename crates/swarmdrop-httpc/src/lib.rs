@@ -18,7 +18,7 @@ mod pool;
 
 pub use hyper::body::Incoming as Body;
 pub use hyper::{HeaderMap, Response, StatusCode};
-pub use pool::get_pooled;
+pub use pool::{get_pooled, get_pooled_in, Lane};
 
 /// An `http://host:port/path?query` URL, checked once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,20 @@ use crate::{build, exchange, open, FetchError, HttpUrl, Sender, Timeouts};
 /// to one mirror, few enough that idle ones cost nothing much.
 const KEPT_PER_HOST: usize = 16;
 
-type Key = (String, Option<IpAddr>);
+/// Which of a client's connections a request may reuse. A kept connection's I/O runs on
+/// the runtime that opened it: a client that runs its background downloads on a
+/// lower-priority runtime keeps their connections apart, so that an urgent request never
+/// rides a connection driven by the background runtime (nor the reverse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Lane {
+    /// Requests made from the caller's main runtime.
+    #[default]
+    Foreground,
+    /// Requests made from a background runtime.
+    Background,
+}
+
+type Key = (String, Option<IpAddr>, Lane);
 
 fn pool() -> &'static Mutex<HashMap<Key, Vec<Sender>>> {
     static POOL: OnceLock<Mutex<HashMap<Key, Vec<Sender>>>> = OnceLock::new();
@@ -56,7 +69,17 @@ pub async fn get_pooled(
     headers: &[(&str, &str)],
     timeouts: Timeouts,
 ) -> Result<Response<Incoming>, FetchError> {
-    let key: Key = (url.authority().to_owned(), timeouts.source);
+    get_pooled_in(Lane::Foreground, url, headers, timeouts).await
+}
+
+/// [`get_pooled`] on the connections of `lane` (see [`Lane`]).
+pub async fn get_pooled_in(
+    lane: Lane,
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    timeouts: Timeouts,
+) -> Result<Response<Incoming>, FetchError> {
+    let key: Key = (url.authority().to_owned(), timeouts.source, lane);
     if let Some(mut sender) = take(&key) {
         let request = build(&hyper::Method::GET, url, headers, Bytes::new())?;
         // A kept connection the server has just closed fails at once: fall through to a
@@ -143,6 +166,25 @@ mod tests {
             assert_eq!(get_all(&url).await, b"0123456789");
         }
         assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn lanes_keep_their_connections_apart() {
+        let (url, connections) = server(100).await;
+        for lane in [
+            Lane::Foreground,
+            Lane::Background,
+            Lane::Foreground,
+            Lane::Background,
+        ] {
+            let response = get_pooled_in(lane, &url, &[], Timeouts::default())
+                .await
+                .unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"0123456789");
+        }
+        // One connection per lane, each reused once.
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

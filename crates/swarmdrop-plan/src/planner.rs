@@ -210,6 +210,12 @@ impl Planner {
         self.assets.iter().all(|a| a.done == a.chunks.len())
     }
 
+    /// Whether work due at `deadline` is background work at `now` (due more than
+    /// `background_after_ms` away): a caller may run it at a lower priority.
+    pub fn is_background(&self, deadline: Millis, now: Millis) -> bool {
+        deadline.saturating_sub(now) > self.config.background_after_ms
+    }
+
     /// When `asset` is due.
     pub fn deadline(&self, asset: AssetId) -> Option<Millis> {
         self.assets.get(asset.0 as usize).map(|a| a.deadline)
@@ -368,6 +374,7 @@ impl Planner {
         self.fail_stalled(now);
         self.hedge_late(now, &mut load);
         self.assign(now, &mut load);
+        self.endgame(now, &mut load);
         self.pending.drain(..).collect()
     }
 
@@ -513,11 +520,20 @@ impl Planner {
                 let Some((path, reason)) = self.choose(asset, &candidates, now) else {
                     continue;
                 };
-                if load.get(&path).map_or(0, |l| l.0) >= self.capacity_for(path, asset, now) {
-                    // Its best path is busy: it waits, and counts for those behind it.
-                    ahead += length;
-                    continue;
-                }
+                let (path, reason) =
+                    if load.get(&path).map_or(0, |l| l.0) >= self.capacity_for(path, asset, now) {
+                        match self.spare(asset, &candidates, path, now, load) {
+                            Some(spare) => (spare, Reason::SpareCapacity),
+                            None => {
+                                // Its best path is busy: it waits, and counts for those
+                                // behind it.
+                                ahead += length;
+                                continue;
+                            }
+                        }
+                    } else {
+                        (path, reason)
+                    };
                 self.issue(
                     AssetId(index as u32),
                     chunk,
@@ -530,6 +546,32 @@ impl Planner {
                 );
             }
         }
+    }
+
+    /// Another path with a free slot for a chunk whose best path is full: never the
+    /// origin, and only one projected to meet the deadline unless the asset is
+    /// background work. A bulk asset that the swarm alone would finish in time still
+    /// takes an idle edge's slots: the edges are provisioned for the drop, every piece a
+    /// viewer holds sooner is one more it can upload, and the origin stays out of it.
+    fn spare(
+        &self,
+        asset: &Asset,
+        candidates: &[(PathId, Millis)],
+        busy: PathId,
+        now: Millis,
+        load: &BTreeMap<PathId, (usize, u64)>,
+    ) -> Option<PathId> {
+        let background = asset.deadline.saturating_sub(now) > self.config.background_after_ms;
+        candidates
+            .iter()
+            .filter(|(p, eta)| {
+                *p != busy
+                    && p.kind != PathKind::Origin
+                    && (background || *eta <= asset.deadline)
+                    && load.get(p).map_or(0, |l| l.0) < self.capacity_for(*p, asset, now)
+            })
+            .min_by_key(|(p, eta)| (*eta, *p))
+            .map(|(p, _)| *p)
     }
 
     /// Whether some path other than the swarm that `asset` may use has a free slot.

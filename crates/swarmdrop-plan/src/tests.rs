@@ -258,9 +258,11 @@ fn healthy_swarm_carries_the_bulk_and_the_origin_stays_idle() {
     assert!(within_budget(&out, &sim.planner, &[checkout]));
     assert!(within_budget(&out, &sim.planner, &frames));
     assert!(within_budget(&out, &sim.planner, &[bulk]));
+    // The swarm is as fast as both edges together and takes the larger share; the
+    // edges' idle slots take the rest.
     let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
     assert!(
-        p2p >= 48 << 20,
+        p2p >= 32 << 20,
         "the swarm carried only {p2p} bytes of the 64 MiB bulk asset"
     );
     assert_eq!(
@@ -765,8 +767,19 @@ fn urgency_follows_the_time_left() {
     assert_eq!(urgency(1_300, 1_000), 0);
     assert_eq!(urgency(1_000, 5_000), 0, "past its deadline: most urgent");
     assert_eq!(urgency(1_800, 1_000), 1);
+    assert_eq!(urgency(5_000, 1_000), 2);
     assert_eq!(urgency(9_000, 1_000), 3);
-    assert_eq!(urgency(61_000, 1_000), 7);
+    assert_eq!(urgency(16_000, 1_000), 4);
+    assert_eq!(urgency(31_000, 1_000), 5);
+    assert_eq!(urgency(61_000, 1_000), 6);
+    assert_eq!(urgency(100_000, 1_000), 7);
+    // Monotone: less time left is never less urgent.
+    let mut last = 7;
+    for left in (0..200_000).rev().step_by(250) {
+        let u = urgency(left, 0);
+        assert!(u <= last, "{left} ms left: u={u} after u={last}");
+        last = u;
+    }
 }
 
 /// A planner with only the swarm, which holds every piece of one asset of `pieces` 16 KiB
@@ -875,4 +888,85 @@ fn the_origin_takes_no_hedge_of_background_work_until_it_is_due_soon() {
         )),
         "{due:?}"
     );
+}
+
+/// The swarm holds every piece of a 32 MiB bulk asset but moves only 2 MB/s; two edges
+/// (and a slow origin) may be there too. Returns when it finished, and the outcome.
+fn bulk_with_a_slow_swarm(edges: bool) -> (Millis, Outcome) {
+    fn slow_swarm(_: Millis) -> f64 {
+        2_000.0
+    }
+    let paths: Vec<(PathId, SimPath)> = three_paths(fast, None)
+        .into_iter()
+        .filter(|(p, _)| edges || p.kind != Edge)
+        .map(|(p, mut sim)| {
+            if p == PathId::P2P {
+                sim.rate = slow_swarm;
+            }
+            (p, sim)
+        })
+        .collect();
+    let mut sim = Sim::new(&paths);
+    let bulk = sim
+        .planner
+        .add_asset(
+            spec(
+                "bulk/patch",
+                32 << 20,
+                60_000,
+                &[P2p, Edge, Origin],
+                Some(256 << 10),
+            ),
+            0,
+        )
+        .unwrap();
+    sim.planner.set_swarm_pieces(bulk, &[true; 128]);
+    let out = sim.run(60_000);
+    assert!(sim.planner.all_done());
+    (out.finished[&bulk], out)
+}
+
+#[test]
+fn idle_edges_join_a_bulk_download_the_swarm_would_finish_in_time() {
+    let (swarm_alone, alone) = bulk_with_a_slow_swarm(false);
+    let (with_edges, out) = bulk_with_a_slow_swarm(true);
+    // The swarm alone makes the deadline (about 17 s for 32 MiB): the edges are not
+    // needed for it, yet their idle slots are used, and the asset lands far sooner.
+    assert!(swarm_alone < 60_000, "{swarm_alone}");
+    assert!(
+        with_edges * 2 < swarm_alone,
+        "with idle edges {with_edges} ms, the swarm alone {swarm_alone} ms"
+    );
+    let spare: Vec<&Decision> = out
+        .decisions
+        .iter()
+        .filter(|d| d.reason() == Reason::SpareCapacity)
+        .collect();
+    assert!(!spare.is_empty());
+    assert!(spare
+        .iter()
+        .all(|d| matches!(d, Decision::Fetch { path, .. } if path.kind == Edge)));
+    for out in [&alone, &out] {
+        assert_eq!(
+            out.bytes_by_path.get(&PathId::ORIGIN),
+            None,
+            "{:?}",
+            out.log
+        );
+    }
+    // Once every piece was asked for, pieces still waiting on the swarm were copied to
+    // the edges, and each copy that lost its race was cancelled.
+    let endgame = out
+        .decisions
+        .iter()
+        .filter(|d| d.reason() == Reason::Endgame)
+        .count();
+    assert!(endgame > 0, "{:?}", out.log);
+    assert!(out.decisions.iter().any(|d| matches!(
+        d,
+        Decision::Cancel {
+            reason: Reason::LostRace,
+            ..
+        }
+    )));
 }

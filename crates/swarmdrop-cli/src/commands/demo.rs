@@ -222,8 +222,8 @@ async fn run_viewers(
             stop_seeding: Some(stop_rx.clone()),
             upload_limit: Some(std::sync::Arc::new(RateLimit::new(upload))),
             schedule: Some(("keyframe".into(), args.keyframe_interval)),
-            // The first viewer's decisions, for whoever wants to see why (with --keep).
-            events: (k == 0).then(|| work.join("viewers").join("v000.events.jsonl")),
+            // Each viewer's decisions, for whoever wants to see why (with --keep).
+            events: Some(work.join("viewers").join(format!("v{k:03}.events.jsonl"))),
             ..ClientOptions::default()
         };
         let bar = bar.clone();

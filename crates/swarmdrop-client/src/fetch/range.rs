@@ -2,14 +2,14 @@
 //! with progress events (a chunk is at most one piece or 32 MiB).
 
 use http_body_util::BodyExt as _;
-use swarmdrop_httpc::{get_pooled, HttpUrl, Timeouts};
+use swarmdrop_httpc::{get_pooled_in, HttpUrl, Lane, Timeouts};
 use swarmdrop_plan::FetchId;
 
 use crate::{Event, Events};
 
 /// One range GET, streamed into memory (a chunk is at most one piece or 32 MiB).
 pub(super) async fn fetch_range(
-    (url, timeouts): (HttpUrl, Timeouts),
+    (url, timeouts, lane): (HttpUrl, Timeouts, Lane),
     auth: Option<String>,
     (offset, length, total): (u64, u64, u64),
     (fetch, urgency): (FetchId, u8),
@@ -25,7 +25,7 @@ pub(super) async fn fetch_range(
     let fail = |why: String| {
         let _ = events.send(Event::Failed(fetch, why));
     };
-    let response = match get_pooled(&url, &headers, timeouts).await {
+    let response = match get_pooled_in(lane, &url, &headers, timeouts).await {
         Ok(response) => response,
         Err(e) => return fail(e.to_string()),
     };

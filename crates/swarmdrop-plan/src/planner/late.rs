@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Fetch, Planner};
+use super::{Chunk, Fetch, Planner};
 use crate::decision::{Decision, Reason};
 use crate::{FetchId, Millis, PathId, PathKind};
 
@@ -64,6 +64,78 @@ impl Planner {
         now.saturating_add((remaining / rate.max(1e-6)).min(1e12) as Millis)
     }
 
+    /// BitTorrent's end game over HTTP: once every chunk of an asset is asked for, the
+    /// oldest pieces still waiting on the swarm are copied to a path other than the
+    /// origin that has a free slot; whichever copy lands first wins. The last pieces of
+    /// a bulk asset otherwise wait on whichever slow peer was asked while the edges idle.
+    pub(super) fn endgame(&mut self, now: Millis, load: &mut BTreeMap<PathId, (usize, u64)>) {
+        for index in 0..self.assets.len() {
+            let asset = &self.assets[index];
+            if asset.done == asset.chunks.len() || asset.chunks.contains(&Chunk::Missing) {
+                continue;
+            }
+            let mut waiting: Vec<(Millis, FetchId)> = self
+                .fetches
+                .iter()
+                .filter(|(_, f)| {
+                    f.asset.0 as usize == index
+                        && f.path.kind == PathKind::P2p
+                        && f.hedge_of.is_none()
+                        && !f.hedged
+                        && now.saturating_sub(f.started) >= self.config.hedge_after_ms
+                })
+                .map(|(id, f)| (f.started, *id))
+                .collect();
+            waiting.sort_unstable();
+            for (_, id) in waiting {
+                let Some(f) = self.fetches.get(&id).cloned() else {
+                    continue;
+                };
+                let asset = &self.assets[index];
+                let idle = self
+                    .candidates(asset, f.chunk, now, load, 0)
+                    .into_iter()
+                    .filter(|(path, _)| {
+                        path.kind != PathKind::Origin
+                            && path.kind != PathKind::P2p
+                            && load.get(path).map_or(0, |l| l.0)
+                                < self.capacity_for(*path, asset, now)
+                    })
+                    .min_by_key(|(path, eta)| (*eta, *path));
+                let Some((path, _)) = idle else {
+                    break;
+                };
+                self.copy(id, &f, path, Reason::Endgame, now, load);
+            }
+        }
+    }
+
+    /// Fetches `f`'s range again on `path` as a copy of `original`, whichever lands first
+    /// winning.
+    fn copy(
+        &mut self,
+        original: FetchId,
+        f: &Fetch,
+        path: PathId,
+        reason: Reason,
+        now: Millis,
+        load: &mut BTreeMap<PathId, (usize, u64)>,
+    ) {
+        self.issue(
+            f.asset,
+            f.chunk,
+            path,
+            now,
+            Some(original),
+            reason,
+            load,
+            f.length,
+        );
+        if let Some(m) = self.fetches.get_mut(&original) {
+            m.hedged = true;
+        }
+    }
+
     pub(super) fn hedge_late(&mut self, now: Millis, load: &mut BTreeMap<PathId, (usize, u64)>) {
         let late: Vec<(FetchId, Millis)> = self
             .fetches
@@ -96,7 +168,6 @@ impl Planner {
                 }
             }
             let asset = &self.assets[f.asset.0 as usize];
-            let length = f.length;
             // The other path must beat this fetch's own projection clearly.
             let open: Vec<(PathId, Millis)> = self
                 .candidates(asset, f.chunk, now, load, 0)
@@ -121,19 +192,7 @@ impl Planner {
                 })
                 .copied();
             if let Some((path, _)) = better {
-                self.issue(
-                    f.asset,
-                    f.chunk,
-                    path,
-                    now,
-                    Some(id),
-                    Reason::Hedge,
-                    load,
-                    length,
-                );
-                if let Some(m) = self.fetches.get_mut(&id) {
-                    m.hedged = true;
-                }
+                self.copy(id, &f, path, Reason::Hedge, now, load);
             }
         }
     }
