@@ -90,6 +90,9 @@ struct Run<'a> {
     totals: BTreeMap<String, u64>,
     /// Where background ranges run (see [`swarm::background_runtime`]).
     background: &'static tokio::runtime::Runtime,
+    /// Something happened since the last poll that may call for a decision (a fetch
+    /// ended, the swarm changed, an asset was released); bytes arriving do not.
+    eventful: bool,
 }
 
 impl Run<'_> {
@@ -253,6 +256,7 @@ impl Run<'_> {
 
     fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
         let t = self.now();
+        self.eventful |= !matches!(event, Event::Progress(..));
         match event {
             Event::Progress(fetch, n) => self.planner.progress(fetch, n, t),
             Event::Finished(k, result) => {
@@ -331,6 +335,7 @@ impl Run<'_> {
     /// A live drop's new version: its new assets are needed from now, over HTTP (the
     /// peer engine runs the torrents it started with).
     fn add_followed(&mut self, version: u64, assets: Vec<Asset>) {
+        self.eventful = true;
         let t = self.now();
         let bytes: u64 = assets.iter().map(|a| a.length).sum();
         self.progress.note(&format!(
@@ -371,6 +376,7 @@ impl Run<'_> {
                     .add_asset(spec, self.released[k])
                     .map_err(|e| ClientError::Usage(e.to_string()))?;
                 self.ids[k] = Some(id);
+                self.eventful = true;
             }
         }
         Ok(())
@@ -477,14 +483,23 @@ pub(crate) async fn carry_out(
         handed: HashMap::new(),
         totals,
         background: swarm::background_runtime()?,
+        eventful: true,
     };
     let mut idle_since = Instant::now();
     // When a followed drop last brought something new (or the run began).
     let mut last_news = Instant::now();
     let follow_idle = options.follow.and_then(|f| f.idle);
+    let mut decided = Instant::now();
     loop {
         run.release()?;
-        run.decide();
+        // The planner is asked when something ended or changed, and otherwise once a
+        // tick: each range's bytes arrive in dozens of events, and a poll per batch of
+        // them cost fifty demo viewers more CPU than their checkout pages could spare.
+        if run.eventful || decided.elapsed() >= TICK {
+            run.eventful = false;
+            decided = Instant::now();
+            run.decide();
+        }
         if run.finish_done()? {
             match &followed {
                 None => break,

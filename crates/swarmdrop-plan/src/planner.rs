@@ -485,6 +485,11 @@ impl Planner {
                 }
             };
             for chunk in (first..count).chain(0..first) {
+                // Most of a bulk asset's chunks are done or in flight: the cheapest test
+                // first, since the planner runs many times a second.
+                if self.assets[index].chunks[chunk] != Chunk::Missing {
+                    continue;
+                }
                 let free = self
                     .paths
                     .keys()
@@ -501,9 +506,6 @@ impl Planner {
                 });
                 if !usable {
                     break;
-                }
-                if self.assets[index].chunks[chunk] != Chunk::Missing {
-                    continue;
                 }
                 let asset = &self.assets[index];
                 let length = asset.range(chunk).1;

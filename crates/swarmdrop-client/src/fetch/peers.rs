@@ -8,6 +8,7 @@ use super::Run;
 
 impl Run<'_> {
     pub(super) fn on_swarm(&mut self, event: SwarmEvent) {
+        self.eventful = true;
         let Some(engine) = self.engine.as_ref() else {
             return;
         };
