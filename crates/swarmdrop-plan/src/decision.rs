@@ -19,9 +19,6 @@ pub enum Reason {
     NoPathMeetsDeadline,
     /// The deadline has already passed: the fastest path is used.
     BudgetBlown,
-    /// The chunk's best path is full and another (never the origin) has a free slot:
-    /// an idle path is not left idle while the asset has chunks waiting.
-    SpareCapacity,
     /// A fetch is projected to miss its deadline: the same range on another path.
     Hedge,
     /// Every chunk of the asset is asked for and some wait on the swarm: an idle path

@@ -522,20 +522,11 @@ impl Planner {
                 let Some((path, reason)) = self.choose(asset, &candidates, now) else {
                     continue;
                 };
-                let (path, reason) =
-                    if load.get(&path).map_or(0, |l| l.0) >= self.capacity_for(path, asset, now) {
-                        match self.spare(asset, &candidates, path, now, load) {
-                            Some(spare) => (spare, Reason::SpareCapacity),
-                            None => {
-                                // Its best path is busy: it waits, and counts for those
-                                // behind it.
-                                ahead += length;
-                                continue;
-                            }
-                        }
-                    } else {
-                        (path, reason)
-                    };
+                if load.get(&path).map_or(0, |l| l.0) >= self.capacity_for(path, asset, now) {
+                    // Its best path is busy: it waits, and counts for those behind it.
+                    ahead += length;
+                    continue;
+                }
                 self.issue(
                     AssetId(index as u32),
                     chunk,
@@ -548,32 +539,6 @@ impl Planner {
                 );
             }
         }
-    }
-
-    /// Another path with a free slot for a chunk whose best path is full: never the
-    /// origin, and only one projected to meet the deadline unless the asset is
-    /// background work. A bulk asset that the swarm alone would finish in time still
-    /// takes an idle edge's slots: the edges are provisioned for the drop, every piece a
-    /// viewer holds sooner is one more it can upload, and the origin stays out of it.
-    fn spare(
-        &self,
-        asset: &Asset,
-        candidates: &[(PathId, Millis)],
-        busy: PathId,
-        now: Millis,
-        load: &BTreeMap<PathId, (usize, u64)>,
-    ) -> Option<PathId> {
-        let background = asset.deadline.saturating_sub(now) > self.config.background_after_ms;
-        candidates
-            .iter()
-            .filter(|(p, eta)| {
-                *p != busy
-                    && p.kind != PathKind::Origin
-                    && (background || *eta <= asset.deadline)
-                    && load.get(p).map_or(0, |l| l.0) < self.capacity_for(*p, asset, now)
-            })
-            .min_by_key(|(p, eta)| (*eta, *p))
-            .map(|(p, _)| *p)
     }
 
     /// Whether some path other than the swarm that `asset` may use has a free slot.
