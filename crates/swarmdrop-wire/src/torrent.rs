@@ -14,7 +14,7 @@ use bytes::Bytes;
 use sha1::{Digest as _, Sha1};
 
 use crate::bitfield::Bitfield;
-use crate::choker::{Choker, PeerRates};
+use crate::choker::Choker;
 use crate::codec::{BlockRef, Message};
 use crate::extension::{ExtendedHandshake, MetadataMessage, METADATA_PIECE, UT_METADATA};
 use crate::picker::{PeerKey, Picker, PickerError};
@@ -425,12 +425,7 @@ impl<S: Store> Torrent<S> {
             }
             Event::Interested(true) => {
                 // A free slot need not wait for the next round.
-                let unchoked = self
-                    .peers
-                    .values()
-                    .filter(|p| !p.session.am_choking)
-                    .count();
-                if unchoked < self.config.upload_slots {
+                if self.slots_in_use() < self.config.upload_slots {
                     if let Some(session) = self.session(peer) {
                         if session.am_choking {
                             session.send(Message::Unchoke);
@@ -438,7 +433,19 @@ impl<S: Store> Torrent<S> {
                     }
                 }
             }
-            Event::Choked(false) | Event::Interested(false) | Event::AllowedFast(_) => {}
+            Event::Interested(false) => {
+                // A peer that wants nothing more gives its slot back at once: our upload
+                // would idle until the next round (ten seconds, a third of a drop's
+                // bulk download) while others wait choked.
+                let held_a_slot = self.session(peer).is_some_and(|s| !s.am_choking);
+                if held_a_slot {
+                    if let Some(session) = self.session(peer) {
+                        session.send(Message::Choke);
+                    }
+                    self.unchoke_a_waiting_peer();
+                }
+            }
+            Event::Choked(false) | Event::AllowedFast(_) => {}
             Event::Extensions(handshake) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.ut_metadata = handshake.id_of("ut_metadata");
@@ -601,41 +608,10 @@ impl<S: Store> Torrent<S> {
             self.request_more(key);
         }
     }
-
-    fn rechoke(&mut self, now: Millis) {
-        let seconds = (now.saturating_sub(self.last_rechoke)).max(1) as f64 / 1000.0;
-        self.last_rechoke = now;
-        let mut rates = Vec::with_capacity(self.peers.len());
-        for (key, p) in &mut self.peers {
-            p.download_rate = p.window_down as f64 / seconds;
-            p.upload_rate = p.window_up as f64 / seconds;
-            p.window_down = 0;
-            p.window_up = 0;
-            rates.push(PeerRates {
-                key: *key,
-                interested: p.connected && p.session.peer_interested,
-                download_rate: p.download_rate,
-                upload_rate: p.upload_rate,
-            });
-        }
-        let seeding = self.picker.complete();
-        let random = self.next_random();
-        let unchoked = self.choker.rechoke(&rates, seeding, random);
-        for (key, p) in &mut self.peers {
-            let unchoke = unchoked.contains(key);
-            if !p.connected {
-                continue;
-            }
-            if unchoke && p.session.am_choking {
-                p.session.send(Message::Unchoke);
-            } else if !unchoke && !p.session.am_choking {
-                p.session.send(Message::Choke);
-            }
-        }
-    }
 }
 
 mod integrity;
+mod slots;
 
 #[cfg(test)]
 mod steered_tests;

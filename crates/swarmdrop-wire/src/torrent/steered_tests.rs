@@ -114,3 +114,53 @@ fn a_piece_from_elsewhere_is_written_and_announced() {
     );
     leech.piece_from_elsewhere(PIECES + 3, Bytes::from_static(b"past the end"));
 }
+
+#[test]
+fn a_peer_that_wants_nothing_more_gives_its_slot_back_at_once() {
+    let (seed, first, content) = pair();
+    let (_, second, _) = pair();
+    // One upload slot: the first leech takes it; the second waits, choked.
+    let mut seed = Torrent::new(
+        seed.info.clone(),
+        TorrentConfig {
+            upload_slots: 1,
+            ..TorrentConfig::default()
+        },
+        [1; 20],
+        MemoryStore {
+            data: content.clone(),
+            corrupt: false,
+        },
+        &Bitfield::full(PIECES),
+        1,
+    )
+    .unwrap();
+    let mut leeches = [(2, first), (3, second)];
+    for (key, leech) in &mut leeches {
+        seed.add_peer(*key, 0);
+        leech.add_peer(1, 0);
+    }
+    // Five seconds, half a rechoke round.
+    for step in 0..500 {
+        let now = step * 10;
+        seed.handle_timeout(now);
+        for (key, leech) in &mut leeches {
+            leech.handle_timeout(now);
+            loop {
+                let to_leech = seed.poll_transmit(*key, now);
+                let to_seed = leech.poll_transmit(1, now);
+                if to_leech.is_empty() && to_seed.is_empty() {
+                    break;
+                }
+                leech.handle_bytes(1, now, &to_leech);
+                seed.handle_bytes(*key, now, &to_seed);
+            }
+        }
+    }
+    // The first, complete, lost interest; its slot went to the second straight away
+    // rather than at the next round (ten seconds in).
+    for (key, leech) in &mut leeches {
+        assert!(leech.complete(), "leech {key} incomplete after 5 s");
+        assert!(leech.store_mut().data == content);
+    }
+}
