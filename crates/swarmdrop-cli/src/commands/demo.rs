@@ -72,8 +72,9 @@ pub(crate) struct DemoArgs {
     /// must still complete with every asset verified.
     #[arg(long)]
     chaos: bool,
-    /// Add a lying edge and a lying peer that serve corrupted assets; every viewer must
-    /// ban both, write no corrupted byte, and still complete.
+    /// Add a lying edge and a lying peer that serve corrupted assets; a viewer that takes
+    /// bytes from either bans it, and every viewer writes no corrupted byte and still
+    /// completes (the report counts who banned which).
     #[arg(long)]
     liar: bool,
     /// Run the same drop a second time without peers (`--paths edge,origin`, fresh
