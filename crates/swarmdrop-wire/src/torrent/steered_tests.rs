@@ -8,34 +8,37 @@ use super::*;
 
 const PIECES: u32 = 8;
 
+/// A torrent of the test content with peer id `[id; 20]`: the full content, or none.
+fn torrent(content: &[u8], full: bool, id: u8, config: TorrentConfig) -> Torrent<MemoryStore> {
+    let store = MemoryStore {
+        data: if full {
+            content.to_vec()
+        } else {
+            vec![0; content.len()]
+        },
+        corrupt: false,
+    };
+    let have = if full {
+        Bitfield::full(PIECES)
+    } else {
+        Bitfield::empty(PIECES)
+    };
+    Torrent::new(
+        info_for(content, [9; 20]),
+        config,
+        [id; 20],
+        store,
+        &have,
+        u64::from(id),
+    )
+    .unwrap()
+}
+
 fn pair() -> (Torrent<MemoryStore>, Torrent<MemoryStore>, Vec<u8>) {
     let content: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
-    let info = info_for(&content, [9; 20]);
-    let make = |full: bool, id: u8| {
-        let store = MemoryStore {
-            data: if full {
-                content.clone()
-            } else {
-                vec![0; content.len()]
-            },
-            corrupt: false,
-        };
-        let have = if full {
-            Bitfield::full(PIECES)
-        } else {
-            Bitfield::empty(PIECES)
-        };
-        Torrent::new(
-            info.clone(),
-            TorrentConfig::default(),
-            [id; 20],
-            store,
-            &have,
-            u64::from(id),
-        )
-        .unwrap()
-    };
-    (make(true, 1), make(false, 2), content)
+    let seed = torrent(&content, true, 1, TorrentConfig::default());
+    let leech = torrent(&content, false, 2, TorrentConfig::default());
+    (seed, leech, content)
 }
 
 /// Moves bytes both ways for `steps` rounds of 10 ms.
@@ -117,24 +120,14 @@ fn a_piece_from_elsewhere_is_written_and_announced() {
 
 #[test]
 fn a_peer_that_wants_nothing_more_gives_its_slot_back_at_once() {
-    let (seed, first, content) = pair();
-    let (_, second, _) = pair();
+    let (_, first, content) = pair();
+    let second = torrent(&content, false, 3, TorrentConfig::default());
     // One upload slot: the first leech takes it; the second waits, choked.
-    let mut seed = Torrent::new(
-        seed.info.clone(),
-        TorrentConfig {
-            upload_slots: 1,
-            ..TorrentConfig::default()
-        },
-        [1; 20],
-        MemoryStore {
-            data: content.clone(),
-            corrupt: false,
-        },
-        &Bitfield::full(PIECES),
-        1,
-    )
-    .unwrap();
+    let one_slot = TorrentConfig {
+        upload_slots: 1,
+        ..TorrentConfig::default()
+    };
+    let mut seed = torrent(&content, true, 1, one_slot);
     let mut leeches = [(2, first), (3, second)];
     for (key, leech) in &mut leeches {
         seed.add_peer(*key, 0);
