@@ -25,6 +25,8 @@ pub(crate) struct Asset {
     pub(crate) budget_ms: u64,
     /// The class's paths, in the policy's order.
     pub(crate) class_paths: Vec<swarmdrop_manifest::model::PathKind>,
+    /// Edges with a free slot also take pieces while the swarm carries the class.
+    pub(crate) spare_edges: bool,
     /// The signed length.
     pub(crate) length: u64,
     /// The signed SHA-256 (hex).
@@ -86,6 +88,7 @@ impl Asset {
             class: custom.class.to_string(),
             budget_ms: custom.budget_ms,
             class_paths: custom.paths.clone(),
+            spare_edges: custom.spare_edges,
             length: target.length,
             sha256,
             pieces: None,

@@ -393,6 +393,7 @@ fn spec_of(asset: &assets::Asset, kinds: Vec<PathKind>) -> AssetSpec {
         piece_length: asset.pieces.as_ref().map(|(p, _)| *p),
         budget_ms: asset.budget_ms,
         paths: kinds,
+        spare_edges: asset.spare_edges,
     }
 }
 

@@ -52,6 +52,11 @@ pub struct Class {
     /// A live class: new assets of it appear in later versions, and a client following
     /// the drop polls `timestamp.json` this often (milliseconds).
     pub poll_ms: Option<u64>,
+    /// Edges with a free slot also take pieces while the swarm carries the class (as a
+    /// BitTorrent web seed does), not only what the swarm cannot bring by the deadline:
+    /// sooner done, more bytes from the edges. Needs `p2p` first and `edge` among the
+    /// paths.
+    pub spare_edges: bool,
 }
 
 /// The shortest poll interval accepted: a tenth of a second.
@@ -130,6 +135,9 @@ pub enum PolicyProblem {
     /// A poll interval outside 100 ms to a day.
     #[error("poll_ms {0} is outside {MIN_POLL_MS}..={MAX_BUDGET_MS}")]
     PollOutOfRange(u64),
+    /// `spare_edges` on a class whose paths do not start with `p2p` or lack `edge`.
+    #[error("spare_edges needs paths that start with \"p2p\" and include \"edge\"")]
+    SpareEdgesWithoutSwarmAndEdge,
     /// Two classes with one name.
     #[error("class {name:?} is already defined on line {first_line}")]
     DuplicateClass {
@@ -184,6 +192,8 @@ struct RawClass {
     budget_ms: Spanned<u64>,
     paths: Spanned<Vec<Spanned<String>>>,
     poll_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    spare_edges: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -452,11 +462,25 @@ fn validate_class(source: &Source<'_>, index: usize, raw: &RawClass) -> Result<C
         Some(poll) => Some(*poll.get_ref()),
         None => None,
     };
+    let spare_edges = match &raw.spare_edges {
+        Some(spare) if *spare.get_ref() => {
+            if paths.first() != Some(&PathKind::P2p) || !paths.contains(&PathKind::Edge) {
+                return Err(source.error(
+                    spare.span(),
+                    format!("class[{index}].spare_edges"),
+                    PolicyProblem::SpareEdgesWithoutSwarmAndEdge,
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
     Ok(Class {
         name,
         budget_ms,
         paths,
         poll_ms,
+        spare_edges,
     })
 }
 

@@ -24,6 +24,9 @@ pub enum Reason {
     /// Every chunk of the asset is asked for and some wait on the swarm: an idle path
     /// other than the origin takes a copy of the oldest (BitTorrent's end game).
     Endgame,
+    /// An edge had a free slot while the swarm carries the asset: it takes a piece the
+    /// swarm is least likely to bring soon, as a web seed would (BEP 19).
+    SpareCapacity,
     /// A hedged range arrived on the other path first.
     LostRace,
     /// The fetch's path failed or stalled; its range goes back to be fetched again.

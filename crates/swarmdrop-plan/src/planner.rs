@@ -10,6 +10,7 @@ use crate::estimate::{Estimate, PathHealth, PathState};
 use crate::{Millis, PathId, PathKind};
 
 mod late;
+mod spare;
 
 /// An asset's number in this planner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -37,6 +38,8 @@ pub struct AssetSpec {
     pub budget_ms: Millis,
     /// The class's paths, in the policy's order of preference.
     pub paths: Vec<PathKind>,
+    /// Edges with a free slot also take pieces the swarm carries (see `fill_spare`).
+    pub spare_edges: bool,
 }
 
 /// Limits and thresholds.
@@ -374,6 +377,7 @@ impl Planner {
         self.fail_stalled(now);
         self.hedge_late(now, &mut load);
         self.assign(now, &mut load);
+        self.fill_spare(now, &mut load);
         self.endgame(now, &mut load);
         self.pending.drain(..).collect()
     }

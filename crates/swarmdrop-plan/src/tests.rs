@@ -7,6 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod spare;
+
 const STEP: Millis = 10;
 
 /// One emulated path: bytes per ms as a function of time, an RTT, and a time from which
@@ -139,6 +141,7 @@ fn spec(
         piece_length: piece,
         budget_ms,
         paths: paths.to_vec(),
+        spare_edges: false,
     }
 }
 
@@ -803,6 +806,7 @@ fn swarm_only(spread: u64, pieces: u64, budget_ms: Millis) -> Planner {
                 piece_length: Some(16_384),
                 budget_ms,
                 paths: vec![PathKind::P2p],
+                spare_edges: false,
             },
             0,
         )
@@ -858,6 +862,7 @@ fn the_origin_takes_no_hedge_of_background_work_until_it_is_due_soon() {
                 piece_length: Some(16_384),
                 budget_ms: 60_000,
                 paths: vec![PathKind::P2p, PathKind::Origin],
+                spare_edges: false,
             },
             0,
         )
@@ -888,9 +893,36 @@ fn the_origin_takes_no_hedge_of_background_work_until_it_is_due_soon() {
     );
 }
 
+/// A bulk asset of `length` (256 KiB pieces, due in a minute) whose every piece some
+/// connected peer holds.
+fn add_bulk_the_swarm_holds(planner: &mut Planner, length: u64, spare_edges: bool) -> AssetId {
+    let bulk = planner
+        .add_asset(
+            AssetSpec {
+                spare_edges,
+                ..spec(
+                    "bulk/patch",
+                    length,
+                    60_000,
+                    &[P2p, Edge, Origin],
+                    Some(256 << 10),
+                )
+            },
+            0,
+        )
+        .unwrap();
+    planner.set_swarm_pieces(bulk, &vec![true; length.div_ceil(256 << 10) as usize]);
+    bulk
+}
+
 /// The swarm holds every piece of a 32 MiB bulk asset but moves only 2 MB/s; two edges
 /// (and a slow origin) may be there too. Returns when it finished, and the outcome.
 fn bulk_with_a_slow_swarm(edges: bool) -> (Millis, Outcome) {
+    bulk_with_a_slow_swarm_and(edges, false)
+}
+
+/// The same, with the bulk class's `spare_edges` set or not.
+fn bulk_with_a_slow_swarm_and(edges: bool, spare_edges: bool) -> (Millis, Outcome) {
     fn slow_swarm(_: Millis) -> f64 {
         2_000.0
     }
@@ -905,20 +937,7 @@ fn bulk_with_a_slow_swarm(edges: bool) -> (Millis, Outcome) {
         })
         .collect();
     let mut sim = Sim::new(&paths);
-    let bulk = sim
-        .planner
-        .add_asset(
-            spec(
-                "bulk/patch",
-                32 << 20,
-                60_000,
-                &[P2p, Edge, Origin],
-                Some(256 << 10),
-            ),
-            0,
-        )
-        .unwrap();
-    sim.planner.set_swarm_pieces(bulk, &[true; 128]);
+    let bulk = add_bulk_the_swarm_holds(&mut sim.planner, 32 << 20, spare_edges);
     let out = sim.run(60_000);
     assert!(sim.planner.all_done());
     (out.finished[&bulk], out)

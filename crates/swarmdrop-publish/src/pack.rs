@@ -338,6 +338,7 @@ pub fn pack(
             paths: asset.class.paths.clone(),
             p2p: p2p.clone(),
             poll_ms: asset.class.poll_ms,
+            spare_edges: asset.class.spare_edges,
         };
         let target = TargetFile {
             length: digests.length,

@@ -112,6 +112,7 @@ paths = ["edge", "origin"]
 name = "bulk"
 budget_ms = 60000
 paths = ["p2p", "edge", "origin"]
+spare_edges = true
 
 [[assets]]
 glob = "checkout/**"

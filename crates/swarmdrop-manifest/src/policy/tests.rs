@@ -218,3 +218,42 @@ proptest! {
         let _ = Policy::parse(&text, "fuzz.toml");
     }
 }
+
+#[test]
+fn spare_edges_needs_the_swarm_first_and_an_edge() {
+    let bulk = GOOD.replace(
+        "paths = [\"edge\", \"p2p\", \"origin\"]",
+        "paths = [\"p2p\", \"edge\", \"origin\"]\nspare_edges = true",
+    );
+    let policy = Policy::parse(&bulk, "drop.toml").unwrap();
+    assert!(!policy.classes[0].spare_edges);
+    assert!(policy.classes[1].spare_edges);
+    let off = Policy::parse(
+        &GOOD.replace("budget_ms = 300", "budget_ms = 300\nspare_edges = false"),
+        "drop.toml",
+    )
+    .unwrap();
+    assert!(!off.classes[0].spare_edges);
+    for (paths, class) in [
+        ("[\"edge\", \"origin\"]", 0),
+        ("[\"edge\", \"p2p\", \"origin\"]", 1),
+    ] {
+        let text = GOOD.replace(
+            &format!("paths = {paths}"),
+            &format!("paths = {paths}\nspare_edges = true"),
+        );
+        let e = err(&text);
+        assert_eq!(e.field, format!("class[{class}].spare_edges"), "{paths}");
+        assert_eq!(*e.problem, PolicyProblem::SpareEdgesWithoutSwarmAndEdge);
+        assert!(
+            e.to_string()
+                .contains("spare_edges needs paths that start with \"p2p\""),
+            "{e}"
+        );
+    }
+    let e = err(&GOOD.replace(
+        "paths = [\"edge\", \"origin\"]",
+        "paths = [\"p2p\", \"origin\"]\nspare_edges = true",
+    ));
+    assert_eq!(e.field, "class[0].spare_edges");
+}

@@ -177,6 +177,10 @@ pub struct TargetCustom {
     /// (milliseconds) for new versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
+    /// Edges with a free slot also take pieces while the swarm carries the class (the
+    /// policy's `spare_edges`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spare_edges: bool,
 }
 
 /// How to fetch a target from the swarm.

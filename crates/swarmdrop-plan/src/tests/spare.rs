@@ -1,0 +1,166 @@
+//! `spare_edges`: edges with a free slot seed a bulk asset beside the swarm.
+
+use super::*;
+
+fn spare_decisions(out: &Outcome) -> Vec<&Decision> {
+    out.decisions
+        .iter()
+        .filter(|d| d.reason() == Reason::SpareCapacity)
+        .collect()
+}
+
+#[test]
+fn spare_edges_seed_the_bulk_beside_a_slow_swarm() {
+    let (end_game_only, without) = bulk_with_a_slow_swarm_and(true, false);
+    let (spare, out) = bulk_with_a_slow_swarm_and(true, true);
+    assert!(spare_decisions(&without).is_empty());
+    // The end game alone waits for every piece to be asked of the swarm first (about
+    // 9 s); edges that take pieces from the start finish in a fraction of that.
+    assert!(
+        spare * 2 < end_game_only,
+        "with spare edges {spare} ms, end game only {end_game_only} ms"
+    );
+    let seeded = spare_decisions(&out);
+    assert!(!seeded.is_empty(), "{:?}", out.log);
+    assert!(seeded.iter().all(|d| matches!(
+        d,
+        Decision::Fetch { path, hedge_of: None, .. } if path.kind == Edge
+    )));
+    // The swarm still carries its part, and the origin nothing.
+    let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
+    assert!(p2p >= 1 << 20, "the swarm carried only {p2p} bytes");
+    assert_eq!(
+        out.bytes_by_path.get(&PathId::ORIGIN),
+        None,
+        "{:?}",
+        out.log
+    );
+}
+
+#[test]
+fn spare_pieces_start_farthest_from_where_the_swarm_work_starts() {
+    let mut planner = Planner::new(PlanConfig {
+        spread: 10,
+        ..PlanConfig::default()
+    });
+    for path in [PathId::P2P, PathId::edge(0), PathId::edge(1)] {
+        planner.add_path(
+            path,
+            Estimate {
+                rtt_ms: 10.0,
+                bytes_per_ms: 12_500.0,
+            },
+        );
+    }
+    add_bulk_the_swarm_holds(&mut planner, 128 << 20, true);
+    let first = planner.poll(0);
+    let swarm: Vec<u64> = first
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Fetch { path, offset, .. } if *path == PathId::P2P => {
+                Some(offset / (256 << 10))
+            }
+            _ => None,
+        })
+        .collect();
+    let seeded: Vec<(PathId, u64)> = first
+        .iter()
+        .filter(|d| d.reason() == Reason::SpareCapacity)
+        .filter_map(|d| match d {
+            Decision::Fetch { path, offset, .. } => Some((*path, offset / (256 << 10))),
+            _ => None,
+        })
+        .collect();
+    // The swarm is asked from piece 10 on; each edge takes one piece, from piece 9 down.
+    assert_eq!(swarm.first(), Some(&10));
+    assert_eq!(
+        seeded,
+        vec![(PathId::edge(0), 9), (PathId::edge(1), 8)],
+        "{first:?}"
+    );
+    // With its one piece in flight an edge takes no more.
+    assert!(planner
+        .poll(5)
+        .iter()
+        .all(|d| d.reason() != Reason::SpareCapacity));
+}
+
+#[test]
+fn an_edge_slower_than_the_swarm_keeps_no_spare_share() {
+    fn crawling(_: Millis) -> f64 {
+        100.0 // 0.1 MB/s: a piece takes 2.6 s
+    }
+    fn steady_swarm(_: Millis) -> f64 {
+        10_000.0 // 10 MB/s: through its queue of 64 pieces in 1.7 s
+    }
+    let paths: Vec<(PathId, SimPath)> = three_paths(crawling, None)
+        .into_iter()
+        .filter(|(p, _)| *p != PathId::edge(1))
+        .map(|(p, mut sim)| {
+            if p == PathId::P2P {
+                sim.rate = steady_swarm;
+            }
+            (p, sim)
+        })
+        .collect();
+    let mut sim = Sim::new(&paths);
+    add_bulk_the_swarm_holds(&mut sim.planner, 64 << 20, true);
+    let out = sim.run(60_000);
+    assert!(sim.planner.all_done());
+    // Before it has shown its rate the edge is assumed able and takes a piece; once it
+    // has, it takes no more (the swarm works for about 7 s).
+    let seeded = spare_decisions(&out);
+    assert!(
+        seeded.len() <= 1,
+        "{} spare pieces on a crawling edge",
+        seeded.len()
+    );
+    let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
+    assert!(p2p >= 60 << 20, "the swarm carried only {p2p} bytes");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Whatever the swarm's and the edges' rates, spare pieces go to edges only, each a
+    /// fresh fetch (never a copy), the origin carries nothing, and the asset completes
+    /// no later than the swarm with end-game copies alone would have it (give or take a
+    /// piece's time).
+    #[test]
+    fn spare_edges_only_ever_add(swarm_rate in 500u32..40_000, edge_rate in 200u32..20_000) {
+        let run = |spare_edges: bool| {
+            let paths: Vec<(PathId, SimPath)> = three_paths(fast, None)
+                .into_iter()
+                .filter(|(p, _)| *p != PathId::ORIGIN)
+                .collect();
+            let mut sim = Sim::new(&paths);
+            sim.paths.get_mut(&PathId::P2P).unwrap().rate = match swarm_rate {
+                r if r < 2_000 => |_| 1_000.0,
+                r if r < 10_000 => |_| 5_000.0,
+                _ => |_| 30_000.0,
+            };
+            let edge: fn(Millis) -> f64 = match edge_rate {
+                r if r < 1_000 => |_| 300.0,
+                r if r < 5_000 => |_| 3_000.0,
+                _ => |_| 15_000.0,
+            };
+            for e in [PathId::edge(0), PathId::edge(1)] {
+                sim.paths.get_mut(&e).unwrap().rate = edge;
+            }
+            let bulk = add_bulk_the_swarm_holds(&mut sim.planner, 16 << 20, spare_edges);
+            let out = sim.run(60_000);
+            prop_assert!(sim.planner.all_done());
+            Ok((out.finished[&bulk], out))
+        };
+        let (alone, _) = run(false)?;
+        let (spare, out) = run(true)?;
+        for d in spare_decisions(&out) {
+            prop_assert!(
+                matches!(d, Decision::Fetch { path, hedge_of: None, .. } if path.kind == Edge),
+                "{:?}", d
+            );
+        }
+        prop_assert_eq!(out.bytes_by_path.get(&PathId::ORIGIN), None);
+        prop_assert!(spare <= alone + 1_000, "spare {} ms, without {} ms", spare, alone);
+    }
+}
