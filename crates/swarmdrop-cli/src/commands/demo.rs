@@ -7,6 +7,7 @@
 //! share within budget and p50/p99 arrival; origin egress as a multiple of the drop; the
 //! peers' share of bytes; and bulk completion against the Kumar–Ross lower bound.
 
+mod bound;
 mod liar;
 mod processes;
 mod report;

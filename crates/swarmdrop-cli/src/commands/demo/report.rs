@@ -48,6 +48,10 @@ pub(crate) struct DemoReport {
     pub(crate) bulk_completion_s: f64,
     pub(crate) kumar_ross_bound_s: f64,
     pub(crate) bulk_vs_bound: f64,
+    /// The same bound with the keyframes' schedule on the servers' uploads (their class
+    /// does not allow peers): what the drop's own mix leaves for the bulk asset.
+    pub(crate) bound_with_keyframes_s: f64,
+    pub(crate) bulk_vs_bound_with_keyframes: f64,
     pub(crate) bytes_by_path: BTreeMap<String, u64>,
     /// `--liar`: what the viewers did about the liars.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,7 +144,22 @@ pub(crate) fn summarize(
     let viewers_upload = args.viewers as f64 * rate(&args.viewer_upload, "viewer-upload")?;
     let n = args.viewers as f64;
     let f = bulk_bytes as f64;
-    let bound = (f / server_upload).max(n * f / (server_upload + viewers_upload));
+    let bound = super::bound::kumar_ross(f, n, server_upload, viewers_upload);
+    let keyframe_secs = args.keyframe_interval as f64 / 1e3;
+    let keyframe_load = if args.keyframes > 0 && keyframe_secs > 0.0 {
+        n * size(&args.keyframe_size, "keyframe-size")? as f64 / keyframe_secs
+    } else {
+        0.0
+    };
+    let bound_with_keyframes = super::bound::with_server_load(
+        f,
+        n,
+        server_upload,
+        viewers_upload,
+        keyframe_load,
+        args.keyframes as f64 * keyframe_secs,
+    );
+    let ratio = |bound: f64| if bound > 0.0 { bulk_done / bound } else { 0.0 };
     let liar = args.liar.then(|| {
         // The lying edge is the last edge each viewer was given.
         let label = format!("edge{}", services.edges.len());
@@ -174,7 +193,9 @@ pub(crate) fn summarize(
         p2p_share: bytes_by_path.get("p2p").copied().unwrap_or(0) as f64 / total.max(1) as f64,
         bulk_completion_s: bulk_done,
         kumar_ross_bound_s: bound,
-        bulk_vs_bound: if bound > 0.0 { bulk_done / bound } else { 0.0 },
+        bulk_vs_bound: ratio(bound),
+        bound_with_keyframes_s: bound_with_keyframes,
+        bulk_vs_bound_with_keyframes: ratio(bound_with_keyframes),
         bytes_by_path,
         liar,
         corrupted_bytes_written: None,
@@ -217,6 +238,10 @@ pub(crate) fn print_report(r: &DemoReport) {
     println!(
         "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",
         r.bulk_completion_s, r.kumar_ross_bound_s, r.bulk_vs_bound
+    );
+    println!(
+        "  with the keyframes' schedule on the same server uploads the bound is {:.1} s; ratio {:.2}",
+        r.bound_with_keyframes_s, r.bulk_vs_bound_with_keyframes
     );
     for e in &r.errors {
         println!("viewer failed: {e}");
