@@ -69,12 +69,17 @@ pub(crate) struct DemoReport {
 pub(crate) struct LiarFigures {
     /// Completed viewers.
     pub(crate) viewers: usize,
+    /// Viewers the lying edge sent at least one range (the others never asked it for
+    /// one, having found the honest edges faster).
+    pub(crate) took_from_the_edge: usize,
     /// Viewers that banned the lying edge.
     pub(crate) banned_the_edge: usize,
     /// Ranges from the lying edge refused by their signed digest, all viewers.
     pub(crate) edge_ranges_refused: u64,
     /// Verified bytes the lying edge brought (must be 0).
     pub(crate) edge_bytes_accepted: u64,
+    /// Viewers some peer sent a piece that failed its hash.
+    pub(crate) sent_a_bad_piece: usize,
     /// Viewers that banned at least one peer.
     pub(crate) banned_a_peer: usize,
     /// Peer bans, all viewers.
@@ -166,9 +171,14 @@ pub(crate) fn summarize(
         let mut figures = LiarFigures::default();
         for report in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
             figures.viewers += 1;
+            let refused = report.refused_by_path.get(&label).copied().unwrap_or(0);
+            let accepted = report.bytes_by_path.get(&label).copied().unwrap_or(0);
+            figures.took_from_the_edge += usize::from(refused + accepted > 0);
             figures.banned_the_edge += usize::from(report.banned_mirrors.contains(&label));
-            figures.edge_ranges_refused += report.refused_by_path.get(&label).copied().unwrap_or(0);
-            figures.edge_bytes_accepted += report.bytes_by_path.get(&label).copied().unwrap_or(0);
+            figures.edge_ranges_refused += refused;
+            figures.edge_bytes_accepted += accepted;
+            figures.sent_a_bad_piece +=
+                usize::from(report.refused_by_path.get("p2p").copied().unwrap_or(0) > 0);
             figures.banned_a_peer += usize::from(report.banned_peers > 0);
             figures.peer_bans += report.banned_peers;
             figures.pieces_refused += report.refused_by_path.get("p2p").copied().unwrap_or(0);
@@ -248,12 +258,14 @@ pub(crate) fn print_report(r: &DemoReport) {
     }
     if let Some(l) = &r.liar {
         println!(
-            "liar: {} of {} viewers banned the lying edge ({} ranges refused, {} bytes accepted); {} banned the lying peer ({} bans, {} pieces refused)",
+            "liar: {} of {} viewers banned the lying edge, of the {} it sent a range ({} ranges refused, {} bytes accepted); {} banned the lying peer, of the {} sent a bad piece ({} bans, {} pieces refused)",
             l.banned_the_edge,
             l.viewers,
+            l.took_from_the_edge,
             l.edge_ranges_refused,
             l.edge_bytes_accepted,
             l.banned_a_peer,
+            l.sent_a_bad_piece,
             l.peer_bans,
             l.pieces_refused
         );
