@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use swarmdrop_httpc::{get_bytes_pooled, HttpUrl, Timeouts};
+use swarmdrop_httpc::{get_bytes, HttpUrl, Timeouts};
 use swarmdrop_manifest::model::percent_encode;
 
 use crate::ClientError;
@@ -75,8 +75,7 @@ pub async fn probe(mirrors: &mut [Mirror], headers: &[(&str, &str)]) {
         let url = mirror.url("metadata/timestamp.json");
         let started = Instant::now();
         // Kept alive: the metadata walk and the first ranges reuse this connection.
-        let answer =
-            get_bytes_pooled(&url, headers, 1 << 20, timeouts, Duration::from_secs(2)).await;
+        let answer = get_bytes(&url, headers, 1 << 20, timeouts, Duration::from_secs(2)).await;
         mirror.rtt = match answer {
             Ok((status, _)) if status.is_success() => Some(started.elapsed()),
             _ => None,
@@ -133,7 +132,7 @@ pub async fn fetch_first(
     let mut missing = 0;
     for mirror in mirrors {
         let url = mirror.url(relative);
-        match get_bytes_pooled(
+        match get_bytes(
             &url,
             headers,
             max_bytes,

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use swarmdrop_httpc::{get_bytes_pooled, FetchError, HttpUrl, Timeouts};
+use swarmdrop_httpc::{get_bytes, FetchError, HttpUrl, Timeouts};
 use swarmdrop_manifest::tuf::updater::{Request, Supplied, Updater, UpdaterConfig};
 
 pub use download::{download, Downloaded};
@@ -154,7 +154,7 @@ pub async fn fetch_metadata(
     timeouts: Timeouts,
 ) -> Result<Option<Bytes>, ClientError> {
     let url = base.join(path);
-    match get_bytes_pooled(&url, headers, max_bytes, timeouts, Duration::from_secs(30)).await {
+    match get_bytes(&url, headers, max_bytes, timeouts, Duration::from_secs(30)).await {
         Ok((status, body)) if status.is_success() => Ok(Some(body)),
         Ok((status, _)) if matches!(status.as_u16(), 403 | 404 | 410) => Ok(None),
         Ok((status, _)) => Err(ClientError::Unreachable {

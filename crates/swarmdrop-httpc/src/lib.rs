@@ -271,21 +271,10 @@ pub(crate) async fn exchange(
 }
 
 /// `GET url` and the whole body, refusing bodies over `max_bytes`, all within
-/// `timeouts.head` plus `body_time`.
+/// `timeouts.head` plus `body_time`. It goes over a kept-alive connection when one is
+/// ready ([`get_pooled`]), so a client's probe, metadata and first ranges to one mirror,
+/// or a tracker's repeated calls to its gateway, share one connection.
 pub async fn get_bytes(
-    url: &HttpUrl,
-    headers: &[(&str, &str)],
-    max_bytes: usize,
-    timeouts: Timeouts,
-    body_time: Duration,
-) -> Result<(StatusCode, Bytes), FetchError> {
-    let response = get(url, headers, timeouts).await?;
-    read_bounded(url, response, max_bytes, body_time).await
-}
-
-/// [`get_bytes`] on a kept-alive connection when one is ready ([`get_pooled`]): a
-/// client's probe, metadata and first ranges to one mirror then share one connection.
-pub async fn get_bytes_pooled(
     url: &HttpUrl,
     headers: &[(&str, &str)],
     max_bytes: usize,
