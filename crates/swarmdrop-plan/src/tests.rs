@@ -929,14 +929,9 @@ fn bulk_with_a_slow_swarm_and(edges: bool, spare_edges: bool) -> (Millis, Outcom
     let paths: Vec<(PathId, SimPath)> = three_paths(fast, None)
         .into_iter()
         .filter(|(p, _)| edges || p.kind != Edge)
-        .map(|(p, mut sim)| {
-            if p == PathId::P2P {
-                sim.rate = slow_swarm;
-            }
-            (p, sim)
-        })
         .collect();
     let mut sim = Sim::new(&paths);
+    sim.paths.get_mut(&PathId::P2P).unwrap().rate = slow_swarm;
     let bulk = add_bulk_the_swarm_holds(&mut sim.planner, 32 << 20, spare_edges);
     let out = sim.run(60_000);
     assert!(sim.planner.all_done());

@@ -96,14 +96,9 @@ fn an_edge_slower_than_the_swarm_keeps_no_spare_share() {
     let paths: Vec<(PathId, SimPath)> = three_paths(crawling, None)
         .into_iter()
         .filter(|(p, _)| *p != PathId::edge(1))
-        .map(|(p, mut sim)| {
-            if p == PathId::P2P {
-                sim.rate = steady_swarm;
-            }
-            (p, sim)
-        })
         .collect();
     let mut sim = Sim::new(&paths);
+    sim.paths.get_mut(&PathId::P2P).unwrap().rate = steady_swarm;
     add_bulk_the_swarm_holds(&mut sim.planner, 64 << 20, true);
     let out = sim.run(60_000);
     assert!(sim.planner.all_done());
