@@ -98,6 +98,11 @@ def test_an_anonymous_viewer_s_report_reaches_summary_and_metrics(swarmdrop_bin,
         assert counted == n, (name, m)
         assert m[f'swarmdrop_qoe_arrival_seconds_bucket{{class="{name}",le="+Inf"}}'] == n, m
         assert m[f'swarmdrop_qoe_arrival_seconds_count{{class="{name}"}}'] == n, m
+    # Version 2 reports carry the planner's decisions: every asset came from the origin
+    # (the only path here), so at least one fetch per asset, for a reason the list names.
+    decisions = {k: v for k, v in m.items() if k.startswith("swarmdrop_qoe_decisions_total{")}
+    assert len(decisions) == 13, decisions
+    assert sum(decisions.values()) >= len(pub.targets), decisions
     # The report's subject is the anonymous token's.
     assert [t for _, t in stored_subjects(Path(serve.argv[serve.argv.index("--state") + 1]))] == ["anonymous"]
 
@@ -184,11 +189,18 @@ def test_reports_are_refused_without_a_token_or_with_bad_fields(pub, serve):
         ({**report, "assets": [{**report["assets"][0], "class": "Not A Class"}]}, "assets[0].class"),
         ({**report, "assets": [{**report["assets"][0], "arrival_ms": -3}]}, "assets[0].arrival_ms"),
         ({**report, "bytes_by_path": {"p2p": 0, "edge": 5}}, "origin"),
+        ({**report, "decisions": {"hedge": 1}}, "decisions"),
+        ({**report, "version": 2, "decisions": {"hedge": 1, "invented": 2}}, "decisions.invented"),
+        ({**report, "version": 3}, "version"),
     ]
     for body, field in bad:
         refusal = assert_refused(http_request(port, "POST", "/qoe", body, headers=auth), "malformed_report", 400)
         assert field in refusal["detail"], (field, refusal)
     too_big = b'{"pad": "' + b"x" * (300 * 1024) + b'"}'
     assert http_request(port, "POST", "/qoe", too_big, headers=auth).status == 413
-    assert summary(serve)["reports"] == 1
+    # A version 2 report's decisions are counted.
+    r = http_request(port, "POST", "/qoe", {**report, "version": 2, "decisions": {"hedge": 4}}, headers=auth)
+    assert r.status == 202, str(r)
+    assert metrics(serve)['swarmdrop_qoe_decisions_total{reason="hedge"}'] == 4
+    assert summary(serve)["reports"] == 2
     assert metrics(serve)['swarmdrop_qoe_refused_total{reason="malformed_report"}'] == len(bad)

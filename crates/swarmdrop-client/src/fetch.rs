@@ -113,6 +113,7 @@ impl Run<'_> {
     fn decide(&mut self) {
         let t = self.now();
         for decision in self.planner.poll(t) {
+            self.recorder.decided(decision.reason());
             if let Some(file) = self.events_file.as_mut() {
                 let _ = writeln!(file, "{}", decision_line(t, &decision, &self.names));
             }

@@ -28,7 +28,7 @@ use swarmdrop_manifest::UtcTime;
 use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
 use tokio::sync::mpsc;
 
-pub use report::{percentile, AssetArrival, ClassReport, Report};
+pub use report::{by_reason_line, percentile, AssetArrival, ClassReport, Report};
 
 /// What went wrong; each names the file, mirror or asset.
 #[derive(Debug, thiserror::Error)]

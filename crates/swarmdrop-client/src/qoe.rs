@@ -52,6 +52,7 @@ pub fn report_of(report: &Report, client_id: &str) -> Result<QoeReport, QoeError
         wall_ms: (report.seconds * 1e3) as u64,
         bytes_by_path,
         assets,
+        decisions: report.decisions.clone(),
     };
     qoe.check()?;
     Ok(qoe)
@@ -143,6 +144,10 @@ mod tests {
             refused_by_path: BTreeMap::new(),
             banned_mirrors: Vec::new(),
             banned_peers: 0,
+            decisions: [("meets_deadline", 9), ("spare_capacity", 4)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             assets: vec![
                 arrival("a/1.png", "keyframe", 120),
                 arrival("b.bin", "bulk", 900),
@@ -159,6 +164,8 @@ mod tests {
             }
         );
         assert!(qoe.assets[0].within_budget && !qoe.assets[1].within_budget);
+        assert_eq!(qoe.version, VERSION);
+        assert_eq!(qoe.decisions["spare_capacity"], 4);
         let text = serde_json::to_vec(&qoe).unwrap();
         assert_eq!(QoeReport::parse(&text).unwrap(), qoe);
         let mut bad = report.clone();
@@ -167,5 +174,18 @@ mod tests {
             .unwrap_err()
             .0
             .starts_with("assets[1].class"));
+    }
+
+    #[test]
+    fn the_report_format_names_every_reason_the_planner_gives() {
+        let planner: Vec<&str> = swarmdrop_plan::Reason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            planner,
+            swarmdrop_manifest::qoe::DECISION_REASONS,
+            "swarmdrop_plan::Reason and the QoE report's reasons differ"
+        );
     }
 }

@@ -59,6 +59,9 @@ pub struct Report {
     pub banned_mirrors: Vec<String>,
     /// Peers the engine banned for sending pieces that failed their hash.
     pub banned_peers: u64,
+    /// The planner's decisions, by reason (`meets_deadline`, `hedge`, …): why the bytes
+    /// went where they went.
+    pub decisions: BTreeMap<String, u64>,
     /// Every asset, in the order they arrived (for the QoE report).
     #[serde(skip)]
     pub assets: Vec<AssetArrival>,
@@ -72,9 +75,16 @@ pub(crate) struct Recorder {
     refused: BTreeMap<String, u64>,
     banned_mirrors: Vec<String>,
     banned_peers: u64,
+    decisions: BTreeMap<&'static str, u64>,
 }
 
 pub use swarmdrop_manifest::qoe::percentile;
+
+/// Counts by reason as one line (`hedge 2, meets_deadline 40`), for terminals.
+pub fn by_reason_line(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
+}
 
 impl Recorder {
     pub(crate) fn arrived(&mut self, asset: &Asset, at_ms: u64) {
@@ -108,6 +118,10 @@ impl Recorder {
         if !self.banned_mirrors.iter().any(|m| m == path) {
             self.banned_mirrors.push(path.to_owned());
         }
+    }
+
+    pub(crate) fn decided(&mut self, reason: swarmdrop_plan::Reason) {
+        *self.decisions.entry(reason.as_str()).or_default() += 1;
     }
 
     pub(crate) fn banned_peer(&mut self) {
@@ -149,6 +163,11 @@ impl Recorder {
             refused_by_path: self.refused.clone(),
             banned_mirrors: self.banned_mirrors.clone(),
             banned_peers: self.banned_peers,
+            decisions: self
+                .decisions
+                .iter()
+                .map(|(reason, n)| ((*reason).to_owned(), *n))
+                .collect(),
             assets: self.assets.clone(),
         }
     }

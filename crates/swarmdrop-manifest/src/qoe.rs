@@ -1,6 +1,7 @@
 //! The quality-of-experience report a client sends once every asset of a run is
 //! verified (`POST /qoe` on `swarmdrop serve`'s gateway listener): per asset its class,
-//! budget and arrival; bytes by path kind; the run's wall time.
+//! budget and arrival; bytes by path kind; the run's wall time; and (from version 2) how
+//! many decisions the client's planner took for each reason.
 //!
 //! One type for both ends: the client serialises it, the server reads it with
 //! [`QoeReport::parse`]. The report comes from anyone holding a token (anonymous ones
@@ -9,12 +10,36 @@
 //! safe as a metrics label), counts and sizes are capped, and every refusal names the
 //! field (`assets[3].class: …`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{ClassName, DropPath};
 
-/// The report format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The report format this build writes. It also reads version 1, which has no
+/// `decisions`.
+pub const VERSION: u32 = 2;
+/// The oldest report format this build reads.
+pub const OLDEST_VERSION: u32 = 1;
+/// The planner's reasons (`swarmdrop_plan::Reason`, snake_case) a report may count
+/// decisions under. A fixed list, so that a report cannot add metrics labels.
+pub const DECISION_REASONS: [&str; 13] = [
+    "meets_deadline",
+    "only_origin_meets_deadline",
+    "others_failed",
+    "no_path_meets_deadline",
+    "budget_blown",
+    "hedge",
+    "endgame",
+    "spare_capacity",
+    "lost_race",
+    "path_failed",
+    "stalled",
+    "path_banned",
+    "at_risk",
+];
+/// Largest decision count a report may state for one reason.
+pub const MAX_DECISIONS: u64 = 1 << 40;
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 256 * 1024;
 /// Most assets in one report.
@@ -61,7 +86,7 @@ pub struct QoeAsset {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QoeReport {
-    /// [`VERSION`].
+    /// [`OLDEST_VERSION`] to [`VERSION`].
     pub version: u32,
     /// A random id the client picked for this run (hex, or `[A-Za-z0-9_-]`).
     pub client_id: String,
@@ -71,6 +96,10 @@ pub struct QoeReport {
     pub bytes_by_path: PathBytes,
     /// Every asset fetched.
     pub assets: Vec<QoeAsset>,
+    /// Decisions the planner took, by reason (one of [`DECISION_REASONS`]); absent in
+    /// version 1.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decisions: BTreeMap<String, u64>,
 }
 
 /// The nearest-rank percentile `p` (0–1) of `sorted` (0 when empty): what the client's
@@ -120,14 +149,39 @@ impl QoeReport {
 
     /// The bounds serde cannot state.
     pub fn check(&self) -> Result<(), QoeError> {
-        if self.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&self.version) {
             return Err(field_error(
                 "version",
                 format!(
-                    "{} is not a version this server reads ({VERSION})",
+                    "{} is not a version this server reads ({OLDEST_VERSION} to {VERSION})",
                     self.version
                 ),
             ));
+        }
+        if self.version < 2 && !self.decisions.is_empty() {
+            return Err(field_error(
+                "decisions",
+                "version 1 reports have no decisions; send version 2",
+            ));
+        }
+        for (reason, n) in &self.decisions {
+            if !DECISION_REASONS.contains(&reason.as_str()) {
+                // Not echoed whole: it came from the client and may be anything.
+                let shown: String = reason.chars().take(40).collect();
+                return Err(field_error(
+                    &format!("decisions.{shown}"),
+                    format!(
+                        "not a decision reason (one of {})",
+                        DECISION_REASONS.join(", ")
+                    ),
+                ));
+            }
+            if *n > MAX_DECISIONS {
+                return Err(field_error(
+                    &format!("decisions.{reason}"),
+                    format!("more than {MAX_DECISIONS}"),
+                ));
+            }
         }
         let id_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if self.client_id.is_empty()
@@ -247,6 +301,41 @@ mod tests {
     }
 
     #[test]
+    fn version_2_counts_decisions_by_a_known_reason() {
+        let mut v = sample();
+        v["version"] = 2.into();
+        v["decisions"] = serde_json::json!({ "meets_deadline": 40, "hedge": 2 });
+        let report = QoeReport::parse(v.to_string().as_bytes()).unwrap();
+        assert_eq!(report.decisions["meets_deadline"], 40);
+        let again = QoeReport::parse(&serde_json::to_vec(&report).unwrap()).unwrap();
+        assert_eq!(again, report);
+        // Version 1 (no decisions) still reads; it may not carry them.
+        assert!(QoeReport::parse(sample().to_string().as_bytes()).is_ok());
+        let mut old = sample();
+        old["decisions"] = serde_json::json!({ "hedge": 1 });
+        assert!(refused(&old).starts_with("decisions"), "{}", refused(&old));
+        let mut v2 = v.clone();
+        v2["decisions"] = serde_json::json!({ "made_up": 1 });
+        let e = refused(&v2);
+        assert!(
+            e.starts_with("decisions.made_up: not a decision reason"),
+            "{e}"
+        );
+        let mut v2 = v.clone();
+        v2["decisions"] = serde_json::json!({ "x".repeat(500): 1 });
+        assert!(
+            refused(&v2).len() < 400,
+            "the refusal echoes a long name whole"
+        );
+        let mut v2 = v.clone();
+        v2["decisions"] = serde_json::json!({ "hedge": MAX_DECISIONS + 1 });
+        assert!(refused(&v2).starts_with("decisions.hedge: more than"));
+        let mut v2 = v;
+        v2["decisions"] = serde_json::json!({ "hedge": -1 });
+        assert!(refused(&v2).starts_with("decisions.hedge"));
+    }
+
+    #[test]
     fn names_and_bounds_are_checked() {
         let mut v = sample();
         v["assets"][0]["class"] = "Key Frame".into();
@@ -264,7 +353,10 @@ mod tests {
         v["client_id"] = "a".repeat(65).into();
         assert!(refused(&v).starts_with("client_id"));
         let mut v = sample();
-        v["version"] = 2.into();
+        v["version"] = 3.into();
+        assert!(refused(&v).starts_with("version"));
+        let mut v = sample();
+        v["version"] = 0.into();
         assert!(refused(&v).starts_with("version"));
         let mut v = sample();
         v["assets"][0]["within_budget"] = false.into();

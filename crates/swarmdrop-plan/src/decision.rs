@@ -43,6 +43,44 @@ pub enum Reason {
     AtRisk,
 }
 
+impl Reason {
+    /// Every reason, in declaration order (what a report counting decisions may name).
+    pub const ALL: [Reason; 13] = [
+        Reason::MeetsDeadline,
+        Reason::OnlyOriginMeetsDeadline,
+        Reason::OthersFailed,
+        Reason::NoPathMeetsDeadline,
+        Reason::BudgetBlown,
+        Reason::Hedge,
+        Reason::Endgame,
+        Reason::SpareCapacity,
+        Reason::LostRace,
+        Reason::PathFailed,
+        Reason::Stalled,
+        Reason::PathBanned,
+        Reason::AtRisk,
+    ];
+
+    /// The reason's name, as events and reports spell it (`meets_deadline`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MeetsDeadline => "meets_deadline",
+            Reason::OnlyOriginMeetsDeadline => "only_origin_meets_deadline",
+            Reason::OthersFailed => "others_failed",
+            Reason::NoPathMeetsDeadline => "no_path_meets_deadline",
+            Reason::BudgetBlown => "budget_blown",
+            Reason::Hedge => "hedge",
+            Reason::Endgame => "endgame",
+            Reason::SpareCapacity => "spare_capacity",
+            Reason::LostRace => "lost_race",
+            Reason::PathFailed => "path_failed",
+            Reason::Stalled => "stalled",
+            Reason::PathBanned => "path_banned",
+            Reason::AtRisk => "at_risk",
+        }
+    }
+}
+
 /// One decision for the client to carry out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -98,5 +136,36 @@ impl Decision {
             | Decision::Cancel { reason, .. }
             | Decision::Urgent { reason, .. } => *reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_is_listed_once_and_named_as_serde_names_it() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            let serde_name = serde_json::to_value(reason).unwrap();
+            assert_eq!(serde_name, reason.as_str(), "{reason:?}");
+            assert!(!Reason::ALL[..i].contains(reason), "{reason:?} twice");
+        }
+        // A new variant must join ALL: this match stops compiling until it is named.
+        let listed = |r: Reason| match r {
+            Reason::MeetsDeadline
+            | Reason::OnlyOriginMeetsDeadline
+            | Reason::OthersFailed
+            | Reason::NoPathMeetsDeadline
+            | Reason::BudgetBlown
+            | Reason::Hedge
+            | Reason::Endgame
+            | Reason::SpareCapacity
+            | Reason::LostRace
+            | Reason::PathFailed
+            | Reason::Stalled
+            | Reason::PathBanned
+            | Reason::AtRisk => Reason::ALL.contains(&r),
+        };
+        assert!(Reason::ALL.iter().all(|r| listed(*r)));
     }
 }

@@ -232,6 +232,7 @@ mod tests {
                     within_budget: *arrival_ms <= 500,
                 })
                 .collect(),
+            decisions: Default::default(),
         }
     }
 

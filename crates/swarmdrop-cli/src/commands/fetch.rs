@@ -141,6 +141,12 @@ fn print_table(report: &Report) {
             report.banned_peers
         );
     }
+    if !report.decisions.is_empty() {
+        println!(
+            "decisions by reason: {}",
+            swarmdrop_client::by_reason_line(&report.decisions)
+        );
+    }
     println!("done in {:.2} s", report.seconds);
 }
 

@@ -1,5 +1,6 @@
 //! The QoE counters on the gateway listener's `/metrics`: reports, assets by class and
-//! budget outcome, bytes by path kind, and an arrival-time histogram per class.
+//! budget outcome, bytes by path kind, an arrival-time histogram per class, and the
+//! clients' planner decisions by reason.
 //!
 //! Class names come from reports, so the label set is bounded: the first `max_classes`
 //! distinct classes get labels of their own, later ones count as `other`. (Class names
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use swarmdrop_manifest::qoe::QoeReport;
+use swarmdrop_manifest::qoe::{QoeReport, DECISION_REASONS};
 
 /// Upper bounds of the arrival histogram's buckets, in seconds (`+Inf` follows).
 pub const BUCKETS: [f64; 12] = [
@@ -34,6 +35,8 @@ struct Totals {
     refused: BTreeMap<&'static str, u64>,
     bytes: [u64; 3],
     classes: BTreeMap<String, ClassStats>,
+    /// Per entry of [`DECISION_REASONS`].
+    decisions: [u64; DECISION_REASONS.len()],
 }
 
 /// The counters, shared by the handler and the `/metrics` hook.
@@ -90,6 +93,12 @@ impl QoeMetrics {
             }
             stats.buckets[bucket_of(asset.arrival_ms)] += 1;
             stats.sum_ms = stats.sum_ms.saturating_add(asset.arrival_ms);
+        }
+        for (reason, n) in &report.decisions {
+            // A parsed report names only known reasons; anything else is not counted.
+            if let Some(k) = DECISION_REASONS.iter().position(|r| r == reason) {
+                totals.decisions[k] = totals.decisions[k].saturating_add(*n);
+            }
         }
     }
 
@@ -167,6 +176,18 @@ impl QoeMetrics {
         }
         family(
             out,
+            "swarmdrop_qoe_decisions_total",
+            "counter",
+            "Decisions the clients' planners took, by reason (from version 2 reports).",
+        );
+        for (reason, n) in DECISION_REASONS.iter().zip(totals.decisions) {
+            let _ = writeln!(
+                out,
+                "swarmdrop_qoe_decisions_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        family(
+            out,
             "swarmdrop_qoe_class_labels",
             "gauge",
             "Distinct class labels in use (bounded by [qoe] max_classes, plus \"other\").",
@@ -203,6 +224,7 @@ mod tests {
                     within_budget: *ms <= 100,
                 })
                 .collect(),
+            decisions: [("meets_deadline".to_owned(), 3), ("hedge".to_owned(), 1)].into(),
         }
     }
 
@@ -232,6 +254,9 @@ mod tests {
             "swarmdrop_qoe_arrival_seconds_count{class=\"keyframe\"} 2",
             "swarmdrop_qoe_arrival_seconds_sum{class=\"keyframe\"} 0.24",
             "swarmdrop_qoe_refused_total{reason=\"malformed_report\"} 1",
+            "swarmdrop_qoe_decisions_total{reason=\"meets_deadline\"} 6",
+            "swarmdrop_qoe_decisions_total{reason=\"hedge\"} 2",
+            "swarmdrop_qoe_decisions_total{reason=\"spare_capacity\"} 0",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
         }

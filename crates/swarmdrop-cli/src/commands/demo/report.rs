@@ -53,6 +53,8 @@ pub(crate) struct DemoReport {
     pub(crate) bound_with_keyframes_s: f64,
     pub(crate) bulk_vs_bound_with_keyframes: f64,
     pub(crate) bytes_by_path: BTreeMap<String, u64>,
+    /// The viewers' planner decisions by reason, all viewers together.
+    pub(crate) decisions: BTreeMap<String, u64>,
     /// `--liar`: what the viewers did about the liars.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) liar: Option<LiarFigures>,
@@ -99,6 +101,7 @@ pub(crate) fn summarize(
     let mut arrivals: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
     let mut class_bytes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut bytes_by_path: BTreeMap<String, u64> = BTreeMap::new();
+    let mut decisions: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut bulk_done = 0f64;
     for (offset, result) in results {
@@ -113,6 +116,9 @@ pub(crate) fn summarize(
                     for (path, n) in &c.bytes_by_path {
                         *by_path.entry(path_kind(path).to_owned()).or_default() += n;
                     }
+                }
+                for (reason, n) in &report.decisions {
+                    *decisions.entry(reason.clone()).or_default() += n;
                 }
                 for (path, n) in &report.bytes_by_path {
                     *bytes_by_path.entry(path_kind(path).to_owned()).or_default() += n;
@@ -207,6 +213,7 @@ pub(crate) fn summarize(
         bound_with_keyframes_s: bound_with_keyframes,
         bulk_vs_bound_with_keyframes: ratio(bound_with_keyframes),
         bytes_by_path,
+        decisions,
         liar,
         corrupted_bytes_written: None,
         errors,
@@ -245,6 +252,10 @@ pub(crate) fn print_report(r: &DemoReport) {
         r.origin_egress_vs_drop, r.edge_egress_vs_drop
     );
     println!("peers carried {:.1}% of all bytes", r.p2p_share * 100.0);
+    println!(
+        "planner decisions by reason: {}",
+        swarmdrop_client::by_reason_line(&r.decisions)
+    );
     println!(
         "bulk complete for every viewer after {:.1} s; Kumar-Ross bound {:.1} s; ratio {:.2} (target <= 1.5, goal 1.15)",
         r.bulk_completion_s, r.kumar_ross_bound_s, r.bulk_vs_bound
