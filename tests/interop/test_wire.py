@@ -190,6 +190,52 @@ def test_mixed_swarm_completes(swarmdrop_bin, bulk, trackers, tmp_path):  # noqa
     assert got.read_bytes() == bulk.data
 
 
+def test_swarmdrop_get_redials_a_peer_that_was_not_there_yet(swarmdrop_bin, bulk, tmp_path):  # noqa: F811
+    """The only peer named is down when `get` starts; a libtorrent seeder comes up at that
+    address a moment later. The download must not stall on the failed first dial: it
+    dials again after its backoff and completes, and /metrics counts the redial."""
+    import time
+    import urllib.request
+
+    port = free_port(SEED_IP)
+    out = tmp_path / "sd-leech"
+    proc = subprocess.Popen(
+        [str(swarmdrop_bin), "get", "--p2p-only", str(bulk.torrent), "--out", str(out),
+         "--peer", f"{SEED_IP}:{port}", "--no-trackers", "--metrics", f"{LEECH_IP}:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    seeder = None
+    try:
+        metrics_url = None
+        while metrics_url is None:
+            line = proc.stderr.readline() if proc.stderr else ""
+            assert line, f"swarmdrop get ended early (exit {proc.poll()})"
+            if line.startswith("listening metrics "):
+                metrics_url = f"http://{line.split()[-1]}/metrics"
+        time.sleep(1.0)  # the first dial has been refused by now
+        seeder = lt_session(SEED_IP, listen_interfaces=f"{SEED_IP}:{port}")
+        lt_add(seeder, bulk.torrent, bulk.seed_dir, [])
+        redials = ""
+        deadline = time.monotonic() + TRANSFER_TIMEOUT_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(metrics_url, timeout=5) as r:
+                    redials = next((x for x in r.read().decode().splitlines()
+                                    if x.startswith("swarmdrop_peer_redials_total ")), redials)
+            except OSError:
+                pass  # the run may end between the poll and the scrape
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if seeder is not None:
+            seeder.pause()
+    assert proc.returncode == 0, f"swarmdrop get failed:\n{err[-2000:]}"
+    assert (out / bulk.name).read_bytes() == bulk.data
+    assert redials and int(redials.split()[-1]) >= 1, f"no redial counted: {redials!r}"
+
+
 def raw_peer(addr: tuple[str, int], payload: bytes, read_for: float = 3.0) -> bytes:
     """Connects, sends ``payload``, returns what came back until the peer closed."""
     with socket.create_connection(addr, timeout=5) as s:

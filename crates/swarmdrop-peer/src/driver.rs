@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 mod connection;
+mod redial;
 mod steer;
 use connection::Inbox;
 use steer::Steer;
@@ -329,9 +330,7 @@ fn start_torrent(
             limit.clone(),
         ));
     };
-    for addr in &options.connect {
-        dialer(*addr);
-    }
+    let connect = options.connect.clone();
     // A thread of its own rather than one of the runtime's blocking pool: a pool thread
     // would go back to the pool with the lowered priority.
     let (summary_tx, summary_rx) = tokio::sync::oneshot::channel();
@@ -347,7 +346,7 @@ fn start_torrent(
                 inbox_rx,
                 keep_seeding,
                 progress,
-                dialer,
+                (connect, dialer),
                 &metrics,
                 &hash_tx,
                 steer,
@@ -373,7 +372,7 @@ fn control(
     inbox: std_mpsc::Receiver<Inbox>,
     keep_seeding: bool,
     progress: Progress,
-    dial: impl Fn(SocketAddr),
+    (connect, dial): (Vec<SocketAddr>, impl Fn(SocketAddr)),
     metrics: &PeerMetrics,
     hasher: &std_mpsc::Sender<(u32, Bytes)>,
     steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
@@ -382,7 +381,12 @@ fn control(
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut writers: HashMap<PeerKey, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-    let mut dialed: std::collections::HashSet<SocketAddr> = Default::default();
+    let mut redial = redial::Redial::default();
+    for addr in connect {
+        if redial.learn(addr) {
+            dial(addr);
+        }
+    }
     let mut summary = RunSummary {
         pieces: torrent.have().len(),
         ..RunSummary::default()
@@ -397,16 +401,21 @@ fn control(
             Ok(Inbox::Checked(index, bytes, good)) => {
                 torrent.piece_checked(index, Some(bytes), good)
             }
-            Ok(Inbox::Opened(key, writer, transport)) => {
+            Ok(Inbox::Opened(key, writer, transport, dialed)) => {
                 metrics.opened(transport);
                 torrent.add_peer(key, now());
                 writers.insert(key, writer);
+                if let Some(addr) = dialed {
+                    redial.opened(addr, key, now());
+                }
             }
             Ok(Inbox::Received(key, bytes)) => torrent.handle_bytes(key, now(), &bytes),
             Ok(Inbox::Closed(key)) => {
                 torrent.remove_peer(key);
                 writers.remove(&key);
+                redial.closed(key, now());
             }
+            Ok(Inbox::Unreachable(addr)) => redial.unreachable(addr, now()),
             Ok(Inbox::Steer(order)) => match order {
                 Steer::Want(index, deadline) => torrent.want_piece(index, true, deadline),
                 Steer::Unwant(index) => torrent.want_piece(index, false, None),
@@ -419,7 +428,7 @@ fn control(
             }
             Ok(Inbox::Peers(peers)) => {
                 for addr in peers {
-                    if dialed.insert(addr) {
+                    if redial.learn(addr) {
                         dial(addr);
                     }
                 }
@@ -430,6 +439,15 @@ fn control(
         if now().saturating_sub(last_tick) >= 50 {
             last_tick = now();
             torrent.handle_timeout(last_tick);
+            // A seed waits for leechers to come to it; a download goes back to peers
+            // that left, so that losing every connection once does not stall it.
+            if !torrent.complete() {
+                let again = redial.due(last_tick);
+                metrics.redialed(again.len());
+                for addr in again {
+                    dial(addr);
+                }
+            }
             metrics.update(
                 info_hash,
                 torrent.have().count(),
@@ -466,10 +484,12 @@ fn control(
                     }
                 }
                 TorrentEvent::Unrequested(_) => metrics.unrequested(),
+                TorrentEvent::Late(_) => metrics.late(),
                 TorrentEvent::CheckPiece { index, bytes } => {
                     let _ = hasher.send((index, bytes));
                 }
-                TorrentEvent::Banned(_) => {
+                TorrentEvent::Banned(key) => {
+                    redial.banned(key);
                     summary.banned += 1;
                     metrics.banned();
                     if let Some(events) = &steer {
@@ -481,6 +501,7 @@ fn control(
                     metrics.closed(reason.code);
                     // Dropping the writer ends the connection's writer task.
                     writers.remove(&key);
+                    redial.closed(key, now());
                 }
             }
         }

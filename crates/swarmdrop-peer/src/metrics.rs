@@ -14,6 +14,8 @@ struct State {
     hash_failures: u64,
     bans: u64,
     unrequested: u64,
+    late: u64,
+    redials: u64,
     closed: BTreeMap<&'static str, u64>,
     /// Connections that reached BitTorrent, by transport.
     opened: BTreeMap<&'static str, u64>,
@@ -66,6 +68,16 @@ impl PeerMetrics {
 
     pub(crate) fn unrequested(&self) {
         self.with(|s| s.unrequested += 1);
+    }
+
+    pub(crate) fn late(&self) {
+        self.with(|s| s.late += 1);
+    }
+
+    pub(crate) fn redialed(&self, dials: usize) {
+        if dials > 0 {
+            self.with(|s| s.redials += dials as u64);
+        }
     }
 
     pub(crate) fn banned(&self) {
@@ -127,11 +139,15 @@ impl PeerMetrics {
                 "# HELP swarmdrop_peer_hash_failures_total Pieces that failed their SHA-1.\n# TYPE swarmdrop_peer_hash_failures_total counter\nswarmdrop_peer_hash_failures_total {}\n\
                  # HELP swarmdrop_peer_bans_total Peers banned for sending bad data.\n# TYPE swarmdrop_peer_bans_total counter\nswarmdrop_peer_bans_total {}\n\
                  # HELP swarmdrop_peer_unrequested_blocks_total Blocks received that were never asked for.\n# TYPE swarmdrop_peer_unrequested_blocks_total counter\nswarmdrop_peer_unrequested_blocks_total {}\n\
+                 # HELP swarmdrop_peer_late_blocks_total Blocks that came after we withdrew the request (a cancel or the peer's choke) and were no longer needed: dropped, not held against the peer.\n# TYPE swarmdrop_peer_late_blocks_total counter\nswarmdrop_peer_late_blocks_total {}\n\
+                 # HELP swarmdrop_peer_redials_total Dials to peers that had left or could not be reached, made again after a backoff.\n# TYPE swarmdrop_peer_redials_total counter\nswarmdrop_peer_redials_total {}\n\
                  # HELP swarmdrop_peer_pieces_verified Pieces verified.\n# TYPE swarmdrop_peer_pieces_verified gauge\nswarmdrop_peer_pieces_verified {}\n\
                  # HELP swarmdrop_peer_pieces Pieces in the torrents of the run.\n# TYPE swarmdrop_peer_pieces gauge\nswarmdrop_peer_pieces {}\n",
                 s.hash_failures,
                 s.bans,
                 s.unrequested,
+                s.late,
+                s.redials,
                 s.progress.values().map(|p| u64::from(p.0)).sum::<u64>(),
                 s.progress.values().map(|p| u64::from(p.1)).sum::<u64>()
             );

@@ -7,6 +7,12 @@
 //! Blocks are 16 KiB. When every block still missing has been asked for, the picker is in
 //! endgame and asks other peers for the same blocks; the first copy to arrive wins and the
 //! rest are returned for cancelling.
+//!
+//! A request we withdraw (a cancel after another peer's copy won, the peer's choke) may
+//! still be answered: the peer may have sent the block before it heard us, or heard a
+//! request again that crossed its choke. So the picker remembers, per peer, every block
+//! it ever asked that peer for (a bit per block): such a block is never held against the
+//! peer, and is used when still missing. Only blocks never asked for count as unrequested.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,6 +48,10 @@ pub struct Received {
     pub cancel: Vec<(PeerKey, BlockRef)>,
     /// True when the block was not one we were waiting for (unrequested or a duplicate).
     pub unexpected: bool,
+    /// True when we had asked this peer for the block but were no longer waiting for it
+    /// (we cancelled, or the peer choked): the peer did nothing wrong. Such a block is
+    /// used when still missing (then `unexpected` is false), otherwise dropped.
+    pub late: bool,
 }
 
 /// Picks blocks for one torrent.
@@ -56,6 +66,8 @@ pub struct Picker {
     started: BTreeMap<u32, Started>,
     /// Blocks each peer has outstanding, so a departing peer's blocks free up at once.
     outstanding: HashMap<PeerKey, Vec<BlockRef>>,
+    /// Per peer, a bit for every block ever asked of it (while it stays connected).
+    asked: HashMap<PeerKey, Vec<u64>>,
 }
 
 /// A setting the picker cannot take.
@@ -99,6 +111,7 @@ impl Picker {
             deadline: vec![None; pieces as usize],
             started: BTreeMap::new(),
             outstanding: HashMap::new(),
+            asked: HashMap::new(),
         })
     }
 
@@ -192,8 +205,45 @@ impl Picker {
 
     /// A peer left: its outstanding blocks are wanted again.
     pub fn peer_gone(&mut self, peer: PeerKey) {
+        self.peer_choked(peer);
+        self.asked.remove(&peer);
+    }
+
+    /// A peer choked us: its outstanding blocks are wanted again from others. Blocks it
+    /// still sends (queued before the choke) are late, not unrequested.
+    pub fn peer_choked(&mut self, peer: PeerKey) {
         for block in self.outstanding.remove(&peer).unwrap_or_default() {
             self.forget_request(peer, block);
+        }
+    }
+
+    /// The block's number in the torrent, if it is a well-formed block of it.
+    fn block_number(&self, block: &BlockRef) -> Option<usize> {
+        let well_formed = block.index < self.pieces()
+            && block.begin.is_multiple_of(BLOCK)
+            && block.begin < self.piece_size(block.index)
+            && self.block(block.index, block.begin / BLOCK).length == block.length;
+        let per_piece = (self.piece_length / BLOCK) as usize;
+        well_formed.then(|| block.index as usize * per_piece + (block.begin / BLOCK) as usize)
+    }
+
+    /// True when `block` was ever asked of `peer` on this connection.
+    pub fn ever_asked(&self, peer: PeerKey, block: &BlockRef) -> bool {
+        let (Some(bits), Some(n)) = (self.asked.get(&peer), self.block_number(block)) else {
+            return false;
+        };
+        bits.get(n / 64)
+            .is_some_and(|word| word & (1 << (n % 64)) != 0)
+    }
+
+    fn mark_asked(&mut self, peer: PeerKey, block: &BlockRef) {
+        let Some(n) = self.block_number(block) else {
+            return;
+        };
+        let words = (self.pieces() as usize * (self.piece_length / BLOCK) as usize).div_ceil(64);
+        let bits = self.asked.entry(peer).or_insert_with(|| vec![0; words]);
+        if let Some(word) = bits.get_mut(n / 64) {
+            *word |= 1 << (n % 64);
         }
     }
 
@@ -205,7 +255,7 @@ impl Picker {
         }
     }
 
-    /// A request will not be answered (rejected, choked, timed out): the block is free.
+    /// A request will not be answered (rejected, timed out): the block is free.
     pub fn request_failed(&mut self, peer: PeerKey, block: BlockRef) {
         if let Some(list) = self.outstanding.get_mut(&peer) {
             list.retain(|b| *b != block);
@@ -314,6 +364,9 @@ impl Picker {
     }
 
     fn commit(&mut self, peer: PeerKey, picked: Vec<BlockRef>) -> Vec<BlockRef> {
+        for block in &picked {
+            self.mark_asked(peer, block);
+        }
         if !picked.is_empty() {
             self.outstanding
                 .entry(peer)
@@ -379,9 +432,13 @@ impl Picker {
     /// A block arrived from `peer`.
     pub fn block_received(&mut self, peer: PeerKey, block: BlockRef) -> Received {
         let mut outcome = Received::default();
-        let requested = self.was_requested(peer, &block);
+        let mut requested = self.was_requested(peer, &block);
         if let Some(list) = self.outstanding.get_mut(&peer) {
             list.retain(|b| *b != block);
+        }
+        if !requested && self.ever_asked(peer, &block) {
+            outcome.late = true;
+            requested = true;
         }
         let n = (block.begin / BLOCK) as usize;
         let valid_shape = block.begin.is_multiple_of(BLOCK)

@@ -65,12 +65,15 @@ pub enum TorrentEvent {
         /// Its bytes as assembled.
         bytes: Bytes,
     },
-    /// A peer sent a block we never asked it for (or one already cancelled).
+    /// A peer sent a block we never asked it for.
     Unrequested(PeerKey),
+    /// A peer sent a block after we withdrew the request (cancel or choke) and it was
+    /// no longer needed: dropped, not held against the peer.
+    Late(PeerKey),
 }
 
-/// Unrequested blocks tolerated from one peer (late copies after an endgame cancel are
-/// normal) before it is closed.
+/// Blocks never asked for tolerated from one peer before it is closed (late copies of
+/// withdrawn requests are not counted: the picker tells them apart).
 const MAX_UNREQUESTED: u32 = 16;
 
 struct Peer {
@@ -420,8 +423,9 @@ impl<S: Store> Torrent<S> {
                 }
             }
             Event::Choked(true) => {
-                // A choke drops our requests (BEP 6 peers also reject them one by one).
-                self.picker.peer_gone(peer);
+                // A choke drops our requests (BEP 6 peers also reject them one by one);
+                // blocks the peer had queued may still come, and are welcome.
+                self.picker.peer_choked(peer);
             }
             Event::Interested(true) => {
                 // A free slot need not wait for the next round.
@@ -518,6 +522,10 @@ impl<S: Store> Torrent<S> {
             p.recent_down += data.len() as u64;
         }
         let outcome = self.picker.block_received(peer, block);
+        if outcome.unexpected && outcome.late {
+            self.events.push_back(TorrentEvent::Late(peer));
+            return Ok(());
+        }
         if outcome.unexpected {
             // Late duplicates after a cancel are normal; a stream of blocks never asked
             // for is not.

@@ -24,11 +24,19 @@ pub(crate) type Limit = Option<Arc<RateLimit>>;
 /// What a torrent's controller hears.
 pub(crate) enum Inbox {
     Checked(u32, Bytes, bool),
-    Opened(PeerKey, mpsc::UnboundedSender<Bytes>, &'static str),
+    /// A connection reached BitTorrent: its writer, transport, and address if we dialed it.
+    Opened(
+        PeerKey,
+        mpsc::UnboundedSender<Bytes>,
+        &'static str,
+        Option<SocketAddr>,
+    ),
     Received(PeerKey, Vec<u8>),
     Closed(PeerKey),
     /// A connection that failed before BitTorrent began, with its reason code.
     Refused(&'static str),
+    /// A dial that did not reach BitTorrent (no connection, or its handshake failed).
+    Unreachable(SocketAddr),
     /// An order from the scheduler steering this torrent.
     Steer(super::Steer),
     Peers(Vec<SocketAddr>),
@@ -86,12 +94,13 @@ async fn carry(
     inbox: std_mpsc::Sender<Inbox>,
     negotiated: Negotiated,
     limit: Limit,
+    dialed: Option<SocketAddr>,
 ) {
     let (mut incoming, mut outgoing) = (negotiated.incoming, negotiated.outgoing);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     if inbox
-        .send(Inbox::Opened(key, tx, negotiated.label))
+        .send(Inbox::Opened(key, tx, negotiated.label, dialed))
         .is_err()
     {
         return;
@@ -157,13 +166,25 @@ pub(crate) async fn dial(
     let Ok(Ok(mut stream)) =
         tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
     else {
+        let _ = inbox.send(Inbox::Unreachable(addr));
         return;
     };
     let _ = stream.set_nodelay(true);
     match negotiate(&mut stream, false, &[info_hash], encryption).await {
-        Ok(negotiated) => carry(next_key(&keys), stream, inbox, negotiated, limit).await,
+        Ok(negotiated) => {
+            carry(
+                next_key(&keys),
+                stream,
+                inbox,
+                negotiated,
+                limit,
+                Some(addr),
+            )
+            .await
+        }
         Err(code) => {
             let _ = inbox.send(Inbox::Refused(code));
+            let _ = inbox.send(Inbox::Unreachable(addr));
         }
     }
 }
@@ -195,7 +216,15 @@ pub(crate) async fn accept(
             match negotiate(&mut stream, true, &hashes, encryption).await {
                 Ok(negotiated) => match routes.get(&negotiated.info_hash) {
                     Some(inbox) => {
-                        carry(next_key(&keys), stream, inbox.clone(), negotiated, limit).await
+                        carry(
+                            next_key(&keys),
+                            stream,
+                            inbox.clone(),
+                            negotiated,
+                            limit,
+                            None,
+                        )
+                        .await
                     }
                     None => {
                         let _ = fallback.send(Inbox::Refused("wrong_infohash"));

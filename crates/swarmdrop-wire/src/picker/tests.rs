@@ -89,9 +89,10 @@ fn endgame_duplicates_and_cancels() {
     let got = p.block_received(2, first[0]);
     assert_eq!(got.cancel, vec![(1, first[0])]);
     assert!(!got.unexpected);
+    let late = p.block_received(1, first[0]);
     assert!(
-        p.block_received(1, first[0]).unexpected,
-        "the cancelled copy is unexpected"
+        late.unexpected && late.late,
+        "the cancelled copy is unexpected, and late rather than unrequested"
     );
     for block in &first[1..] {
         let outcome = p.block_received(1, *block);
@@ -121,6 +122,48 @@ fn unrequested_and_malformed_blocks_are_unexpected() {
     assert!(p.block_received(1, wrong_length).unexpected);
     let past_end = BlockRef { index: 99, ..asked };
     assert!(p.block_received(1, past_end).unexpected);
+}
+
+#[test]
+fn blocks_sent_after_a_choke_are_late_and_used_when_still_needed() {
+    let mut p = one_piece();
+    let all = Bitfield::full(1);
+    let asked = p.pick(1, &all, 10, 0);
+    p.peer_choked(1);
+    assert_eq!(p.outstanding(1), 0);
+    let again = p.pick(2, &all, 2, 0);
+    assert_eq!(again, asked[..2], "choked requests are free for others");
+    // Peer 1 had queued its blocks before the choke: they still come.
+    let used = p.block_received(1, asked[0]);
+    assert!(
+        used.late && !used.unexpected,
+        "a late block we still need is used"
+    );
+    assert_eq!(
+        used.cancel,
+        vec![(2, asked[0])],
+        "and peer 2's copy is cancelled"
+    );
+    let dropped = p.block_received(2, asked[0]);
+    assert!(
+        dropped.late && dropped.unexpected,
+        "peer 2's cancelled copy is late"
+    );
+    let twice = p.block_received(1, asked[0]);
+    assert!(
+        twice.late && twice.unexpected,
+        "a second copy is late too, never a strike"
+    );
+    assert!(
+        !p.block_received(3, asked[2]).late,
+        "peer 3 was never asked"
+    );
+    p.peer_gone(1);
+    assert!(
+        !p.ever_asked(1, &asked[3]),
+        "a departed peer's requests are forgotten"
+    );
+    assert!(!p.block_received(1, asked[3]).late);
 }
 
 #[test]
@@ -170,6 +213,7 @@ proptest! {
             p.peer_bitfield(f, true);
         }
         let mut inflight: Vec<(PeerKey, BlockRef)> = Vec::new();
+        let mut late: Vec<(PeerKey, BlockRef)> = Vec::new();
         for (peer, action, random) in script {
             let peer = peer % fields.len();
             let key = peer as PeerKey;
@@ -196,9 +240,28 @@ proptest! {
                     let (from, block) = inflight.remove((random as usize) % inflight.len());
                     p.request_failed(from, block);
                 }
-                9 if peer != 0 => {
+                9 if peer != 0 && random % 2 == 0 => {
                     p.peer_gone(key);
                     inflight.retain(|(from, _)| *from != key);
+                    late.retain(|(from, _)| *from != key);
+                }
+                9 if peer != 0 => {
+                    // A choke: the peer may still send what it had queued.
+                    p.peer_choked(key);
+                    for (from, block) in inflight.iter().filter(|(from, _)| *from == key) {
+                        late.push((*from, *block));
+                    }
+                    inflight.retain(|(from, _)| *from != key);
+                }
+                _ if !late.is_empty() && random % 3 == 0 => {
+                    let (from, block) = late.remove((random as usize) % late.len());
+                    let asked_again = p.was_requested(from, &block);
+                    let outcome = p.block_received(from, block);
+                    prop_assert!(outcome.late != asked_again, "a block sent before the choke is late");
+                    inflight.retain(|entry| !outcome.cancel.contains(entry));
+                    if let Some(index) = outcome.piece_complete {
+                        p.piece_verified(index);
+                    }
                 }
                 _ => {}
             }

@@ -60,6 +60,10 @@ struct Outcome {
     completed_at: BTreeMap<PeerKey, Millis>,
     banned_by: Vec<(PeerKey, PeerKey)>,
     hash_failures: usize,
+    /// Blocks held against an honest peer as never asked for.
+    unrequested_from_honest: usize,
+    /// Blocks that came after their request was withdrawn.
+    late: usize,
 }
 
 fn xorshift(state: &mut u64) -> u64 {
@@ -150,6 +154,8 @@ fn run(seed: u64) -> Outcome {
         completed_at: BTreeMap::new(),
         banned_by: Vec::new(),
         hash_failures: 0,
+        unrequested_from_honest: 0,
+        late: 0,
     };
     let mut order: Vec<(PeerKey, PeerKey)> = links.keys().copied().collect();
     order.sort_unstable();
@@ -186,6 +192,10 @@ fn run(seed: u64) -> Outcome {
                     TorrentEvent::Closed(peer, _) => {
                         links.remove(&(key as PeerKey, peer));
                     }
+                    TorrentEvent::Unrequested(peer) if peer != LIAR => {
+                        outcome.unrequested_from_honest += 1
+                    }
+                    TorrentEvent::Late(_) => outcome.late += 1,
                     TorrentEvent::PieceVerified(_)
                     | TorrentEvent::Unrequested(_)
                     | TorrentEvent::CheckPiece { .. } => {}
@@ -213,11 +223,16 @@ fn run(seed: u64) -> Outcome {
 fn fifty_peers_complete_and_the_liar_is_banned() {
     let outcome = run(0x5eed);
     eprintln!(
-        "completed: {} (last at {} ms); hash failures {}; bans {:?}",
+        "completed: {} (last at {} ms); hash failures {}; bans {:?}; late blocks {}",
         outcome.completed_at.len(),
         outcome.completed_at.values().max().copied().unwrap_or(0),
         outcome.hash_failures,
-        outcome.banned_by
+        outcome.banned_by,
+        outcome.late
+    );
+    assert_eq!(
+        outcome.unrequested_from_honest, 0,
+        "honest peers answer only what was asked (late answers to cancels are not unrequested)"
     );
     assert_eq!(
         outcome.completed_at.len(),
