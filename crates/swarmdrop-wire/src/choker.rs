@@ -1,5 +1,5 @@
-//! The choker, sans IO: every round (10 s in BEP 3's terms) it decides which peers we
-//! upload to.
+//! The choker, sans IO: every round (10 s in BEP 3's terms; the torrent's
+//! `rechoke_every`, 3 s by default) it decides which peers we upload to.
 //!
 //! Leeching: tit-for-tat. The interested peers that upload to us fastest get the regular
 //! slots, and one more slot goes to an optimistic unchoke, moved to another choked peer

@@ -128,7 +128,11 @@ pub fn client_kind(peer_id: &[u8; 20]) -> &'static str {
 pub struct TorrentConfig {
     /// Unchoke slots.
     pub upload_slots: usize,
-    /// Rechoke period.
+    /// Rechoke period. BEP 3 suggests 10 s and libtorrent uses 15 s, for downloads of
+    /// minutes to hours; a drop's bulk asset takes about 20 s, and with 10 s rounds the
+    /// first viewers to ask held every slot for half of it while those who joined a
+    /// second later waited on optimistic unchokes. 3 s rounds measured 3–4 % faster
+    /// bulk completion in the demo (2 s and 1.5 s about the same, 1 s slower).
     pub rechoke_every: Millis,
     /// Fewest and most requests outstanding per peer; in between, enough to cover one
     /// second at the peer's measured rate.
@@ -141,7 +145,7 @@ impl Default for TorrentConfig {
     fn default() -> Self {
         Self {
             upload_slots: 4,
-            rechoke_every: 10_000,
+            rechoke_every: 3_000,
             min_pipeline: 64,
             max_pipeline: 250,
         }
@@ -439,7 +443,7 @@ impl<S: Store> Torrent<S> {
             }
             Event::Interested(false) => {
                 // A peer that wants nothing more gives its slot back at once: our upload
-                // would idle until the next round (ten seconds, a third of a drop's
+                // would idle until the next round (seconds, a sizeable part of a drop's
                 // bulk download) while others wait choked.
                 let held_a_slot = self.session(peer).is_some_and(|s| !s.am_choking);
                 if held_a_slot {

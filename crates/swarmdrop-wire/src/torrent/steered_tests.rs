@@ -122,9 +122,11 @@ fn a_piece_from_elsewhere_is_written_and_announced() {
 fn a_peer_that_wants_nothing_more_gives_its_slot_back_at_once() {
     let (_, first, content) = pair();
     let second = torrent(&content, false, 3, TorrentConfig::default());
-    // One upload slot: the first leech takes it; the second waits, choked.
+    // One upload slot: the first leech takes it; the second waits, choked. Rounds of
+    // 10 s, so that no rechoke in the five seconds below hands the slot over instead.
     let one_slot = TorrentConfig {
         upload_slots: 1,
+        rechoke_every: 10_000,
         ..TorrentConfig::default()
     };
     let mut seed = torrent(&content, true, 1, one_slot);
