@@ -131,8 +131,8 @@ pub struct TorrentConfig {
     /// Rechoke period. BEP 3 suggests 10 s and libtorrent uses 15 s, for downloads of
     /// minutes to hours; a drop's bulk asset takes about 20 s, and with 10 s rounds the
     /// first viewers to ask held every slot for half of it while those who joined a
-    /// second later waited on optimistic unchokes. 3 s rounds measured 3–4 % faster
-    /// bulk completion in the demo (2 s and 1.5 s about the same, 1 s slower).
+    /// second later waited on optimistic unchokes. 3 s rounds measured about 3 % faster
+    /// bulk completion in the demo (see docs/design/0006-wire.md).
     pub rechoke_every: Millis,
     /// Fewest and most requests outstanding per peer; in between, enough to cover one
     /// second at the peer's measured rate.
