@@ -10,9 +10,11 @@
 //!
 //! A request we withdraw (a cancel after another peer's copy won, the peer's choke) may
 //! still be answered: the peer may have sent the block before it heard us, or heard a
-//! request again that crossed its choke. So the picker remembers, per peer, every block
-//! it ever asked that peer for (a bit per block): such a block is never held against the
-//! peer, and is used when still missing. Only blocks never asked for count as unrequested.
+//! request again that crossed its choke. So the picker counts, per peer and block, the
+//! asks that peer has not answered yet (with the block or a reject; four bits a block,
+//! 2 KiB a peer for 64 MiB): a block answering one of them is never held against the
+//! peer, and is used when still missing. A block never asked for, or sent more often than
+//! asked, is unrequested.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -66,7 +68,7 @@ pub struct Picker {
     started: BTreeMap<u32, Started>,
     /// Blocks each peer has outstanding, so a departing peer's blocks free up at once.
     outstanding: HashMap<PeerKey, Vec<BlockRef>>,
-    /// Per peer, a bit for every block ever asked of it (while it stays connected).
+    /// Per peer, for every block, asks not answered yet (4 bits each, 16 to a word).
     asked: HashMap<PeerKey, Vec<u64>>,
 }
 
@@ -227,24 +229,35 @@ impl Picker {
         well_formed.then(|| block.index as usize * per_piece + (block.begin / BLOCK) as usize)
     }
 
-    /// True when `block` was ever asked of `peer` on this connection.
-    pub fn ever_asked(&self, peer: PeerKey, block: &BlockRef) -> bool {
-        let (Some(bits), Some(n)) = (self.asked.get(&peer), self.block_number(block)) else {
-            return false;
+    /// Asks of `peer` for `block` it has not answered yet (at most 15 are counted).
+    pub fn unanswered(&self, peer: PeerKey, block: &BlockRef) -> u8 {
+        let (Some(words), Some(n)) = (self.asked.get(&peer), self.block_number(block)) else {
+            return 0;
         };
-        bits.get(n / 64)
-            .is_some_and(|word| word & (1 << (n % 64)) != 0)
+        words
+            .get(n / 16)
+            .map_or(0, |word| ((word >> (4 * (n % 16))) & 0xF) as u8)
     }
 
-    fn mark_asked(&mut self, peer: PeerKey, block: &BlockRef) {
+    /// Adds one ask (`delta` 1) or takes one answered (`delta` -1); false when there
+    /// was none to take.
+    fn count_ask(&mut self, peer: PeerKey, block: &BlockRef, delta: i8) -> bool {
         let Some(n) = self.block_number(block) else {
-            return;
+            return false;
         };
-        let words = (self.pieces() as usize * (self.piece_length / BLOCK) as usize).div_ceil(64);
-        let bits = self.asked.entry(peer).or_insert_with(|| vec![0; words]);
-        if let Some(word) = bits.get_mut(n / 64) {
-            *word |= 1 << (n % 64);
+        let count = self.unanswered(peer, block);
+        let next = match delta {
+            1 => count.saturating_add(1).min(15),
+            _ if count == 0 => return false,
+            _ => count - 1,
+        };
+        let words = (self.pieces() as usize * (self.piece_length / BLOCK) as usize).div_ceil(16);
+        let counts = self.asked.entry(peer).or_insert_with(|| vec![0; words]);
+        if let Some(word) = counts.get_mut(n / 16) {
+            let shift = 4 * (n % 16);
+            *word = (*word & !(0xF << shift)) | (u64::from(next) << shift);
         }
+        true
     }
 
     fn forget_request(&mut self, peer: PeerKey, block: BlockRef) {
@@ -255,12 +268,13 @@ impl Picker {
         }
     }
 
-    /// A request will not be answered (rejected, timed out): the block is free.
+    /// A request will not be answered (the peer rejected it): the block is free.
     pub fn request_failed(&mut self, peer: PeerKey, block: BlockRef) {
         if let Some(list) = self.outstanding.get_mut(&peer) {
             list.retain(|b| *b != block);
         }
         self.forget_request(peer, block);
+        self.count_ask(peer, &block, -1);
     }
 
     /// Blocks `peer` has outstanding.
@@ -365,7 +379,7 @@ impl Picker {
 
     fn commit(&mut self, peer: PeerKey, picked: Vec<BlockRef>) -> Vec<BlockRef> {
         for block in &picked {
-            self.mark_asked(peer, block);
+            self.count_ask(peer, block, 1);
         }
         if !picked.is_empty() {
             self.outstanding
@@ -436,7 +450,9 @@ impl Picker {
         if let Some(list) = self.outstanding.get_mut(&peer) {
             list.retain(|b| *b != block);
         }
-        if !requested && self.ever_asked(peer, &block) {
+        // Every copy answers one ask of this peer, if one is left.
+        let answers_an_ask = self.count_ask(peer, &block, -1);
+        if !requested && answers_an_ask {
             outcome.late = true;
             requested = true;
         }

@@ -209,6 +209,12 @@ impl Session {
         self.peer_requests.len()
     }
 
+    /// True while the peer still waits on `block`: a choke sent since it asked dropped
+    /// the request (and told a BEP 6 peer so with a reject), a cancel withdrew it.
+    pub fn peer_request_pending(&self, block: &BlockRef) -> bool {
+        self.peer_requests.contains(block)
+    }
+
     /// Bytes received from the socket.
     pub fn handle_bytes(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Close> {
         self.last_received = now;
@@ -378,12 +384,14 @@ impl Session {
         match &message {
             Message::Choke => {
                 self.am_choking = true;
-                // Choking drops the peer's queue; BEP 6 peers are told which requests.
-                let dropped: Vec<BlockRef> = self
+                // Choking drops the peer's queue, except requests for pieces allowed
+                // fast (BEP 6: those stand while choked); BEP 6 peers are told which.
+                let allowed_fast = &self.allowed_fast;
+                let (kept, dropped): (Vec<BlockRef>, Vec<BlockRef>) = self
                     .peer_requests
                     .drain(..)
-                    .filter(|b| !self.allowed_fast.contains(&b.index))
-                    .collect();
+                    .partition(|b| allowed_fast.contains(&b.index));
+                self.peer_requests = kept.into();
                 message.encode(&mut self.outgoing);
                 if self.peer_fast {
                     for block in dropped {

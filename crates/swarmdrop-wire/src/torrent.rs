@@ -463,7 +463,16 @@ impl<S: Store> Torrent<S> {
                 self.metadata_message(peer, &payload)
             }
             Event::Cancelled(_) | Event::Extended { .. } => {}
-            Event::Request(block) => self.serve(peer, block),
+            // A choke sent while this event waited (a rechoke, a slot given back) has
+            // dropped the request and rejected it: serving it too would answer twice.
+            Event::Request(block) => {
+                if self
+                    .session(peer)
+                    .is_some_and(|s| s.peer_request_pending(&block))
+                {
+                    self.serve(peer, block)
+                }
+            }
             Event::Rejected(block) => self.picker.request_failed(peer, block),
             Event::Block { block, data } => self.receive(peer, block, &data)?,
         }

@@ -149,19 +149,29 @@ fn blocks_sent_after_a_choke_are_late_and_used_when_still_needed() {
         dropped.late && dropped.unexpected,
         "peer 2's cancelled copy is late"
     );
-    let twice = p.block_received(1, asked[0]);
+    let replay = p.block_received(1, asked[0]);
     assert!(
-        twice.late && twice.unexpected,
-        "a second copy is late too, never a strike"
+        replay.unexpected && !replay.late,
+        "one copy per ask: a replay counts as unrequested"
+    );
+    assert!(
+        p.block_received(1, asked[1]).late,
+        "each ask may be answered late once"
     );
     assert!(
         !p.block_received(3, asked[2]).late,
         "peer 3 was never asked"
     );
-    p.peer_gone(1);
+    p.request_failed(1, asked[2]);
     assert!(
-        !p.ever_asked(1, &asked[3]),
-        "a departed peer's requests are forgotten"
+        !p.block_received(1, asked[2]).late,
+        "a rejected ask was answered: the block after it is unrequested"
+    );
+    p.peer_gone(1);
+    assert_eq!(
+        p.unanswered(1, &asked[3]),
+        0,
+        "a departed peer's asks are forgotten"
     );
     assert!(!p.block_received(1, asked[3]).late);
 }

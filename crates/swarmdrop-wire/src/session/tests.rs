@@ -110,6 +110,32 @@ fn choked_requests_are_rejected_and_choking_drops_the_queue() {
     );
 }
 
+#[test]
+fn a_choke_keeps_requests_for_pieces_allowed_fast() {
+    let (mut a, mut b) = connected();
+    let fast = BlockRef {
+        index: 2,
+        begin: 0,
+        length: 16384,
+    };
+    let other = BlockRef { index: 3, ..fast };
+    b.send(Message::AllowedFast(2));
+    b.send(Message::Unchoke);
+    pipe(&mut b, &mut a, 1).unwrap();
+    a.send(Message::Request(fast));
+    a.send(Message::Request(other));
+    pipe(&mut a, &mut b, 2).unwrap();
+    b.send(Message::Choke);
+    assert!(
+        b.peer_request_pending(&fast),
+        "allowed fast: still to be served"
+    );
+    assert!(!b.peer_request_pending(&other), "dropped by the choke");
+    pipe(&mut b, &mut a, 3).unwrap();
+    let told = events(&mut a);
+    assert!(told.contains(&Event::Rejected(other)) && !told.contains(&Event::Rejected(fast)));
+}
+
 /// Writes some bytes a peer sends.
 type Sends = Box<dyn Fn(&mut BytesMut)>;
 
