@@ -239,25 +239,33 @@ impl Picker {
             .map_or(0, |word| ((word >> (4 * (n % 16))) & 0xF) as u8)
     }
 
-    /// Adds one ask (`delta` 1) or takes one answered (`delta` -1); false when there
-    /// was none to take.
-    fn count_ask(&mut self, peer: PeerKey, block: &BlockRef, delta: i8) -> bool {
-        let Some(n) = self.block_number(block) else {
-            return false;
-        };
+    /// One more ask of `peer` for `block`.
+    fn note_ask(&mut self, peer: PeerKey, block: &BlockRef) {
         let count = self.unanswered(peer, block);
-        let next = match delta {
-            1 => count.saturating_add(1).min(15),
-            _ if count == 0 => return false,
-            _ => count - 1,
+        self.set_unanswered(peer, block, count.saturating_add(1).min(15));
+    }
+
+    /// `peer` answered one ask for `block` (with it, or a reject): false when none was
+    /// left to answer.
+    fn take_answer(&mut self, peer: PeerKey, block: &BlockRef) -> bool {
+        let count = self.unanswered(peer, block);
+        if count == 0 {
+            return false;
+        }
+        self.set_unanswered(peer, block, count - 1);
+        true
+    }
+
+    fn set_unanswered(&mut self, peer: PeerKey, block: &BlockRef, count: u8) {
+        let Some(n) = self.block_number(block) else {
+            return;
         };
         let words = (self.pieces() as usize * (self.piece_length / BLOCK) as usize).div_ceil(16);
         let counts = self.asked.entry(peer).or_insert_with(|| vec![0; words]);
         if let Some(word) = counts.get_mut(n / 16) {
             let shift = 4 * (n % 16);
-            *word = (*word & !(0xF << shift)) | (u64::from(next) << shift);
+            *word = (*word & !(0xF << shift)) | (u64::from(count & 0xF) << shift);
         }
-        true
     }
 
     fn forget_request(&mut self, peer: PeerKey, block: BlockRef) {
@@ -274,7 +282,7 @@ impl Picker {
             list.retain(|b| *b != block);
         }
         self.forget_request(peer, block);
-        self.count_ask(peer, &block, -1);
+        self.take_answer(peer, &block);
     }
 
     /// Blocks `peer` has outstanding.
@@ -379,7 +387,7 @@ impl Picker {
 
     fn commit(&mut self, peer: PeerKey, picked: Vec<BlockRef>) -> Vec<BlockRef> {
         for block in &picked {
-            self.count_ask(peer, block, 1);
+            self.note_ask(peer, block);
         }
         if !picked.is_empty() {
             self.outstanding
@@ -451,7 +459,7 @@ impl Picker {
             list.retain(|b| *b != block);
         }
         // Every copy answers one ask of this peer, if one is left.
-        let answers_an_ask = self.count_ask(peer, &block, -1);
+        let answers_an_ask = self.take_answer(peer, &block);
         if !requested && answers_an_ask {
             outcome.late = true;
             requested = true;
