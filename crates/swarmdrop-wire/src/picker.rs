@@ -465,9 +465,9 @@ impl Picker {
             requested = true;
         }
         let n = (block.begin / BLOCK) as usize;
-        let valid_shape = block.begin.is_multiple_of(BLOCK)
-            && block.index < self.pieces()
-            && self.block(block.index, block.begin / BLOCK).length == block.length;
+        // One shape check for both uses (it also keeps a `begin` past its piece from
+        // reaching the arithmetic in `block`).
+        let valid_shape = self.block_number(&block).is_some();
         let Some(started) = self.started.get_mut(&block.index).filter(|_| valid_shape) else {
             outcome.unexpected = true;
             return outcome;

@@ -122,6 +122,11 @@ fn unrequested_and_malformed_blocks_are_unexpected() {
     assert!(p.block_received(1, wrong_length).unexpected);
     let past_end = BlockRef { index: 99, ..asked };
     assert!(p.block_received(1, past_end).unexpected);
+    let beyond_its_piece = BlockRef {
+        begin: 64 * BLOCK,
+        ..asked
+    };
+    assert!(p.block_received(1, beyond_its_piece).unexpected);
 }
 
 #[test]
