@@ -125,11 +125,18 @@ impl Run<'_> {
                     length,
                     path,
                     deadline,
+                    hedge_of,
                     ..
-                } => self.start(fetch, asset, (offset, length), path, deadline),
+                } => {
+                    self.start(fetch, asset, (offset, length), path, deadline);
+                    if let Some(original) = hedge_of {
+                        self.copy_started(fetch, original);
+                    }
+                }
                 Decision::Cancel { fetch, .. } => {
                     if let Some(flight) = self.flights.remove(&fetch) {
                         self.stop(&flight);
+                        self.http_fetch_ended(&flight);
                     }
                 }
                 Decision::Urgent {
@@ -269,6 +276,7 @@ impl Run<'_> {
                     self.progress
                         .note(&format!("{}: {why}", self.label(flight.path)));
                     let _ = self.planner.fail(fetch, t);
+                    self.http_fetch_ended(&flight);
                 }
             }
             Event::Done(fetch, bytes) => {
@@ -326,6 +334,7 @@ impl Run<'_> {
                                 let _ = self.planner.fail(fetch, t);
                             }
                         }
+                        self.http_fetch_ended(&flight);
                     }
                 }
             }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 mod connection;
 mod redial;
 mod steer;
-use connection::Inbox;
+use connection::{Inbox, Writer};
 use steer::Steer;
 pub use steer::{Swarm, SwarmEvent, TorrentHandle};
 
@@ -380,7 +380,7 @@ fn control(
     let mut available: Vec<bool> = Vec::new();
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut writers: HashMap<PeerKey, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let mut writers: HashMap<PeerKey, Writer> = HashMap::new();
     let mut redial = redial::Redial::default();
     for addr in connect {
         if redial.learn(addr) {
@@ -416,9 +416,12 @@ fn control(
                 redial.closed(key, now());
             }
             Ok(Inbox::Unreachable(addr)) => redial.unreachable(addr, now()),
+            // Answered below, with every connection's room.
+            Ok(Inbox::Writable) => {}
             Ok(Inbox::Steer(order)) => match order {
                 Steer::Want(index, deadline) => torrent.want_piece(index, true, deadline),
                 Steer::Unwant(index) => torrent.want_piece(index, false, None),
+                Steer::Elsewhere(index) => torrent.fetching_elsewhere(index),
                 Steer::Verified(index, bytes) => torrent.piece_from_elsewhere(index, bytes),
                 Steer::Stop => break,
             },
@@ -507,12 +510,13 @@ fn control(
         }
         let t = now();
         for (key, writer) in &writers {
+            let mut room = writer.room();
             loop {
-                let bytes = torrent.poll_transmit(*key, t);
+                let bytes = torrent.poll_transmit_within(*key, t, &mut room);
                 if bytes.is_empty() {
                     break;
                 }
-                let _ = writer.send(bytes);
+                writer.send(bytes);
             }
         }
     }

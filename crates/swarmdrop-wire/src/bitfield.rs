@@ -93,9 +93,24 @@ impl Bitfield {
             .any(|(ours, theirs)| ours & !theirs != 0)
     }
 
+    /// Whether some piece is set in both fields (over the shorter, as above).
+    pub fn intersects(&self, other: &Bitfield) -> bool {
+        self.bits
+            .iter()
+            .zip(&other.bits)
+            .any(|(ours, theirs)| ours & theirs != 0)
+    }
+
     /// Whether piece `index` is set (false past the end).
     pub fn has(&self, index: u32) -> bool {
         index < self.pieces && self.bits[(index / 8) as usize] & (0x80 >> (index % 8)) != 0
+    }
+
+    /// Clears piece `index` (nothing past the end).
+    pub fn clear(&mut self, index: u32) {
+        if index < self.pieces {
+            self.bits[(index / 8) as usize] &= !(0x80 >> (index % 8));
+        }
     }
 
     /// Sets piece `index`; false (and nothing set) past the end.
@@ -164,6 +179,24 @@ mod tests {
             let slow = (0..pieces).any(|i| a.has(i) && !b.has(i));
             prop_assert_eq!(a.has_any_missing_from(&b), slow);
             prop_assert!(!Bitfield::full(pieces).has_any_missing_from(&Bitfield::full(pieces)));
+        }
+
+        #[test]
+        fn intersects_and_clear_agree_with_piece_by_piece(
+            pieces in 1u32..700,
+            ours in proptest::collection::vec(0u32..700, 0..60),
+            theirs in proptest::collection::vec(0u32..700, 0..60),
+            cleared in proptest::collection::vec(0u32..760, 0..60),
+        ) {
+            let (mut a, mut b) = (Bitfield::empty(pieces), Bitfield::empty(pieces));
+            for &p in &ours { a.set(p); }
+            for &p in &theirs { b.set(p); }
+            for &p in &cleared { a.clear(p); }
+            for &p in &cleared { prop_assert!(!a.has(p)); }
+            prop_assert!(Bitfield::from_bytes(a.as_bytes(), pieces).is_ok(), "spare bits stay clear");
+            let slow = (0..pieces).any(|i| a.has(i) && b.has(i));
+            prop_assert_eq!(a.intersects(&b), slow);
+            prop_assert_eq!(b.intersects(&a), slow);
         }
     }
 }

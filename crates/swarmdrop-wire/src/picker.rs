@@ -64,6 +64,9 @@ pub struct Picker {
     have: Bitfield,
     availability: Vec<u16>,
     priority: Vec<u8>,
+    /// Pieces not held whose priority is above 0: what a peer must hold for us to be
+    /// interested in it.
+    wanted: Bitfield,
     deadline: Vec<Option<u64>>,
     started: BTreeMap<u32, Started>,
     /// Blocks each peer has outstanding, so a departing peer's blocks free up at once.
@@ -110,6 +113,7 @@ impl Picker {
             have: Bitfield::empty(pieces),
             availability: vec![0; pieces as usize],
             priority: vec![1; pieces as usize],
+            wanted: Bitfield::full(pieces),
             deadline: vec![None; pieces as usize],
             started: BTreeMap::new(),
             outstanding: HashMap::new(),
@@ -129,7 +133,20 @@ impl Picker {
 
     /// True when every wanted piece is verified.
     pub fn complete(&self) -> bool {
-        (0..self.pieces()).all(|i| self.have.has(i) || self.priority[i as usize] == 0)
+        self.wanted.count() == 0
+    }
+
+    /// Whether a peer holding `peer_has` has a piece we still want: BitTorrent's
+    /// interest. A piece we lack but do not want (a scheduler fetches it elsewhere, or a
+    /// file is skipped) is no reason to be interested: a peer that unchoked us for it
+    /// would keep an upload slot for a round while we ask it for nothing.
+    pub fn wants_any_of(&self, peer_has: &Bitfield) -> bool {
+        peer_has.intersects(&self.wanted)
+    }
+
+    /// Whether piece `index` is wanted and not held.
+    pub fn wants(&self, index: u32) -> bool {
+        self.wanted.has(index)
     }
 
     /// Bytes in piece `index`.
@@ -156,6 +173,7 @@ impl Picker {
         if self.have.set(index) {
             self.started.remove(&index);
         }
+        self.wanted.clear(index);
     }
 
     /// A completed piece failed its hash: every block is wanted again.
@@ -167,6 +185,11 @@ impl Picker {
     pub fn set_priority(&mut self, index: u32, priority: u8) {
         if let Some(p) = self.priority.get_mut(index as usize) {
             *p = priority.min(7);
+            if *p > 0 && !self.have.has(index) {
+                self.wanted.set(index);
+            } else {
+                self.wanted.clear(index);
+            }
         }
     }
 
@@ -276,6 +299,37 @@ impl Picker {
         }
     }
 
+    /// Withdraws every request outstanding for piece `index` (another path brought it,
+    /// or it is wanted no more): the requests to `cancel`. The asks stay counted, so a
+    /// block the peer had already sent is late, not unrequested.
+    pub fn withdraw_piece(&mut self, index: u32) -> Vec<(PeerKey, BlockRef)> {
+        let mut withdrawn = Vec::new();
+        for (peer, list) in &mut self.outstanding {
+            list.retain(|block| {
+                let ours = block.index == index;
+                if ours {
+                    withdrawn.push((*peer, *block));
+                }
+                !ours
+            });
+        }
+        if let Some(started) = self.started.get_mut(&index) {
+            for block in &mut started.blocks {
+                block.requested.clear();
+            }
+        }
+        withdrawn.sort_unstable_by_key(|(peer, block)| (*peer, block.begin));
+        withdrawn
+    }
+
+    /// Blocks of piece `index` received so far, and its blocks (0 and 0 before any
+    /// block of it is asked for).
+    pub fn piece_progress(&self, index: u32) -> (u32, u32) {
+        self.started
+            .get(&index)
+            .map_or((0, 0), |s| (s.received, s.blocks.len() as u32))
+    }
+
     /// A request will not be answered (the peer rejected it): the block is free.
     pub fn request_failed(&mut self, peer: PeerKey, block: BlockRef) {
         if let Some(list) = self.outstanding.get_mut(&peer) {
@@ -298,7 +352,7 @@ impl Picker {
     }
 
     fn wanted(&self, index: u32, peer_has: &Bitfield) -> bool {
-        peer_has.has(index) && !self.have.has(index) && self.priority[index as usize] > 0
+        peer_has.has(index) && self.wanted.has(index)
     }
 
     /// True when no wanted block is free: every missing block is already asked for.

@@ -209,6 +209,20 @@ impl Session {
         self.peer_requests.len()
     }
 
+    /// Takes the oldest request the peer is waiting on, to be answered now (with the
+    /// block, or a [`Session::refuse_peer_request`]).
+    pub fn pop_peer_request(&mut self) -> Option<BlockRef> {
+        self.peer_requests.pop_front()
+    }
+
+    /// A request taken with [`Session::pop_peer_request`] that we cannot answer with data:
+    /// a BEP 6 peer is told with a reject; others are simply not answered, as BEP 3 does.
+    pub fn refuse_peer_request(&mut self, block: BlockRef) {
+        if self.peer_fast {
+            self.send(Message::Reject(block));
+        }
+    }
+
     /// True while the peer still waits on `block`: a choke sent since it asked dropped
     /// the request (and told a BEP 6 peer so with a reject), a cancel withdrew it.
     pub fn peer_request_pending(&self, block: &BlockRef) -> bool {

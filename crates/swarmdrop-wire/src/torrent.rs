@@ -334,6 +334,34 @@ impl<S: Store> Torrent<S> {
 
     /// The next chunk to send to `peer` (empty when nothing is queued): call until empty.
     pub fn poll_transmit(&mut self, peer: PeerKey, now: Millis) -> Bytes {
+        let mut unlimited = usize::MAX;
+        self.poll_transmit_within(peer, now, &mut unlimited)
+    }
+
+    /// As [`Torrent::poll_transmit`], answering the peer's requests only while `budget`
+    /// (bytes of blocks) lasts; the rest stay queued here. A block handed to the socket
+    /// is past recall, while a request still queued here is withdrawn by the peer's
+    /// `cancel` or by our choke: a driver whose uploads are slower than its peers'
+    /// pipelines (a capped uplink) hands each connection only what it will send soon,
+    /// so the blocks a peer no longer needs (its endgame duplicates, a piece another
+    /// path brought first) are never sent.
+    pub fn poll_transmit_within(
+        &mut self,
+        peer: PeerKey,
+        now: Millis,
+        budget: &mut usize,
+    ) -> Bytes {
+        while *budget > 0 {
+            let Some(block) = self
+                .peers
+                .get_mut(&peer)
+                .and_then(|p| p.session.pop_peer_request())
+            else {
+                break;
+            };
+            *budget = budget.saturating_sub(block.length as usize);
+            self.serve(peer, block);
+        }
         self.peers
             .get_mut(&peer)
             .map(|p| p.session.poll_transmit(now))
@@ -376,7 +404,7 @@ impl<S: Store> Torrent<S> {
             let Some(p) = self.peers.get(&peer) else {
                 return;
             };
-            p.session.peer_has.has_any_missing_from(self.picker.have())
+            self.picker.wants_any_of(&p.session.peer_has)
         };
         if let Some(session) = self.session(peer) {
             if wants != session.am_interested {
@@ -421,8 +449,8 @@ impl<S: Store> Torrent<S> {
             }
             Event::Has(HasUpdate::Piece(index)) => {
                 self.picker.peer_has(index);
-                // One more piece can only make us interested, and only if we lack it.
-                if !self.picker.have().has(index) {
+                // One more piece can only make us interested, and only if we want it.
+                if self.picker.wants(index) {
                     self.update_interest(peer);
                 }
             }
@@ -463,16 +491,10 @@ impl<S: Store> Torrent<S> {
                 self.metadata_message(peer, &payload)
             }
             Event::Cancelled(_) | Event::Extended { .. } => {}
-            // A choke sent while this event waited (a rechoke, a slot given back) has
-            // dropped the request and rejected it: serving it too would answer twice.
-            Event::Request(block) => {
-                if self
-                    .session(peer)
-                    .is_some_and(|s| s.peer_request_pending(&block))
-                {
-                    self.serve(peer, block)
-                }
-            }
+            // Requests wait in the session and are answered as the socket takes them
+            // (`poll_transmit_within`): one a choke or a cancel has since withdrawn is
+            // never answered.
+            Event::Request(_) => {}
             Event::Rejected(block) => self.picker.request_failed(peer, block),
             Event::Block { block, data } => self.receive(peer, block, &data)?,
         }
@@ -524,8 +546,7 @@ impl<S: Store> Torrent<S> {
                     data,
                 });
             }
-            None if p.session.peer_fast() => p.session.send(Message::Reject(block)),
-            None => {}
+            None => p.session.refuse_peer_request(block),
         }
     }
 
@@ -638,3 +659,5 @@ mod slots;
 mod steered_tests;
 #[cfg(test)]
 mod swarm_tests;
+#[cfg(test)]
+mod upload_tests;

@@ -2,11 +2,52 @@
 //! the swarm's availability for the planner, hash failures and bans for the report.
 
 use swarmdrop_peer::SwarmEvent;
-use swarmdrop_plan::PathKind;
+use swarmdrop_plan::{FetchId, PathKind};
 
-use super::Run;
+use super::{InFlight, Run};
 
 impl Run<'_> {
+    /// The engine's piece number for `flight`, when its asset is a torrent the engine runs.
+    fn piece_of(&self, flight: &InFlight) -> Option<u32> {
+        let (piece_length, _) = self.assets[flight.asset.0 as usize].pieces.as_ref()?;
+        self.engine_handle(flight.asset)?;
+        Some((flight.offset / u64::from(*piece_length)) as u32)
+    }
+
+    /// `copy` fetches over HTTP a piece peers were asked for (`original`): peers that
+    /// have not started it are not asked for it any more, so that its bytes come once.
+    pub(super) fn copy_started(&self, copy: FetchId, original: FetchId) {
+        let (Some(copy), Some(original)) = (self.flights.get(&copy), self.flights.get(&original))
+        else {
+            return;
+        };
+        if copy.path.kind == PathKind::P2p || original.path.kind != PathKind::P2p {
+            return;
+        }
+        if let (Some(piece), Some(handle)) = (self.piece_of(copy), self.engine_handle(copy.asset)) {
+            handle.fetching_elsewhere(piece);
+        }
+    }
+
+    /// An HTTP fetch ended without its bytes: if peers still owe its piece (they were
+    /// told to leave it to this fetch), they are asked again.
+    pub(super) fn http_fetch_ended(&self, flight: &InFlight) {
+        if flight.path.kind == PathKind::P2p {
+            return;
+        }
+        let Some(piece) = self.piece_of(flight) else {
+            return;
+        };
+        let still_asked = self.flights.values().any(|f| {
+            f.asset == flight.asset
+                && f.path.kind == PathKind::P2p
+                && self.piece_of(f) == Some(piece)
+        });
+        if let (true, Some(handle)) = (still_asked, self.engine_handle(flight.asset)) {
+            handle.want(piece, self.planner.deadline(flight.asset));
+        }
+    }
+
     pub(super) fn on_swarm(&mut self, event: SwarmEvent) {
         self.eventful = true;
         let Some(engine) = self.engine.as_ref() else {
@@ -37,7 +78,10 @@ impl Run<'_> {
                     .pieces
                     .as_ref()
                     .map_or(1, |(p, _)| u64::from(*p));
-                let done: Vec<_> = self
+                // The handed range brought these bytes: it completes first, and the asks
+                // of peers after it lost the race (the first to complete is the one
+                // counted).
+                let mut done: Vec<_> = self
                     .flights
                     .iter()
                     .filter(|(id, f)| {
@@ -47,6 +91,7 @@ impl Run<'_> {
                     })
                     .map(|(id, _)| *id)
                     .collect();
+                done.sort_unstable_by_key(|id| (Some(*id) != handed, *id));
                 for fetch in done {
                     if let Some(flight) = self.flights.remove(&fetch) {
                         if flight.path.kind == PathKind::P2p {

@@ -14,6 +14,7 @@ use super::{DriverError, RunSummary};
 pub(crate) enum Steer {
     Want(u32, Option<u64>),
     Unwant(u32),
+    Elsewhere(u32),
     Verified(u32, Bytes),
     Stop,
 }
@@ -71,6 +72,13 @@ impl TorrentHandle {
     /// Stop asking peers for piece `index`.
     pub fn unwant(&self, index: u32) {
         self.send(Steer::Unwant(index));
+    }
+
+    /// Another path is fetching piece `index` as well: peers are not asked for it unless
+    /// they have already started it (see `Torrent::fetching_elsewhere`). A later
+    /// [`TorrentHandle::want`] asks them again.
+    pub fn fetching_elsewhere(&self, index: u32) {
+        self.send(Steer::Elsewhere(index));
     }
 
     /// Piece `index` arrived by another path and was checked against its hash: write it,

@@ -105,6 +105,66 @@ fn endgame_duplicates_and_cancels() {
 }
 
 #[test]
+fn a_withdrawn_piece_frees_its_blocks_and_its_late_blocks_are_no_strikes() {
+    let mut p = picker(3);
+    let all = Bitfield::full(3);
+    let asked = p.pick(1, &all, 64, 0);
+    assert_eq!(asked.len(), 9, "two pieces of four blocks, one of one");
+    let (mut first, other): (Vec<BlockRef>, Vec<BlockRef>) =
+        asked.iter().partition(|b| b.index == 0);
+    first.sort_by_key(|b| b.begin);
+    let index = 0;
+    assert!(p.block_received(1, first[0]).piece_complete.is_none());
+    assert_eq!(p.piece_progress(index), (1, 4));
+    let withdrawn = p.withdraw_piece(index);
+    assert_eq!(
+        withdrawn,
+        first[1..].iter().map(|b| (1, *b)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        p.outstanding(1),
+        other.len(),
+        "the other piece's asks stand"
+    );
+    assert!(!p.was_requested(1, &first[1]));
+    let late = p.block_received(1, first[1]);
+    assert!(
+        late.late && !late.unexpected,
+        "sent before the cancel arrived, and used: the piece still lacks it"
+    );
+    assert_eq!(p.piece_progress(index), (2, 4));
+    // Its free blocks go to whoever is asked next.
+    let again = p.pick(2, &all, 64, 0);
+    assert_eq!(again, first[2..].to_vec());
+    assert_eq!(p.piece_progress(1), (0, 4));
+}
+
+#[test]
+fn what_is_wanted_decides_interest_and_completion() {
+    let mut p = picker(4);
+    let only = |index: u32| {
+        let mut f = Bitfield::empty(4);
+        f.set(index);
+        f
+    };
+    assert!(p.wants_any_of(&only(2)));
+    p.set_priority(2, 0);
+    assert!(!p.wants(2) && !p.wants_any_of(&only(2)));
+    p.set_priority(2, 3);
+    assert!(p.wants_any_of(&only(2)));
+    p.piece_verified(1);
+    assert!(!p.wants_any_of(&only(1)), "a piece held is not wanted");
+    p.set_priority(1, 1);
+    assert!(!p.wants(1), "not even when asked for again");
+    for index in [0, 2, 3] {
+        assert!(!p.complete());
+        p.piece_verified(index);
+    }
+    assert!(p.complete());
+    assert!(!p.wants_any_of(&Bitfield::full(4)));
+}
+
+#[test]
 fn unrequested_and_malformed_blocks_are_unexpected() {
     let mut p = picker(2);
     let never = BlockRef {

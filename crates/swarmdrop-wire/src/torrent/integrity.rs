@@ -39,6 +39,7 @@ impl<S: Store> Torrent<S> {
         if index >= self.picker.pieces() || self.picker.have().has(index) {
             return;
         }
+        self.withdraw(index);
         self.partial.remove(&index);
         self.piece_checked(index, Some(bytes), true);
     }
@@ -47,14 +48,56 @@ impl<S: Store> Torrent<S> {
     /// milliseconds) or stops asking (`want` false). A torrent driven by a scheduler
     /// starts with [`Torrent::want_nothing`] and wants pieces one by one.
     pub fn want_piece(&mut self, index: u32, want: bool, deadline: Option<u64>) {
+        let before = self.picker.wants(index);
+        if !want {
+            self.withdraw(index);
+        }
         self.picker.set_priority(index, u8::from(want));
         self.picker.set_deadline(index, deadline.filter(|_| want));
+        // Interest follows what we want: the peers holding this piece may gain or lose it.
+        if self.picker.wants(index) != before {
+            let holders: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.session.peer_has.has(index))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in holders {
+                self.update_interest(key);
+            }
+        }
     }
 
-    /// Stops asking for every piece not held.
+    /// Another path is fetching piece `index` too. Unless peers have sent half of it
+    /// already, it is left to that path: its requests are cancelled and peers are not
+    /// asked for it again, so that its bytes come once (two copies racing cost the
+    /// loser's bytes: on a drop's edges, about half of what they sent at the end). A
+    /// piece mostly in stays a race. [`Torrent::want_piece`] asks peers again if that
+    /// path fails; blocks already in are kept for then.
+    pub fn fetching_elsewhere(&mut self, index: u32) {
+        let (received, blocks) = self.picker.piece_progress(index);
+        if self.picker.wants(index) && received * 2 < blocks.max(1) {
+            self.want_piece(index, false, None);
+        }
+    }
+
+    /// Cancels every request outstanding for piece `index`.
+    fn withdraw(&mut self, index: u32) {
+        for (peer, block) in self.picker.withdraw_piece(index) {
+            if let Some(session) = self.session(peer) {
+                session.send(Message::Cancel(block));
+            }
+        }
+    }
+
+    /// Stops asking for every piece not held (and so is interested in no peer).
     pub fn want_nothing(&mut self) {
         for index in 0..self.picker.pieces() {
             self.picker.set_priority(index, 0);
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.update_interest(key);
         }
     }
 

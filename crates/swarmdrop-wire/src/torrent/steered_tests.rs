@@ -6,10 +6,15 @@ use bytes::Bytes;
 use super::swarm_tests::{info_for, MemoryStore, PIECE};
 use super::*;
 
-const PIECES: u32 = 8;
+pub(super) const PIECES: u32 = 8;
 
 /// A torrent of the test content with peer id `[id; 20]`: the full content, or none.
-fn torrent(content: &[u8], full: bool, id: u8, config: TorrentConfig) -> Torrent<MemoryStore> {
+pub(super) fn torrent(
+    content: &[u8],
+    full: bool,
+    id: u8,
+    config: TorrentConfig,
+) -> Torrent<MemoryStore> {
     let store = MemoryStore {
         data: if full {
             content.to_vec()
