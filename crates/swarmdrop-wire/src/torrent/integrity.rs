@@ -165,7 +165,15 @@ impl<S: Store> Torrent<S> {
                 );
             }
         }
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        // Only to peers past the handshake: a peer still in it gets our pieces in the
+        // bitfield, which must be our first message (a `have` before it, as this sent
+        // once, made our own peers close the connection as `late_bitfield`).
+        let keys: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(key, _)| *key)
+            .collect();
         for key in keys {
             if let Some(session) = self.session(key) {
                 session.send(Message::Have(index));

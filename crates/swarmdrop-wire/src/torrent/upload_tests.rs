@@ -2,6 +2,8 @@
 //! request still queued is withdrawn by a `cancel`, so the bytes of a piece another path
 //! brings are not sent by peers too.
 
+use bytes::Bytes;
+
 use super::steered_tests::{torrent, PIECES};
 use super::swarm_tests::{MemoryStore, PIECE};
 use super::*;
@@ -159,4 +161,28 @@ fn interest_follows_the_pieces_wanted() {
     exchange(&mut seed, &mut leech, 40, 0);
     assert!(!leech.peers[&1].session.am_interested);
     assert!(!seed.peers[&2].session.peer_interested);
+}
+
+#[test]
+fn a_piece_verified_during_a_handshake_goes_in_the_bitfield_not_a_have_before_it() {
+    let content: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
+    let mut seed = torrent(&content, true, 1, TorrentConfig::default());
+    let mut leech = torrent(&content, false, 2, TorrentConfig::default());
+    seed.add_peer(2, 0);
+    leech.add_peer(1, 0);
+    // The leech's handshake is out, the seed's not yet in: a piece arrives by HTTP.
+    let piece = 3 * PIECE as usize..4 * PIECE as usize;
+    leech.piece_from_elsewhere(3, Bytes::copy_from_slice(&content[piece]));
+    for step in 0..5 {
+        exchange(&mut seed, &mut leech, step * 10, 0);
+    }
+    let closed: Vec<TorrentEvent> = std::iter::from_fn(|| seed.poll_event())
+        .filter(|e| matches!(e, TorrentEvent::Closed(..)))
+        .collect();
+    assert!(closed.is_empty(), "{closed:?}");
+    assert!(seed.peers[&2].connected);
+    assert!(
+        seed.peers[&2].session.peer_has.has(3),
+        "the piece is in the leech's bitfield"
+    );
 }
