@@ -14,8 +14,9 @@ impl Run<'_> {
         Some((flight.offset / u64::from(*piece_length)) as u32)
     }
 
-    /// `copy` fetches over HTTP a piece peers were asked for (`original`): peers that
-    /// have not started it are not asked for it any more, so that its bytes come once.
+    /// `copy` fetches over HTTP a piece peers were asked for (`original`): unless peers
+    /// have sent half of it already, the engine cancels its requests and leaves it to
+    /// the copy, so that its bytes come once.
     pub(super) fn copy_started(&self, copy: FetchId, original: FetchId) {
         let (Some(copy), Some(original)) = (self.flights.get(&copy), self.flights.get(&original))
         else {
