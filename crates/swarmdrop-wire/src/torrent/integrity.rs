@@ -49,7 +49,9 @@ impl<S: Store> Torrent<S> {
     /// starts with [`Torrent::want_nothing`] and wants pieces one by one.
     pub fn want_piece(&mut self, index: u32, want: bool, deadline: Option<u64>) {
         let before = self.picker.wants(index);
-        if !want {
+        // Only a wanted piece has requests to withdraw: a piece already handed over (the
+        // client then unwants it too) was withdrawn when it came.
+        if !want && before {
             self.withdraw(index);
         }
         self.picker.set_priority(index, u8::from(want));
