@@ -358,6 +358,11 @@ impl Session {
                 let before = self.peer_requests.len();
                 self.peer_requests.retain(|b| *b != block);
                 if self.peer_requests.len() < before {
+                    // BEP 6: every request gets exactly one answer, a cancelled one too
+                    // (a block already sent was its answer).
+                    if self.peer_fast {
+                        Message::Reject(block).encode(&mut self.outgoing);
+                    }
                     self.events.push_back(Event::Cancelled(block));
                 }
             }

@@ -110,6 +110,69 @@ fn choked_requests_are_rejected_and_choking_drops_the_queue() {
     );
 }
 
+fn block_one() -> BlockRef {
+    BlockRef {
+        index: 1,
+        begin: 0,
+        length: 16384,
+    }
+}
+
+#[test]
+fn a_cancelled_request_is_answered_with_a_reject_under_bep_6() {
+    let (mut a, mut b) = connected();
+    b.send(Message::Unchoke);
+    pipe(&mut b, &mut a, 1).unwrap();
+    events(&mut a);
+    a.send(Message::Request(block_one()));
+    pipe(&mut a, &mut b, 1).unwrap();
+    events(&mut b);
+    a.send(Message::Cancel(block_one()));
+    pipe(&mut a, &mut b, 2).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Cancelled(block_one())]);
+    assert_eq!(b.pending_peer_requests(), 0);
+    pipe(&mut b, &mut a, 3).unwrap();
+    assert_eq!(
+        events(&mut a),
+        vec![Event::Rejected(block_one())],
+        "BEP 6: exactly one answer per request, a cancelled one too"
+    );
+    // A cancel of a block already sent (or never asked) gets nothing: the block was
+    // its answer.
+    a.send(Message::Cancel(block_one()));
+    pipe(&mut a, &mut b, 4).unwrap();
+    assert!(events(&mut b).is_empty());
+    assert!(b.poll_transmit(4).is_empty());
+}
+
+#[test]
+fn without_bep_6_a_cancel_gets_no_answer() {
+    let mut b = Session::new(SessionConfig::new(HASH, [2; 20], 10), 0);
+    let mut wire = BytesMut::new();
+    Handshake {
+        reserved: [0; 8],
+        info_hash: HASH,
+        peer_id: [1; 20],
+    }
+    .encode(&mut wire);
+    b.handle_bytes(0, &wire).unwrap();
+    assert!(!b.peer_fast());
+    b.send(Message::Unchoke);
+    while !b.poll_transmit(0).is_empty() {}
+    let mut wire = BytesMut::new();
+    Message::Request(block_one()).encode(&mut wire);
+    Message::Cancel(block_one()).encode(&mut wire);
+    b.handle_bytes(1, &wire).unwrap();
+    assert_eq!(
+        events(&mut b)[1..],
+        [Event::Request(block_one()), Event::Cancelled(block_one())]
+    );
+    assert!(
+        b.poll_transmit(1).is_empty(),
+        "no reject to a peer without BEP 6"
+    );
+}
+
 #[test]
 fn a_choke_keeps_requests_for_pieces_allowed_fast() {
     let (mut a, mut b) = connected();
