@@ -183,9 +183,11 @@ def test_peers_carry_the_bulk_asset(swarmdrop_bin, pub, origin, edge, tmp_path):
         seed.terminate()
         seed.wait(timeout=10)
     assert_every_target_matches(pub, out)
-    # The first pieces may come from the edge before the seeder's bitfield arrives.
+    # The first pieces come from the edge until the seeder's bitfield arrives: the whole
+    # asset takes about 180 ms here, and 10-13% of it went to the edge in a third of
+    # runs (every fetch `meets_deadline`, none a hedge), so the bound leaves room for that.
     bulk = report["classes"]["bulk"]["bytes_by_path"]
-    assert bulk.get("p2p", 0) >= 0.9 * sum(pub.length(p) for p in pub.of_class("bulk")), bulk
+    assert bulk.get("p2p", 0) >= 0.75 * sum(pub.length(p) for p in pub.of_class("bulk")), bulk
     assert report["bytes_by_path"].get("origin", 0) == 0
 
 
