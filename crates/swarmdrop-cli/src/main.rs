@@ -15,7 +15,8 @@ fn main() -> std::process::ExitCode {
     // whichever thread touched it, often one answering a checkout page. Without them the
     // demo's checkout p99 fell about threefold and its peak memory by a third
     // (docs/design/0007-plan.md). The flag covers what mimalloc has already mapped, and
-    // the processes this one starts (the demo's services) inherit it.
+    // the processes this one starts (the demo's services) inherit it. A kernel that
+    // refuses it keeps huge pages, which only costs that latency.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = commands::Cli::parse();
