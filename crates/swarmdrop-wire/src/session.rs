@@ -215,6 +215,22 @@ impl Session {
         self.peer_requests.pop_front()
     }
 
+    /// Sends `data` for a request taken with [`Session::pop_peer_request`] (no longer in
+    /// the queue, so not looked for there, as [`Session::send`] of a piece does).
+    pub fn answer_peer_request(&mut self, block: BlockRef, data: Bytes) {
+        self.uploaded += data.len() as u64;
+        // The block goes out as its own chunk, never copied into the send buffer: only
+        // its 13-byte header is.
+        self.outgoing.reserve(13);
+        self.outgoing
+            .extend_from_slice(&(9 + block.length).to_be_bytes());
+        self.outgoing.extend_from_slice(&[7]);
+        self.outgoing.extend_from_slice(&block.index.to_be_bytes());
+        self.outgoing.extend_from_slice(&block.begin.to_be_bytes());
+        self.queued.push_back(self.outgoing.split().freeze());
+        self.queued.push_back(data);
+    }
+
     /// A request taken with [`Session::pop_peer_request`] that we cannot answer with data:
     /// a BEP 6 peer is told with a reject; others are simply not answered, as BEP 3 does.
     pub fn refuse_peer_request(&mut self, block: BlockRef) {
@@ -433,17 +449,7 @@ impl Session {
                     length: data.len() as u32,
                 };
                 self.peer_requests.retain(|b| *b != block);
-                self.uploaded += data.len() as u64;
-                // The block goes out as its own chunk, never copied into the send
-                // buffer: only its 13-byte header is.
-                self.outgoing.reserve(13);
-                self.outgoing
-                    .extend_from_slice(&(9 + block.length).to_be_bytes());
-                self.outgoing.extend_from_slice(&[7]);
-                self.outgoing.extend_from_slice(&block.index.to_be_bytes());
-                self.outgoing.extend_from_slice(&block.begin.to_be_bytes());
-                self.queued.push_back(self.outgoing.split().freeze());
-                self.queued.push_back(data.clone());
+                self.answer_peer_request(block, data.clone());
                 return;
             }
             _ => {}

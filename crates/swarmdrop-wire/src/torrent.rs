@@ -540,11 +540,12 @@ impl<S: Store> Torrent<S> {
         match data {
             Some(data) => {
                 p.window_up += data.len() as u64;
-                p.session.send(Message::Piece {
-                    index: block.index,
-                    begin: block.begin,
-                    data,
-                });
+                // The header states the length of the bytes that follow it.
+                let block = BlockRef {
+                    length: data.len() as u32,
+                    ..block
+                };
+                p.session.answer_peer_request(block, data);
             }
             None => p.session.refuse_peer_request(block),
         }
