@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use swarmdrop_bench::machine::{CpuTimes, CpuTrace};
 use swarmdrop_client::{ClientOptions, Identity, Progress, Report};
 use swarmdrop_peer::ratelimit::RateLimit;
 use swarmdrop_plan::PathKind;
@@ -188,7 +189,7 @@ async fn run_viewers(
     services: &Services,
     work: &Path,
     only: Vec<PathKind>,
-) -> anyhow::Result<(Vec<(Duration, Result<Report, String>)>, Option<String>)> {
+) -> anyhow::Result<Viewers> {
     let upload = size(&args.viewer_upload, "viewer-upload")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let bar = indicatif::ProgressBar::new(args.viewers as u64);
@@ -199,6 +200,7 @@ async fn run_viewers(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let first = Instant::now();
+    let cpu = tokio::spawn(trace_cpu(first, stop_rx.clone()));
     let mut tasks = Vec::new();
     let mut chaos = None;
     for k in 0..args.viewers {
@@ -287,7 +289,42 @@ async fn run_viewers(
         }
     }
     bar.finish();
-    Ok((results, chaos))
+    Ok(Viewers {
+        results,
+        chaos,
+        cpu: cpu.await.unwrap_or_default(),
+    })
+}
+
+/// What [`run_viewers`] brings back.
+struct Viewers {
+    /// Each viewer's join time since the first and its report.
+    results: Vec<(Duration, Result<Report, String>)>,
+    /// With `--chaos`: what was killed when.
+    chaos: Option<String>,
+    /// The machine's CPU times from the first viewer's start until the viewers stop.
+    cpu: CpuTrace,
+}
+
+/// Samples the machine's CPU times every 100 ms from `first` until `stop`.
+async fn trace_cpu(first: Instant, mut stop: tokio::sync::watch::Receiver<bool>) -> CpuTrace {
+    let mut trace = CpuTrace::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while !*stop.borrow() {
+        match CpuTimes::now() {
+            Some(times) => trace.push(first.elapsed(), times),
+            // Not Linux: nothing to read.
+            None => break,
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if let Some(times) = CpuTimes::now() {
+        trace.push(first.elapsed(), times);
+    }
+    trace
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -355,9 +392,15 @@ fn one_drop(
     );
     let paths: Vec<&str> = only.iter().map(|k| k.as_str()).collect();
     let started = Instant::now();
-    let (results, chaos) = runtime.block_on(run_viewers(args, &services, &work, only.clone()))?;
+    let Viewers {
+        results,
+        chaos,
+        cpu,
+    } = runtime.block_on(run_viewers(args, &services, &work, only.clone()))?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut report = summarize(args, &services, &results, drop_bytes, bulk_bytes, seconds)?;
+    let mut report = summarize(
+        args, &services, &results, drop_bytes, bulk_bytes, seconds, &cpu,
+    )?;
     report.paths = paths.join(",");
     report.notes.extend(chaos);
     if args.liar || args.chaos {

@@ -1,0 +1,13 @@
+//! `/proc/stat` text: any bytes parse or are refused, and what parses is consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use swarmdrop_bench::machine::CpuTimes;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(times) = CpuTimes::parse(text) {
+            assert!(times.steal <= times.busy && times.busy <= times.total);
+        }
+    }
+});
