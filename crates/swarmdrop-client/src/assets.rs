@@ -1,7 +1,8 @@
 //! The assets of one run: what the signed targets say about each, the part file it is
 //! written into, and the checks every range passes before a byte is written — a piece's
 //! SHA-1 from the torrent the signed targets pin, or the asset's signed SHA-256 and
-//! length — and the whole-file SHA-256 before the part file is renamed into place.
+//! length — and the whole-file SHA-256 before the part file is renamed into place (read
+//! back from disk unless the asset was checked whole before it was written).
 
 use std::fs::File;
 use std::io::Read as _;
@@ -40,6 +41,9 @@ pub(crate) struct Asset {
     /// The peer engine writes this asset (its pieces from peers, and the ones fetched
     /// over HTTP once checked): `accept` only checks.
     pub(crate) engine_writes: bool,
+    /// The whole asset was checked against its signed SHA-256 in one range and written:
+    /// the part file holds exactly the signed bytes, and finishing need not read it back.
+    written_whole: bool,
     part: PathBuf,
     dest: PathBuf,
     file: Option<File>,
@@ -94,6 +98,7 @@ impl Asset {
             pieces: None,
             meta: None,
             engine_writes: false,
+            written_whole: false,
             part,
             dest,
             file: None,
@@ -111,6 +116,12 @@ impl Asset {
         if bytes.len() as u64 != expected {
             return Ok(Err(Refused::Length));
         }
+        // What is on disk is already the signed asset: a range arriving now (a hedge
+        // that lost, unchecked because partial) must not overwrite it.
+        if self.written_whole {
+            return Ok(Ok(()));
+        }
+        let whole = self.pieces.is_none() && offset == 0 && expected == self.length;
         let good = match &self.pieces {
             Some((piece_length, hashes)) => {
                 let index = (offset / u64::from(*piece_length)) as usize;
@@ -134,6 +145,7 @@ impl Asset {
         let file = self.open()?;
         file.write_all_at(bytes, offset)
             .map_err(|e| ClientError::Io(format!("{}: {e}", self.part.display())))?;
+        self.written_whole = whole;
         Ok(Ok(()))
     }
 
@@ -178,7 +190,7 @@ impl Asset {
         }
         Ok(Finishing {
             path: self.path.clone(),
-            sha256: self.sha256.clone(),
+            sha256: (!self.written_whole).then(|| self.sha256.clone()),
             part: self.part.clone(),
             dest: self.dest.clone(),
             written: self.file.take(),
@@ -190,34 +202,39 @@ impl Asset {
 #[derive(Debug)]
 pub(crate) struct Finishing {
     path: String,
-    sha256: String,
+    /// The signed SHA-256 to check the file against; `None` when the asset was checked
+    /// whole in memory before it was written ([`Asset::accept`]).
+    sha256: Option<String>,
     part: PathBuf,
     dest: PathBuf,
     written: Option<File>,
 }
 
 impl Finishing {
-    /// The whole file's SHA-256 against the signed one, then renamed into place, so a
-    /// reader never sees a partial or unverified file; returns the file, to be flushed to
-    /// disk. This blocks (a bulk asset is read back whole).
+    /// The whole file's SHA-256 against the signed one (unless the asset was checked
+    /// whole before it was written), then renamed into place, so a reader never sees a
+    /// partial or unverified file; returns the file, to be flushed to disk. This blocks
+    /// (a bulk asset is read back whole).
     pub(crate) fn run(self) -> Result<(PathBuf, File), ClientError> {
         let part = &self.part;
         let io = |e: std::io::Error| ClientError::Io(format!("{}: {e}", part.display()));
         let mut file = File::open(part).map_err(io)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
+        if let Some(signed) = &self.sha256 {
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = file.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
             }
-            hasher.update(&buf[..n]);
-        }
-        if hex::encode(hasher.finalize()) != self.sha256 {
-            return Err(ClientError::Verification(format!(
-                "{}: the assembled file does not match its signed SHA-256",
-                self.path
-            )));
+            if hex::encode(hasher.finalize()) != *signed {
+                return Err(ClientError::Verification(format!(
+                    "{}: the assembled file does not match its signed SHA-256",
+                    self.path
+                )));
+            }
         }
         std::fs::rename(part, &self.dest).map_err(io)?;
         // The engine wrote it: any descriptor of the file flushes it.
@@ -272,4 +289,98 @@ pub(crate) fn finisher(events: crate::Events) -> Finisher {
             .unwrap_or_else(|_| Err(ClientError::Io("the thread flushing files failed".into())))
     });
     Finisher { jobs: tx, flushed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An asset without a torrent (checked whole, like a keyframe), signed for `bytes`.
+    fn asset(bytes: &[u8], dir: &Path) -> Asset {
+        let target: TargetFile = serde_json::from_value(serde_json::json!({
+            "length": bytes.len(),
+            "hashes": {"sha256": hex::encode(sha2::Sha256::digest(bytes))},
+            "custom": {"class": "keyframe", "budget_ms": 800, "paths": ["edge", "origin"]},
+        }))
+        .unwrap();
+        Asset::new("frames/k0001.bin", &target, dir).unwrap()
+    }
+
+    fn finish(asset: &mut Asset) -> Result<Vec<u8>, ClientError> {
+        let (dest, _) = asset.finishing()?.run()?;
+        Ok(std::fs::read(dest).unwrap())
+    }
+
+    #[test]
+    fn an_asset_checked_whole_is_put_in_place_without_reading_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"a keyframe's bytes".to_vec();
+        let mut asset = asset(&signed, dir.path());
+        assert_eq!(
+            asset.accept(0, signed.len() as u64, &signed).unwrap(),
+            Ok(())
+        );
+        let finishing = asset.finishing().unwrap();
+        assert_eq!(
+            finishing.sha256, None,
+            "checked whole: nothing to read back"
+        );
+        let (dest, _) = finishing.run().unwrap();
+        assert_eq!(std::fs::read(dest).unwrap(), signed);
+    }
+
+    #[test]
+    fn a_range_arriving_after_the_whole_asset_does_not_overwrite_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"0123456789abcdef".to_vec();
+        let mut asset = asset(&signed, dir.path());
+        assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
+        // A hedge's partial range (unchecked on its own) with different bytes.
+        assert_eq!(asset.accept(4, 4, b"XXXX").unwrap(), Ok(()));
+        assert_eq!(finish(&mut asset).unwrap(), signed);
+    }
+
+    #[test]
+    fn an_asset_assembled_from_ranges_is_checked_whole_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"0123456789abcdef".to_vec();
+        let mut good = asset(&signed, dir.path());
+        assert_eq!(good.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
+        assert_eq!(good.accept(8, 8, &signed[8..]).unwrap(), Ok(()));
+        let finishing = good.finishing().unwrap();
+        assert!(
+            finishing.sha256.is_some(),
+            "assembled: read back and checked"
+        );
+        let (dest, _) = finishing.run().unwrap();
+        assert_eq!(std::fs::read(dest).unwrap(), signed);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = asset(&signed, dir.path());
+        assert_eq!(bad.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
+        assert_eq!(bad.accept(8, 8, b"89abcdeX").unwrap(), Ok(()));
+        assert!(matches!(
+            finish(&mut bad),
+            Err(ClientError::Verification(_))
+        ));
+        assert!(!dir.path().join("frames/k0001.bin").exists());
+    }
+
+    #[test]
+    fn a_whole_range_that_does_not_match_is_refused_and_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"0123456789abcdef".to_vec();
+        let mut asset = asset(&signed, dir.path());
+        assert_eq!(
+            asset.accept(0, 16, b"0123456789abcdeX").unwrap(),
+            Err(Refused::Digest)
+        );
+        assert_eq!(
+            asset.accept(0, 16, &signed[..15]).unwrap(),
+            Err(Refused::Length)
+        );
+        // The honest copy still finishes, and is the one checked whole.
+        assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
+        assert_eq!(finish(&mut asset).unwrap(), signed);
+    }
 }
