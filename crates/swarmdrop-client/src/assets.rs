@@ -306,9 +306,15 @@ mod tests {
         Asset::new("frames/k0001.bin", &target, dir).unwrap()
     }
 
-    fn finish(asset: &mut Asset) -> Result<Vec<u8>, ClientError> {
-        let (dest, _) = asset.finishing()?.run()?;
-        Ok(std::fs::read(dest).unwrap())
+    /// Finishes `asset`: whether the file was read back to be checked, and what is in
+    /// place.
+    fn finish(asset: &mut Asset) -> (bool, Result<Vec<u8>, ClientError>) {
+        let finishing = asset.finishing().unwrap();
+        let read_back = finishing.sha256.is_some();
+        let in_place = finishing
+            .run()
+            .map(|(dest, _)| std::fs::read(dest).unwrap());
+        (read_back, in_place)
     }
 
     #[test]
@@ -320,13 +326,9 @@ mod tests {
             asset.accept(0, signed.len() as u64, &signed).unwrap(),
             Ok(())
         );
-        let finishing = asset.finishing().unwrap();
-        assert_eq!(
-            finishing.sha256, None,
-            "checked whole: nothing to read back"
-        );
-        let (dest, _) = finishing.run().unwrap();
-        assert_eq!(std::fs::read(dest).unwrap(), signed);
+        let (read_back, in_place) = finish(&mut asset);
+        assert!(!read_back, "checked whole: nothing to read back");
+        assert_eq!(in_place.unwrap(), signed);
     }
 
     #[test]
@@ -337,7 +339,7 @@ mod tests {
         assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
         // A hedge's partial range (unchecked on its own) with different bytes.
         assert_eq!(asset.accept(4, 4, b"XXXX").unwrap(), Ok(()));
-        assert_eq!(finish(&mut asset).unwrap(), signed);
+        assert_eq!(finish(&mut asset).1.unwrap(), signed);
     }
 
     #[test]
@@ -347,20 +349,16 @@ mod tests {
         let mut good = asset(&signed, dir.path());
         assert_eq!(good.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
         assert_eq!(good.accept(8, 8, &signed[8..]).unwrap(), Ok(()));
-        let finishing = good.finishing().unwrap();
-        assert!(
-            finishing.sha256.is_some(),
-            "assembled: read back and checked"
-        );
-        let (dest, _) = finishing.run().unwrap();
-        assert_eq!(std::fs::read(dest).unwrap(), signed);
+        let (read_back, in_place) = finish(&mut good);
+        assert!(read_back, "assembled: read back and checked");
+        assert_eq!(in_place.unwrap(), signed);
 
         let dir = tempfile::tempdir().unwrap();
         let mut bad = asset(&signed, dir.path());
         assert_eq!(bad.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
         assert_eq!(bad.accept(8, 8, b"89abcdeX").unwrap(), Ok(()));
         assert!(matches!(
-            finish(&mut bad),
+            finish(&mut bad).1,
             Err(ClientError::Verification(_))
         ));
         assert!(!dir.path().join("frames/k0001.bin").exists());
@@ -381,6 +379,8 @@ mod tests {
         );
         // The honest copy still finishes, and is the one checked whole.
         assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
-        assert_eq!(finish(&mut asset).unwrap(), signed);
+        let (read_back, in_place) = finish(&mut asset);
+        assert!(!read_back);
+        assert_eq!(in_place.unwrap(), signed);
     }
 }
