@@ -138,6 +138,9 @@ pub struct Session {
     outgoing: BytesMut,
     /// Chunks ready before `outgoing`: block payloads go here as they are.
     queued: VecDeque<Bytes>,
+    /// A core message (anything but a keep-alive, the DHT port or an extension message)
+    /// has gone out: our pieces can no longer be sent as a bitfield or have-all/none.
+    sent_core: bool,
     events: VecDeque<Event>,
     peer_fast: bool,
     peer_extended: bool,
@@ -176,6 +179,7 @@ impl Session {
             received: BytesMut::new(),
             outgoing,
             queued: VecDeque::new(),
+            sent_core: false,
             events: VecDeque::new(),
             peer_fast: false,
             peer_extended: false,
@@ -219,6 +223,7 @@ impl Session {
     /// the queue, so not looked for there, as [`Session::send`] of a piece does).
     pub fn answer_peer_request(&mut self, block: BlockRef, data: Bytes) {
         self.uploaded += data.len() as u64;
+        self.sent_core = true;
         // The block goes out as its own chunk, never copied into the send buffer: only
         // its 13-byte header is.
         self.outgoing.reserve(13);
@@ -377,7 +382,7 @@ impl Session {
                     // BEP 6: every request gets exactly one answer, a cancelled one too
                     // (a block already sent was its answer).
                     if self.peer_fast {
-                        Message::Reject(block).encode(&mut self.outgoing);
+                        self.send(Message::Reject(block));
                     }
                     self.events.push_back(Event::Cancelled(block));
                 }
@@ -415,7 +420,38 @@ impl Session {
     }
 
     /// Queues a message for the peer, keeping our side of the state in step.
+    ///
+    /// Our pieces as a bitfield (or BEP 6 have-all/none) may only be the first core
+    /// message (BEP 3; a peer closes the connection otherwise, as this session does):
+    /// sent later, they go out as the `have` messages they stand for.
     pub fn send(&mut self, message: Message) {
+        if self.sent_core {
+            match &message {
+                Message::Bitfield(bits) => {
+                    for index in (0..self.config.pieces).filter(|&i| {
+                        bits.get((i / 8) as usize)
+                            .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0)
+                    }) {
+                        Message::Have(index).encode(&mut self.outgoing);
+                    }
+                    return;
+                }
+                Message::HaveAll => {
+                    for index in 0..self.config.pieces {
+                        Message::Have(index).encode(&mut self.outgoing);
+                    }
+                    return;
+                }
+                Message::HaveNone => return,
+                _ => {}
+            }
+        }
+        if !matches!(
+            message,
+            Message::KeepAlive | Message::Port(_) | Message::Extended { .. }
+        ) {
+            self.sent_core = true;
+        }
         match &message {
             Message::Choke => {
                 self.am_choking = true;
@@ -467,6 +503,9 @@ impl Session {
     pub fn poll_transmit(&mut self, now: Millis) -> Bytes {
         let chunk = match self.queued.pop_front() {
             Some(chunk) => chunk,
+            // Splitting even an empty buffer turns it into a shared one (an allocation),
+            // and the caller polls until it gets nothing.
+            None if self.outgoing.is_empty() => Bytes::new(),
             None => self.outgoing.split().freeze(),
         };
         if !chunk.is_empty() {

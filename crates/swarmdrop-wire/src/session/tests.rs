@@ -280,6 +280,52 @@ fn extension_handshakes_may_come_before_the_bitfield() {
     ));
 }
 
+fn has_updates(s: &mut Session) -> Vec<HasUpdate> {
+    events(s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Has(update) => Some(update),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn our_pieces_sent_after_another_message_go_out_as_haves() {
+    let (mut a, mut b) = connected();
+    a.send(Message::Have(3));
+    // Pieces 0 and 9 of 10.
+    a.send(Message::Bitfield(Bytes::from_static(&[0x80, 0x40])));
+    pipe(&mut a, &mut b, 1).unwrap();
+    assert_eq!(
+        has_updates(&mut b),
+        vec![
+            HasUpdate::Piece(3),
+            HasUpdate::Piece(0),
+            HasUpdate::Piece(9)
+        ]
+    );
+    a.send(Message::HaveNone);
+    a.send(Message::HaveAll);
+    pipe(&mut a, &mut b, 2).unwrap();
+    assert_eq!(b.peer_has, Bitfield::full(10));
+}
+
+#[test]
+fn extension_messages_leave_the_bitfield_first() {
+    let (mut a, mut b) = connected();
+    a.send(Message::KeepAlive);
+    a.send(Message::Extended {
+        id: 3,
+        payload: Bytes::from_static(b"x"),
+    });
+    a.send(Message::Bitfield(Bytes::from_static(&[0x80, 0])));
+    pipe(&mut a, &mut b, 1).unwrap();
+    let mut expected = Bitfield::empty(10);
+    expected.set(0);
+    assert_eq!(has_updates(&mut b), vec![HasUpdate::All(expected)]);
+}
+
 #[test]
 fn a_request_flood_is_closed() {
     let (mut a, mut b) = connected();
@@ -318,6 +364,44 @@ fn keepalives_and_idle_timeouts() {
 proptest! {
     /// After a good handshake, any bytes: a close or events, never a panic, and the
     /// queue of the peer's requests never passes its bound.
+    #[test]
+    fn whatever_order_we_announce_pieces_in_the_peer_accepts_it(
+        sends in proptest::collection::vec((0u8..6, 0u32..10, any::<u16>()), 0..12),
+    ) {
+        let (mut a, mut b) = connected();
+        let mut announced = Bitfield::empty(10);
+        for (kind, index, bits) in sends {
+            let message = match kind {
+                0 => Message::Have(index),
+                1 => {
+                    // Ten pieces: the last six bits are spare and stay clear.
+                    let bits = bits & 0xffc0;
+                    Message::Bitfield(Bytes::copy_from_slice(&bits.to_be_bytes()))
+                }
+                2 => Message::HaveAll,
+                3 => Message::HaveNone,
+                4 => Message::Interested,
+                _ => Message::KeepAlive,
+            };
+            match &message {
+                Message::Have(i) => {
+                    announced.set(*i);
+                }
+                Message::Bitfield(bytes) => {
+                    let with = Bitfield::from_bytes(bytes, 10).unwrap();
+                    (0..10).filter(|i| with.has(*i)).for_each(|i| {
+                        announced.set(i);
+                    });
+                }
+                Message::HaveAll => announced = Bitfield::full(10),
+                _ => {}
+            }
+            a.send(message);
+        }
+        prop_assert!(pipe(&mut a, &mut b, 1).is_ok());
+        prop_assert_eq!(&b.peer_has, &announced);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), unchoke in any::<bool>()) {
         let (_, mut b) = connected();

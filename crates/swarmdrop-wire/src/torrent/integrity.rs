@@ -169,7 +169,8 @@ impl<S: Store> Torrent<S> {
         }
         // Only to peers past the handshake: a peer still in it gets our pieces in the
         // bitfield, which must be our first message (a `have` before it, as this sent
-        // once, made our own peers close the connection as `late_bitfield`).
+        // once, made our own peers close the connection as `late_bitfield`; the session
+        // now turns a late bitfield into haves, but one bitfield is the shorter way).
         let keys: Vec<PeerKey> = self
             .peers
             .iter()
