@@ -6,7 +6,7 @@ use swarmdrop_bench::machine::CpuTimes;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(times) = CpuTimes::parse(text) {
+        if let Ok(times) = CpuTimes::parse(text) {
             assert!(times.steal <= times.busy && times.busy <= times.total);
         }
     }

@@ -1,4 +1,5 @@
-//! How busy the machine's CPUs were over an interval, from Linux's `/proc/stat`: a run
+//! How busy the machine's CPUs were over an interval, from Linux's `/proc/stat` (parsed
+//! and compared without I/O; only [`CpuTimes::now`] reads the file): a run
 //! that saturates the CPUs measures the machine, not the protocol, and a report should
 //! say so next to its ratios.
 
@@ -15,6 +16,28 @@ pub struct CpuTimes {
     pub total: u64,
 }
 
+/// Why `/proc/stat` gave no CPU times.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcStatError {
+    /// The file could not be read (not Linux, or no /proc).
+    #[error("/proc/stat: {0}")]
+    Read(std::io::Error),
+    /// No aggregate `cpu` line.
+    #[error("/proc/stat: no `cpu` line")]
+    NoCpuLine,
+    /// A field of the `cpu` line is not a count.
+    #[error("/proc/stat: field {field} of the `cpu` line is {text:?}, not a count")]
+    BadField {
+        /// Which field, from 1 (user).
+        field: usize,
+        /// What it held (at most 32 characters).
+        text: String,
+    },
+    /// Fewer than the four fields every kernel since 2.5 writes.
+    #[error("/proc/stat: the `cpu` line has {0} fields, not at least 4")]
+    TooFewFields(usize),
+}
+
 /// Shares of the CPUs' time between two [`CpuTimes`] samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuShare {
@@ -26,21 +49,27 @@ pub struct CpuShare {
 
 impl CpuTimes {
     /// The aggregate `cpu` line of `/proc/stat` (`user nice system idle iowait irq
-    /// softirq steal …`; guest time is already inside user). `None` when there is no
-    /// such line or a field is not a number.
-    pub fn parse(stat: &str) -> Option<CpuTimes> {
+    /// softirq steal …`; guest time is already inside user).
+    pub fn parse(stat: &str) -> Result<CpuTimes, ProcStatError> {
         let line = stat
             .lines()
-            .find(|l| l.split_whitespace().next() == Some("cpu"))?;
+            .find(|l| l.split_whitespace().next() == Some("cpu"))
+            .ok_or(ProcStatError::NoCpuLine)?;
         let fields = line
             .split_whitespace()
             .skip(1)
             .take(8)
-            .map(|f| f.parse::<u64>().ok())
-            .collect::<Option<Vec<u64>>>()?;
+            .enumerate()
+            .map(|(k, f)| {
+                f.parse::<u64>().map_err(|_| ProcStatError::BadField {
+                    field: k + 1,
+                    text: f.chars().take(32).collect(),
+                })
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
         // Kernels before 2.6.11 had no steal field; before 2.6 no iowait, irq, softirq.
         if fields.len() < 4 {
-            return None;
+            return Err(ProcStatError::TooFewFields(fields.len()));
         }
         let field = |k: usize| fields.get(k).copied().unwrap_or(0);
         let idle = field(3).saturating_add(field(4));
@@ -48,20 +77,17 @@ impl CpuTimes {
         let busy = [0, 1, 2, 5, 6, 7]
             .iter()
             .fold(0u64, |sum, &k| sum.saturating_add(field(k)));
-        Some(CpuTimes {
+        Ok(CpuTimes {
             busy,
             steal,
             total: busy.saturating_add(idle),
         })
     }
 
-    /// This machine's times now; `None` where there is no `/proc/stat` (not Linux) or it
-    /// cannot be read.
-    pub fn now() -> Option<CpuTimes> {
-        std::fs::read_to_string("/proc/stat")
-            .ok()
-            .as_deref()
-            .and_then(CpuTimes::parse)
+    /// This machine's times now, from `/proc/stat` (Linux only: elsewhere a read error).
+    pub fn now() -> Result<CpuTimes, ProcStatError> {
+        let stat = std::fs::read_to_string("/proc/stat").map_err(ProcStatError::Read)?;
+        CpuTimes::parse(&stat)
     }
 
     /// The shares from `self` (earlier) to `later`; `None` if no tick passed or the
@@ -119,10 +145,10 @@ mod tests {
 
     #[test]
     fn reads_the_aggregate_line_not_a_single_cpu() {
-        let times = CpuTimes::parse(STAT);
+        let times = CpuTimes::parse(STAT).unwrap();
         assert_eq!(
             times,
-            Some(CpuTimes {
+            (CpuTimes {
                 busy: 100 + 5 + 50 + 3 + 2 + 10,
                 steal: 10,
                 total: 100 + 5 + 50 + 800 + 20 + 3 + 2 + 10,
@@ -132,10 +158,10 @@ mod tests {
 
     #[test]
     fn old_kernels_without_steal_still_parse() {
-        let times = CpuTimes::parse("cpu 10 0 10 80\n");
+        let times = CpuTimes::parse("cpu 10 0 10 80\n").unwrap();
         assert_eq!(
             times,
-            Some(CpuTimes {
+            (CpuTimes {
                 busy: 20,
                 steal: 0,
                 total: 100
@@ -145,10 +171,18 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_stat_file() {
-        assert_eq!(CpuTimes::parse(""), None);
-        assert_eq!(CpuTimes::parse("cpu0 1 2 3 4\n"), None);
-        assert_eq!(CpuTimes::parse("cpu 1 2 x 4\n"), None);
-        assert_eq!(CpuTimes::parse("cpu 1 2\n"), None);
+        let problem = |text: &str| CpuTimes::parse(text).map_err(|e| e.to_string());
+        let no_line = Err("/proc/stat: no `cpu` line".to_owned());
+        assert_eq!(problem(""), no_line);
+        assert_eq!(problem("cpu0 1 2 3 4\n"), no_line);
+        assert_eq!(
+            problem("cpu 1 2 x 4\n"),
+            Err("/proc/stat: field 3 of the `cpu` line is \"x\", not a count".to_owned())
+        );
+        assert_eq!(
+            problem("cpu 1 2\n"),
+            Err("/proc/stat: the `cpu` line has 2 fields, not at least 4".to_owned())
+        );
     }
 
     #[test]
@@ -178,8 +212,8 @@ mod tests {
     #[test]
     fn this_machine_reads_if_it_is_linux() {
         if cfg!(target_os = "linux") {
-            let times = CpuTimes::now();
-            assert!(times.is_some_and(|t| t.total > 0 && t.busy <= t.total));
+            let times = CpuTimes::now().unwrap();
+            assert!(times.total > 0 && times.busy <= times.total);
         }
     }
 
@@ -213,7 +247,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_text_parses_or_is_refused_without_panic(text in ".{0,200}") {
-            if let Some(t) = CpuTimes::parse(&text) {
+            if let Ok(t) = CpuTimes::parse(&text) {
                 prop_assert!(t.busy <= t.total && t.steal <= t.busy);
             }
         }
@@ -225,7 +259,7 @@ mod tests {
         ) {
             let line = |f: &[u64]| format!("cpu {}\n", f.iter().map(u64::to_string).collect::<Vec<_>>().join(" "));
             let later: Vec<u64> = fields.iter().zip(&more).map(|(a, b)| a + b).collect();
-            let (Some(a), Some(b)) = (CpuTimes::parse(&line(&fields)), CpuTimes::parse(&line(&later))) else {
+            let (Ok(a), Ok(b)) = (CpuTimes::parse(&line(&fields)), CpuTimes::parse(&line(&later))) else {
                 return Err(TestCaseError::fail("well-formed lines must parse"));
             };
             if let Some(share) = a.share_until(&b) {

@@ -44,6 +44,8 @@ pub(crate) struct Asset {
     /// The whole asset was checked against its signed SHA-256 in one range and written:
     /// the part file holds exactly the signed bytes, and finishing need not read it back.
     written_whole: bool,
+    /// Handed over to be finished, or discarded: no more writes.
+    closed: bool,
     part: PathBuf,
     dest: PathBuf,
     file: Option<File>,
@@ -99,6 +101,7 @@ impl Asset {
             meta: None,
             engine_writes: false,
             written_whole: false,
+            closed: false,
             part,
             dest,
             file: None,
@@ -115,11 +118,6 @@ impl Asset {
     ) -> Result<Result<(), Refused>, ClientError> {
         if bytes.len() as u64 != expected {
             return Ok(Err(Refused::Length));
-        }
-        // What is on disk is already the signed asset: a range arriving now (a hedge
-        // that lost, unchecked because partial) must not overwrite it.
-        if self.written_whole {
-            return Ok(Ok(()));
         }
         let whole = self.pieces.is_none() && offset == 0 && expected == self.length;
         let good = match &self.pieces {
@@ -139,7 +137,12 @@ impl Asset {
         if !good {
             return Ok(Err(Refused::Digest));
         }
-        if self.engine_writes {
+        // Checked all the same, so a liar is refused whichever copy came first; but not
+        // written: the engine writes its own; a part file holding the whole signed asset
+        // must not take a partial range over it (one that lost a race, unchecked on its
+        // own); and a part file handed over to be finished, or discarded, is not reopened
+        // (that would truncate it).
+        if self.engine_writes || self.written_whole || self.closed {
             return Ok(Ok(()));
         }
         let file = self.open()?;
@@ -155,6 +158,12 @@ impl Asset {
     }
 
     fn open(&mut self) -> Result<&File, ClientError> {
+        if self.closed {
+            return Err(ClientError::Io(format!(
+                "{}: already finished or discarded",
+                self.part.display()
+            )));
+        }
         if self.file.is_none() {
             if let Some(dir) = self.part.parent() {
                 std::fs::create_dir_all(dir)
@@ -178,6 +187,7 @@ impl Asset {
 
     /// A newer version of this path is already in place: this one's bytes are dropped.
     pub(crate) fn discard(&mut self) {
+        self.closed = true;
         self.file = None;
         let _ = std::fs::remove_file(&self.part);
     }
@@ -188,6 +198,7 @@ impl Asset {
         if !self.engine_writes {
             self.open()?;
         }
+        self.closed = true;
         Ok(Finishing {
             path: self.path.clone(),
             sha256: (!self.written_whole).then(|| self.sha256.clone()),
@@ -297,13 +308,28 @@ mod tests {
 
     /// An asset without a torrent (checked whole, like a keyframe), signed for `bytes`.
     fn asset(bytes: &[u8], dir: &Path) -> Asset {
+        asset_at(bytes, dir, "frames/k0001.bin")
+    }
+
+    fn asset_at(bytes: &[u8], dir: &Path, name: &str) -> Asset {
         let target: TargetFile = serde_json::from_value(serde_json::json!({
             "length": bytes.len(),
             "hashes": {"sha256": hex::encode(sha2::Sha256::digest(bytes))},
             "custom": {"class": "keyframe", "budget_ms": 800, "paths": ["edge", "origin"]},
         }))
         .unwrap();
-        Asset::new("frames/k0001.bin", &target, dir).unwrap()
+        Asset::new(name, &target, dir).unwrap()
+    }
+
+    /// Two ranges, each unchecked on its own (the asset is checked whole at the end).
+    fn accept_in_halves(asset: &mut Asset, bytes: &[u8]) {
+        let half = bytes.len() / 2;
+        let (a, b) = bytes.split_at(half);
+        assert_eq!(asset.accept(0, a.len() as u64, a).unwrap(), Ok(()));
+        assert_eq!(
+            asset.accept(half as u64, b.len() as u64, b).unwrap(),
+            Ok(())
+        );
     }
 
     /// Finishes `asset`: whether the file was read back to be checked, and what is in
@@ -336,9 +362,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let signed = b"0123456789abcdef".to_vec();
         let mut asset = asset(&signed, dir.path());
+        // A partial range before the whole one is overwritten by it.
+        assert_eq!(asset.accept(0, 4, b"YYYY").unwrap(), Ok(()));
         assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
         // A hedge's partial range (unchecked on its own) with different bytes.
         assert_eq!(asset.accept(4, 4, b"XXXX").unwrap(), Ok(()));
+        // A lying copy of the whole that lost the race is still refused.
+        assert_eq!(
+            asset.accept(0, 16, b"0123456789abcdeX").unwrap(),
+            Err(Refused::Digest)
+        );
         assert_eq!(finish(&mut asset).1.unwrap(), signed);
     }
 
@@ -347,8 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let signed = b"0123456789abcdef".to_vec();
         let mut good = asset(&signed, dir.path());
-        assert_eq!(good.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
-        assert_eq!(good.accept(8, 8, &signed[8..]).unwrap(), Ok(()));
+        accept_in_halves(&mut good, &signed);
         let (read_back, in_place) = finish(&mut good);
         assert!(read_back, "assembled: read back and checked");
         assert_eq!(in_place.unwrap(), signed);
@@ -377,10 +409,42 @@ mod tests {
             asset.accept(0, 16, &signed[..15]).unwrap(),
             Err(Refused::Length)
         );
+        assert!(!asset.part_path().exists(), "nothing refused is written");
         // The honest copy still finishes, and is the one checked whole.
         assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
         let (read_back, in_place) = finish(&mut asset);
         assert!(!read_back);
         assert_eq!(in_place.unwrap(), signed);
+    }
+
+    #[test]
+    fn nothing_is_written_after_an_asset_is_handed_over_or_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"0123456789abcdef".to_vec();
+        let mut asset = asset(&signed, dir.path());
+        accept_in_halves(&mut asset, &signed);
+        let finishing = asset.finishing().unwrap();
+        // A late range from a race that lost: reopening would truncate the part file
+        // under the thread checking it.
+        assert_eq!(asset.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
+        let (dest, _) = finishing.run().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), signed);
+        assert!(asset.finishing().is_err(), "finished once only");
+
+        let mut dropped = asset_at(&signed, dir.path(), "frames/k0002.bin");
+        assert_eq!(dropped.accept(0, 8, &signed[..8]).unwrap(), Ok(()));
+        dropped.discard();
+        assert_eq!(dropped.accept(8, 8, &signed[8..]).unwrap(), Ok(()));
+        assert!(!dropped.part_path().exists(), "no part file left behind");
+    }
+
+    #[test]
+    fn an_empty_asset_is_checked_and_put_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut asset = asset(b"", dir.path());
+        assert_eq!(asset.accept(0, 0, b"").unwrap(), Ok(()));
+        let (read_back, in_place) = finish(&mut asset);
+        assert!(!read_back);
+        assert_eq!(in_place.unwrap(), b"");
     }
 }

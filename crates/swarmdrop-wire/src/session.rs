@@ -219,11 +219,59 @@ impl Session {
         self.peer_requests.pop_front()
     }
 
+    /// Our pieces as a bitfield (or BEP 6 have-all/none) may only be the first core
+    /// message (BEP 3; our own session closes a connection that breaks this, though
+    /// libtorrent tolerates it): sent later, they go out as the `have` messages they
+    /// stand for. A peer without BEP 6 is told have-all as a full bitfield and have-none
+    /// as nothing (the bitfield is optional there).
+    fn announce(&mut self, message: Message) {
+        if !self.sent_core {
+            match message {
+                Message::HaveAll if !self.peer_fast => {
+                    let all = Bitfield::full(self.config.pieces);
+                    Message::Bitfield(Bytes::copy_from_slice(all.as_bytes()))
+                        .encode(&mut self.outgoing);
+                }
+                Message::HaveNone if !self.peer_fast => return,
+                message => message.encode(&mut self.outgoing),
+            }
+            self.sent_core = true;
+            return;
+        }
+        let pieces = self.config.pieces;
+        let held: Vec<u32> = match &message {
+            Message::Bitfield(bits) => (0..pieces)
+                .filter(|&i| {
+                    bits.get((i / 8) as usize)
+                        .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0)
+                })
+                .collect(),
+            Message::HaveAll => (0..pieces).collect(),
+            _ => Vec::new(),
+        };
+        for index in held {
+            Message::Have(index).encode(&mut self.outgoing);
+        }
+    }
+
+    /// Before our first core message: BEP 6 opens every connection with exactly one of
+    /// bitfield, have-all and have-none, so a BEP 6 peer we have told nothing yet (a
+    /// reject can answer a request that came with its handshake) is told have-none, and
+    /// what we hold later follows as haves.
+    fn before_core(&mut self) {
+        if !self.sent_core {
+            self.sent_core = true;
+            if self.peer_fast {
+                Message::HaveNone.encode(&mut self.outgoing);
+            }
+        }
+    }
+
     /// Sends `data` for a request taken with [`Session::pop_peer_request`] (no longer in
     /// the queue, so not looked for there, as [`Session::send`] of a piece does).
     pub fn answer_peer_request(&mut self, block: BlockRef, data: Bytes) {
         self.uploaded += data.len() as u64;
-        self.sent_core = true;
+        self.before_core();
         // The block goes out as its own chunk, never copied into the send buffer: only
         // its 13-byte header is.
         self.outgoing.reserve(13);
@@ -420,37 +468,13 @@ impl Session {
     }
 
     /// Queues a message for the peer, keeping our side of the state in step.
-    ///
-    /// Our pieces as a bitfield (or BEP 6 have-all/none) may only be the first core
-    /// message (BEP 3; a peer closes the connection otherwise, as this session does):
-    /// sent later, they go out as the `have` messages they stand for.
     pub fn send(&mut self, message: Message) {
-        if self.sent_core {
-            match &message {
-                Message::Bitfield(bits) => {
-                    for index in (0..self.config.pieces).filter(|&i| {
-                        bits.get((i / 8) as usize)
-                            .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0)
-                    }) {
-                        Message::Have(index).encode(&mut self.outgoing);
-                    }
-                    return;
-                }
-                Message::HaveAll => {
-                    for index in 0..self.config.pieces {
-                        Message::Have(index).encode(&mut self.outgoing);
-                    }
-                    return;
-                }
-                Message::HaveNone => return,
-                _ => {}
+        match message {
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
+                return self.announce(message)
             }
-        }
-        if !matches!(
-            message,
-            Message::KeepAlive | Message::Port(_) | Message::Extended { .. }
-        ) {
-            self.sent_core = true;
+            Message::KeepAlive | Message::Port(_) | Message::Extended { .. } => {}
+            _ => self.before_core(),
         }
         match &message {
             Message::Choke => {
@@ -503,8 +527,9 @@ impl Session {
     pub fn poll_transmit(&mut self, now: Millis) -> Bytes {
         let chunk = match self.queued.pop_front() {
             Some(chunk) => chunk,
-            // Splitting even an empty buffer turns it into a shared one (an allocation),
-            // and the caller polls until it gets nothing.
+            // Splitting even an empty buffer is not free (it may first promote the
+            // buffer to a shared one, an allocation), and the caller polls until it gets
+            // nothing.
             None if self.outgoing.is_empty() => Bytes::new(),
             None => self.outgoing.split().freeze(),
         };

@@ -312,16 +312,22 @@ async fn trace_cpu(first: Instant, mut stop: tokio::sync::watch::Receiver<bool>)
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while !*stop.borrow() {
         match CpuTimes::now() {
-            Some(times) => trace.push(first.elapsed(), times),
-            // Not Linux: nothing to read.
-            None => break,
+            Ok(times) => trace.push(first.elapsed(), times),
+            // No /proc/stat (not Linux), or not one we understand: the report leaves
+            // the machine's load out rather than guess.
+            Err(_) => return CpuTrace::default(),
         }
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                // The viewers' side is gone without a word (an error): stop too.
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
     }
-    if let Some(times) = CpuTimes::now() {
+    if let Ok(times) = CpuTimes::now() {
         trace.push(first.elapsed(), times);
     }
     trace

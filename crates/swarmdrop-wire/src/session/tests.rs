@@ -64,9 +64,15 @@ fn handshake_bitfield_request_piece() {
     a.send(Message::Interested);
     a.send(Message::Request(block));
     pipe(&mut a, &mut b, 2).unwrap();
+    // a announced nothing before its first core message: BEP 6 wants one of
+    // bitfield/have-all/have-none first, so the session said have-none.
     assert_eq!(
         events(&mut b),
-        vec![Event::Interested(true), Event::Request(block)]
+        vec![
+            Event::Has(HasUpdate::All(Bitfield::empty(10))),
+            Event::Interested(true),
+            Event::Request(block)
+        ]
     );
     assert_eq!(b.pending_peer_requests(), 1);
     b.send(Message::Piece {
@@ -90,9 +96,15 @@ fn choked_requests_are_rejected_and_choking_drops_the_queue() {
     };
     a.send(Message::Request(block));
     pipe(&mut a, &mut b, 1).unwrap();
-    assert!(events(&mut b).is_empty(), "a choked request is not served");
+    let none = Event::Has(HasUpdate::All(Bitfield::empty(10)));
+    assert_eq!(
+        events(&mut b),
+        std::slice::from_ref(&none),
+        "a choked request is not served"
+    );
     pipe(&mut b, &mut a, 1).unwrap();
-    assert_eq!(events(&mut a), vec![Event::Rejected(block)]);
+    // The reject is b's first core message: have-none goes before it.
+    assert_eq!(events(&mut a), vec![none, Event::Rejected(block)]);
     b.send(Message::Unchoke);
     a.send(Message::Request(block));
     pipe(&mut a, &mut b, 2).unwrap();
@@ -147,15 +159,7 @@ fn a_cancelled_request_is_answered_with_a_reject_under_bep_6() {
 
 #[test]
 fn without_bep_6_a_cancel_gets_no_answer() {
-    let mut b = Session::new(SessionConfig::new(HASH, [2; 20], 10), 0);
-    let mut wire = BytesMut::new();
-    Handshake {
-        reserved: [0; 8],
-        info_hash: HASH,
-        peer_id: [1; 20],
-    }
-    .encode(&mut wire);
-    b.handle_bytes(0, &wire).unwrap();
+    let mut b = connected_to_a_plain_peer();
     assert!(!b.peer_fast());
     b.send(Message::Unchoke);
     while !b.poll_transmit(0).is_empty() {}
@@ -300,6 +304,7 @@ fn our_pieces_sent_after_another_message_go_out_as_haves() {
     assert_eq!(
         has_updates(&mut b),
         vec![
+            HasUpdate::All(Bitfield::empty(10)),
             HasUpdate::Piece(3),
             HasUpdate::Piece(0),
             HasUpdate::Piece(9)
@@ -324,6 +329,80 @@ fn extension_messages_leave_the_bitfield_first() {
     let mut expected = Bitfield::empty(10);
     expected.set(0);
     assert_eq!(has_updates(&mut b), vec![HasUpdate::All(expected)]);
+}
+
+/// `b` connected to a peer without BEP 6 (nor BEP 10).
+fn connected_to_a_plain_peer() -> Session {
+    let mut b = Session::new(SessionConfig::new(HASH, [2; 20], 10), 0);
+    let mut wire = BytesMut::new();
+    Handshake {
+        reserved: [0; 8],
+        info_hash: HASH,
+        peer_id: [1; 20],
+    }
+    .encode(&mut wire);
+    b.handle_bytes(0, &wire).unwrap();
+    while !b.poll_transmit(0).is_empty() {}
+    b
+}
+
+fn sent(s: &mut Session) -> Vec<u8> {
+    std::iter::from_fn(|| Some(s.poll_transmit(1)).filter(|c| !c.is_empty()))
+        .flat_map(|c| c.to_vec())
+        .collect()
+}
+
+fn encoded(messages: &[Message]) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    for m in messages {
+        m.encode(&mut bytes);
+    }
+    bytes.to_vec()
+}
+
+#[test]
+fn a_peer_without_bep_6_is_told_have_all_as_a_bitfield_and_have_none_not_at_all() {
+    let mut b = connected_to_a_plain_peer();
+    b.send(Message::HaveNone);
+    assert!(sent(&mut b).is_empty(), "no pieces: no bitfield (BEP 3)");
+    b.send(Message::HaveAll);
+    let full = Bytes::copy_from_slice(Bitfield::full(10).as_bytes());
+    assert_eq!(sent(&mut b), encoded(&[Message::Bitfield(full)]));
+
+    // Nor is it told have-none before a first core message.
+    let mut b = connected_to_a_plain_peer();
+    b.send(Message::Interested);
+    assert_eq!(sent(&mut b), encoded(&[Message::Interested]));
+}
+
+#[test]
+fn what_the_session_sends_on_its_own_counts_as_the_first_message() {
+    // A reject to a request made while choked.
+    let (mut a, mut b) = connected();
+    a.send(Message::Request(block_one()));
+    pipe(&mut a, &mut b, 1).unwrap();
+    sent(&mut b);
+    b.send(Message::HaveAll);
+    let haves: Vec<Message> = (0..10).map(Message::Have).collect();
+    assert_eq!(sent(&mut b), encoded(&haves));
+
+    // A block answered: have-none first, then the block.
+    let (_, mut b) = connected();
+    b.answer_peer_request(block_one(), Bytes::from(vec![1u8; 16384]));
+    let out = sent(&mut b);
+    assert!(out.starts_with(&encoded(&[Message::HaveNone])));
+    b.send(Message::Bitfield(Bytes::from_static(&[0x40, 0])));
+    assert_eq!(sent(&mut b), encoded(&[Message::Have(1)]));
+
+    // Keep-alives, the DHT port and extension messages do not count.
+    let (_, mut b) = connected();
+    b.send(Message::KeepAlive);
+    b.send(Message::Port(6881));
+    b.send(Message::HaveAll);
+    assert_eq!(
+        sent(&mut b),
+        encoded(&[Message::KeepAlive, Message::Port(6881), Message::HaveAll])
+    );
 }
 
 #[test]
@@ -362,8 +441,8 @@ fn keepalives_and_idle_timeouts() {
 }
 
 proptest! {
-    /// After a good handshake, any bytes: a close or events, never a panic, and the
-    /// queue of the peer's requests never passes its bound.
+    /// Bitfields, have-all/none, haves and other core messages to a BEP 6 peer, in any
+    /// order: the peer accepts them all and knows exactly what was announced.
     #[test]
     fn whatever_order_we_announce_pieces_in_the_peer_accepts_it(
         sends in proptest::collection::vec((0u8..6, 0u32..10, any::<u16>()), 0..12),
@@ -402,6 +481,8 @@ proptest! {
         prop_assert_eq!(&b.peer_has, &announced);
     }
 
+    /// After a good handshake, any bytes: a close or events, never a panic, and the
+    /// queue of the peer's requests never passes its bound.
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), unchoke in any::<bool>()) {
         let (_, mut b) = connected();

@@ -54,10 +54,10 @@ pub(crate) struct DemoReport {
     pub(crate) bound_with_keyframes_s: f64,
     pub(crate) bulk_vs_bound_with_keyframes: f64,
     pub(crate) bytes_by_path: BTreeMap<String, u64>,
-    /// How busy the machine's CPUs were from the first viewer's start until the last had
-    /// the bulk asset, 0 to 1 (Linux only): near
-    /// 1, the one machine emulating every viewer is the limit, not the emulated network
-    /// the bound is computed from.
+    /// How busy the machine's CPUs were (everything on it, not only the demo) from the
+    /// first viewer's start until the last had the bulk asset, 0 to 1 (Linux only): near
+    /// 1, the machine rather than the emulated links the bound is computed from is the
+    /// likely limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cpu_busy_share: Option<f64>,
     /// The part of that time the hypervisor gave to other guests.
@@ -239,7 +239,7 @@ pub(crate) fn summarize(
         .into_iter()
         .chain(cpu.filter(|c| c.busy >= SATURATED).map(|c| {
             format!(
-                "the CPUs were {:.0}% busy until the bulk asset was complete: every viewer's hashing, disk writes and sockets share this one machine, so it set the pace, not the emulated links the bound is computed from",
+                "the machine's CPUs were {:.0}% busy until the bulk asset was complete{SATURATED_NOTE}",
                 c.busy * 100.0
             )
         }))
@@ -247,8 +247,12 @@ pub(crate) fn summarize(
     })
 }
 
-/// A busy share from which the CPUs, not the emulated links, set the pace.
+/// A busy share from which the CPUs, not the emulated links, likely set the pace.
 const SATURATED: f64 = 0.9;
+
+/// Said of a run at least [`SATURATED`] busy (`/proc/stat` counts the whole machine, so
+/// this says what is likely, not what is proven).
+const SATURATED_NOTE: &str = ": every viewer's hashing, disk writes and sockets share this one machine, so it likely set the pace rather than the emulated links the bound is computed from";
 
 pub(crate) fn print_report(r: &DemoReport) {
     println!(
@@ -295,7 +299,7 @@ pub(crate) fn print_report(r: &DemoReport) {
             busy * 100.0,
             steal * 100.0,
             if busy >= SATURATED {
-                ": the one machine emulating every viewer is the limit here, not the emulated network the bound assumes"
+                SATURATED_NOTE
             } else {
                 ""
             }
