@@ -445,3 +445,31 @@ fn one_drop(
 pub(crate) fn published(work: &Path) -> PathBuf {
     work.join("published")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_cpu_trace_ends_when_told_and_when_the_sender_is_gone() {
+        let (stop, watch) = tokio::sync::watch::channel(false);
+        let trace = tokio::spawn(trace_cpu(Instant::now(), watch));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let _ = stop.send(true);
+        let trace = tokio::time::timeout(Duration::from_secs(5), trace)
+            .await
+            .expect("stopped")
+            .unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(trace
+                .share_between(Duration::ZERO, Duration::from_secs(1))
+                .is_some());
+        }
+
+        let (stop, watch) = tokio::sync::watch::channel(false);
+        let trace = tokio::spawn(trace_cpu(Instant::now(), watch));
+        drop(stop);
+        let ended = tokio::time::timeout(Duration::from_secs(5), trace).await;
+        assert!(ended.is_ok(), "a dropped sender ends the trace");
+    }
+}
