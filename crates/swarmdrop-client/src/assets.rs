@@ -311,6 +311,14 @@ mod tests {
         asset_at(bytes, dir, "frames/k0001.bin")
     }
 
+    /// A 16-byte asset in a fresh directory (kept alive by the first value).
+    fn sixteen_bytes() -> (tempfile::TempDir, Vec<u8>, Asset) {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = b"0123456789abcdef".to_vec();
+        let asset = asset(&signed, dir.path());
+        (dir, signed, asset)
+    }
+
     fn asset_at(bytes: &[u8], dir: &Path, name: &str) -> Asset {
         let target: TargetFile = serde_json::from_value(serde_json::json!({
             "length": bytes.len(),
@@ -359,14 +367,12 @@ mod tests {
 
     #[test]
     fn a_range_arriving_after_the_whole_asset_does_not_overwrite_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let signed = b"0123456789abcdef".to_vec();
-        let mut asset = asset(&signed, dir.path());
+        let (_dir, signed, mut asset) = sixteen_bytes();
         // A partial range before the whole one is overwritten by it.
-        assert_eq!(asset.accept(0, 4, b"YYYY").unwrap(), Ok(()));
+        assert_eq!(asset.accept(0, 4, b"soon").unwrap(), Ok(()));
         assert_eq!(asset.accept(0, 16, &signed).unwrap(), Ok(()));
         // A hedge's partial range (unchecked on its own) with different bytes.
-        assert_eq!(asset.accept(4, 4, b"XXXX").unwrap(), Ok(()));
+        assert_eq!(asset.accept(4, 4, b"lost").unwrap(), Ok(()));
         // A lying copy of the whole that lost the race is still refused.
         assert_eq!(
             asset.accept(0, 16, b"0123456789abcdeX").unwrap(),
@@ -398,9 +404,7 @@ mod tests {
 
     #[test]
     fn a_whole_range_that_does_not_match_is_refused_and_not_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let signed = b"0123456789abcdef".to_vec();
-        let mut asset = asset(&signed, dir.path());
+        let (_dir, signed, mut asset) = sixteen_bytes();
         assert_eq!(
             asset.accept(0, 16, b"0123456789abcdeX").unwrap(),
             Err(Refused::Digest)
@@ -419,9 +423,7 @@ mod tests {
 
     #[test]
     fn nothing_is_written_after_an_asset_is_handed_over_or_discarded() {
-        let dir = tempfile::tempdir().unwrap();
-        let signed = b"0123456789abcdef".to_vec();
-        let mut asset = asset(&signed, dir.path());
+        let (dir, signed, mut asset) = sixteen_bytes();
         accept_in_halves(&mut asset, &signed);
         let finishing = asset.finishing().unwrap();
         // A late range from a race that lost: reopening would truncate the part file

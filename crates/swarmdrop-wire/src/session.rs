@@ -239,18 +239,16 @@ impl Session {
             return;
         }
         let pieces = self.config.pieces;
-        let held: Vec<u32> = match &message {
-            Message::Bitfield(bits) => (0..pieces)
-                .filter(|&i| {
-                    bits.get((i / 8) as usize)
-                        .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0)
-                })
-                .collect(),
-            Message::HaveAll => (0..pieces).collect(),
-            _ => Vec::new(),
+        let held = match &message {
+            // Ours, built from a `Bitfield` of the right size: it always reads back.
+            Message::Bitfield(bits) => Bitfield::from_bytes(bits, pieces).ok(),
+            Message::HaveAll => Some(Bitfield::full(pieces)),
+            _ => None,
         };
-        for index in held {
-            Message::Have(index).encode(&mut self.outgoing);
+        if let Some(held) = held {
+            for index in (0..pieces).filter(|&i| held.has(i)) {
+                Message::Have(index).encode(&mut self.outgoing);
+            }
         }
     }
 
