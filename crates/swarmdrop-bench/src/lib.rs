@@ -6,7 +6,6 @@ pub mod child;
 pub mod edge;
 pub mod identity;
 mod loopback_http;
-pub mod machine;
 pub mod pack;
 pub mod tracker;
 pub mod tuf;

@@ -18,10 +18,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use swarmdrop_bench::machine::{CpuTimes, CpuTrace};
 use swarmdrop_client::{ClientOptions, Identity, Progress, Report};
 use swarmdrop_peer::ratelimit::RateLimit;
 use swarmdrop_plan::PathKind;
+use swarmdrop_procstat::{CpuTimes, CpuTrace};
 
 use processes::Services;
 use report::{print_report, summarize, DemoReport};

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
-use swarmdrop_bench::machine::CpuTrace;
 use swarmdrop_client::{percentile, Report};
+use swarmdrop_procstat::CpuTrace;
 
 use super::processes::Services;
 use super::{size, DemoArgs};
