@@ -26,7 +26,7 @@ use swarmdrop_procstat::{CpuTimes, CpuTrace};
 use processes::Services;
 use report::{print_report, summarize, DemoReport};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DemoArgs {
     /// Viewers (each a full client in this process, sharing nothing but the network).
     #[arg(long, default_value_t = 50)]
@@ -55,6 +55,13 @@ pub(crate) struct DemoArgs {
     /// Each viewer's upload cap (to its peers).
     #[arg(long, value_name = "RATE", default_value = "2MiB")]
     viewer_upload: String,
+    /// Multiplies every emulated upload cap above (origin, edges, seeders, viewers) and
+    /// the keyframe size: the same drop's shape, with the keyframes the same share of
+    /// the edges, at a pace a smaller machine can carry. The Kumar-Ross bound follows the
+    /// scaled caps. When the report finds the CPUs saturated, its ratio measures this
+    /// machine more than the protocol; 0.5 halves the load per second.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    scale: f64,
     /// Round trip to the edges.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     edge_rtt: u64,
@@ -93,6 +100,35 @@ pub(crate) struct DemoArgs {
 
 fn size(text: &str, what: &str) -> anyhow::Result<u64> {
     swarmdrop_bench::parse_size(text).with_context(|| format!("--{what} {text:?}"))
+}
+
+/// The largest `--scale`: beyond it the emulated links outrun any one machine.
+const MAX_SCALE: f64 = 16.0;
+
+impl DemoArgs {
+    /// These arguments with `--scale` applied: the upload caps and the keyframe size
+    /// multiplied (rounded to whole bytes), so everything after reads plain sizes.
+    fn scaled(&self) -> anyhow::Result<DemoArgs> {
+        let factor = self.scale;
+        if !(factor > 0.0 && factor <= MAX_SCALE) {
+            bail!("--scale {factor} must be above 0 and at most {MAX_SCALE}");
+        }
+        let scale = |text: &str, what: &str| -> anyhow::Result<String> {
+            let scaled = (size(text, what)? as f64 * factor).round();
+            if scaled < 1.0 {
+                bail!("--{what} {text:?} times --scale {factor} is less than one byte");
+            }
+            Ok(format!("{scaled:.0}"))
+        };
+        Ok(DemoArgs {
+            keyframe_size: scale(&self.keyframe_size, "keyframe-size")?,
+            origin_upload: scale(&self.origin_upload, "origin-upload")?,
+            edge_upload: scale(&self.edge_upload, "edge-upload")?,
+            seeder_upload: scale(&self.seeder_upload, "seeder-upload")?,
+            viewer_upload: scale(&self.viewer_upload, "viewer-upload")?,
+            ..self.clone()
+        })
+    }
 }
 
 const POLICY: &str = r#"[drop]
@@ -337,6 +373,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.viewers == 0 {
         bail!("--viewers must be at least 1");
     }
+    let args = &args.scaled()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -449,6 +486,59 @@ pub(crate) fn published(work: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+
+    fn args(flags: &[&str]) -> DemoArgs {
+        Cli::try_parse_from(std::iter::once("demo").chain(flags.iter().copied()))
+            .unwrap()
+            .demo
+    }
+
+    #[test]
+    fn scale_multiplies_every_upload_cap_and_the_keyframe_size_only() {
+        let half = args(&["--scale", "0.5", "--edge-upload", "10MB"])
+            .scaled()
+            .unwrap();
+        assert_eq!(half.origin_upload, (4u64 << 20).to_string());
+        assert_eq!(half.edge_upload, "5000000");
+        assert_eq!(half.seeder_upload, (4u64 << 20).to_string());
+        assert_eq!(half.viewer_upload, (1u64 << 20).to_string());
+        assert_eq!(half.keyframe_size, (100u64 << 10).to_string());
+        // The drop's other sizes, counts and the round trips are the problem's shape.
+        assert_eq!(half.bulk_size, "64MiB");
+        assert_eq!((half.viewers, half.keyframes, half.edge_rtt), (50, 120, 10));
+        // Scaled arguments read the same once parsed, so scaling is done once.
+        let once = args(&[]).scaled().unwrap();
+        assert_eq!(once.edge_upload, (64u64 << 20).to_string());
+        assert_eq!(once.scaled().unwrap().edge_upload, once.edge_upload);
+    }
+
+    #[test]
+    fn a_scale_out_of_range_or_below_a_byte_is_refused_by_name() {
+        for bad in ["0", "-1", "NaN", "inf", "17"] {
+            let flag = format!("--scale={bad}");
+            let e = args(&[&flag]).scaled().unwrap_err().to_string();
+            assert!(e.contains("--scale"), "{bad}: {e}");
+        }
+        let e = args(&["--scale", "0.1", "--keyframe-size", "4B"])
+            .scaled()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--keyframe-size") && e.contains("less than one byte"),
+            "{e}"
+        );
+        let e = args(&["--origin-upload", "8 parsecs"])
+            .scaled()
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("--origin-upload"), "{e:#}");
+    }
 
     #[tokio::test]
     async fn the_cpu_trace_ends_when_told_and_when_the_sender_is_gone() {

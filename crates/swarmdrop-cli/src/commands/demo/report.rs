@@ -42,6 +42,8 @@ pub(crate) struct DemoReport {
     pub(crate) completed: usize,
     pub(crate) drop_bytes: u64,
     pub(crate) seconds: f64,
+    /// `--scale`: the factor on every emulated upload cap and the keyframe size.
+    pub(crate) scale: f64,
     pub(crate) classes: BTreeMap<String, ClassFigures>,
     pub(crate) origin_egress_vs_drop: f64,
     pub(crate) edge_egress_vs_drop: f64,
@@ -215,6 +217,7 @@ pub(crate) fn summarize(
         completed: results.iter().filter(|(_, r)| r.is_ok()).count(),
         drop_bytes,
         seconds,
+        scale: args.scale,
         classes,
         origin_egress_vs_drop: services.origin_sent.load(Ordering::Relaxed) as f64 / drop_bytes as f64,
         edge_egress_vs_drop: edge_sent as f64 / drop_bytes as f64,
@@ -239,8 +242,9 @@ pub(crate) fn summarize(
         .into_iter()
         .chain(cpu.filter(|c| c.busy >= SATURATED).map(|c| {
             format!(
-                "the machine's CPUs were {:.0}% busy until the bulk asset was complete{SATURATED_NOTE}",
-                c.busy * 100.0
+                "the machine's CPUs were {:.0}% busy until the bulk asset was complete{}",
+                c.busy * 100.0,
+                saturated_note(args.scale)
             )
         }))
         .collect(),
@@ -251,8 +255,13 @@ pub(crate) fn summarize(
 const SATURATED: f64 = 0.9;
 
 /// Said of a run at least [`SATURATED`] busy (`/proc/stat` counts the whole machine, so
-/// this says what is likely, not what is proven).
-const SATURATED_NOTE: &str = ": every viewer's hashing, disk writes and sockets share this one machine, so it likely set the pace rather than the emulated links the bound is computed from";
+/// this says what is likely, not what is proven), with the `--scale` that halves the load.
+fn saturated_note(scale: f64) -> String {
+    format!(
+        ": every viewer's hashing, disk writes and sockets share this one machine, so it likely set the pace rather than the emulated links the bound is computed from (--scale {} runs the same drop's shape at half the load per second)",
+        scale / 2.0
+    )
+}
 
 pub(crate) fn print_report(r: &DemoReport) {
     println!(
@@ -262,6 +271,12 @@ pub(crate) fn print_report(r: &DemoReport) {
         r.seconds,
         r.drop_bytes as f64 / 1e6
     );
+    if r.scale != 1.0 {
+        println!(
+            "emulated upload caps and keyframe size at {}x the given ones (--scale)",
+            r.scale
+        );
+    }
     println!(
         "{:<10} {:>8} {:>9} {:>8} {:>8}",
         "class", "budget", "in budget", "p50", "p99"
@@ -299,9 +314,9 @@ pub(crate) fn print_report(r: &DemoReport) {
             busy * 100.0,
             steal * 100.0,
             if busy >= SATURATED {
-                SATURATED_NOTE
+                saturated_note(r.scale)
             } else {
-                ""
+                String::new()
             }
         );
     }
