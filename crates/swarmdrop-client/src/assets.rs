@@ -266,9 +266,11 @@ pub(crate) struct Finisher {
 /// One thread checks and renames assets in the order they are handed over (so a live
 /// drop's newer version of a path is renamed after the older) and reports each as
 /// [`Event::Finished`](crate::Event::Finished) once it is in place; another flushes them
-/// to disk behind it. An asset is usable as soon as it is in place; the run reports
-/// success only once every file is flushed.
-pub(crate) fn finisher(events: crate::Events) -> Finisher {
+/// to disk behind it and then, unless `keep_page_cache`, drops their pages from the OS
+/// page cache (see [`ClientOptions::keep_page_cache`](crate::ClientOptions)). An asset is
+/// usable as soon as it is in place; the run reports success only once every file is
+/// flushed.
+pub(crate) fn finisher(events: crate::Events, keep_page_cache: bool) -> Finisher {
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Finishing)>();
     let flushed = tokio::task::spawn_blocking(move || {
         let (to_flush, flushing) = std::sync::mpsc::channel::<(PathBuf, File)>();
@@ -281,6 +283,8 @@ pub(crate) fn finisher(events: crate::Events) -> Finisher {
                         first_error.get_or_insert_with(|| {
                             ClientError::Io(format!("{}: {e}", path.display()))
                         });
+                    } else if !keep_page_cache {
+                        drop_from_page_cache(&file);
                     }
                 }
                 first_error.map_or(Ok(()), Err)
@@ -300,6 +304,16 @@ pub(crate) fn finisher(events: crate::Events) -> Finisher {
             .unwrap_or_else(|_| Err(ClientError::Io("the thread flushing files failed".into())))
     });
     Finisher { jobs: tx, flushed }
+}
+
+/// Tells the kernel a flushed file's cached pages will not be needed (they are clean, so
+/// they are dropped, not written). Advice: where it is refused or unsupported, nothing
+/// changes but memory use.
+fn drop_from_page_cache(file: &File) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 #[cfg(test)]
@@ -349,6 +363,48 @@ mod tests {
             .run()
             .map(|(dest, _)| std::fs::read(dest).unwrap());
         (read_back, in_place)
+    }
+
+    /// Bytes of `path` in the page cache, from util-linux's `fincore`.
+    fn cached_bytes(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "fincore: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_flushed_file_leaves_the_page_cache_unless_it_is_kept() {
+        let signed: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        for keep in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut asset = asset(&signed, dir.path());
+            assert_eq!(
+                asset.accept(0, signed.len() as u64, &signed).unwrap(),
+                Ok(())
+            );
+            let (events, mut finished) = tokio::sync::mpsc::unbounded_channel();
+            let finisher = finisher(events, keep);
+            finisher.jobs.send((0, asset.finishing().unwrap())).unwrap();
+            drop(finisher.jobs);
+            finisher.flushed.await.unwrap().unwrap();
+            assert!(matches!(
+                finished.recv().await,
+                Some(crate::Event::Finished(0, Ok(())))
+            ));
+            let dest = dir.path().join("frames/k0001.bin");
+            let cached = cached_bytes(&dest);
+            if keep {
+                assert_eq!(cached, signed.len() as u64, "kept");
+            } else {
+                assert_eq!(cached, 0, "dropped once flushed");
+            }
+            // Read last: reading puts the pages back.
+            assert_eq!(std::fs::read(&dest).unwrap(), signed, "dropped, not lost");
+        }
     }
 
     #[test]

@@ -471,7 +471,7 @@ pub(crate) async fn carry_out(
         names: assets.iter().map(|a| a.path.clone()).collect(),
         finished: vec![false; assets.len()],
         in_place: vec![false; assets.len()],
-        finisher: Some(crate::assets::finisher(tx.clone())),
+        finisher: Some(crate::assets::finisher(tx.clone(), options.keep_page_cache)),
         ids: vec![None; assets.len()],
         assets,
         released,

@@ -65,6 +65,11 @@ pub(crate) struct HybridArgs {
     /// Keep serving peers once every asset is verified, until interrupted.
     #[arg(long)]
     seed_after: bool,
+    /// Keep finished files in the OS page cache once they are on disk (by default they
+    /// are dropped from it then, so a large drop does not push out what the machine was
+    /// using; seeding reads them back from disk).
+    #[arg(long)]
+    keep_page_cache: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -204,6 +209,7 @@ pub(crate) fn get(args: &super::peer::GetArgs) -> anyhow::Result<ExitCode> {
         trackers: args.swarm.trackers.clone(),
         use_trackers: !args.swarm.no_trackers,
         seed_after: hybrid.seed_after,
+        keep_page_cache: hybrid.keep_page_cache,
         stop_seeding: None,
         upload_limit: super::peer::upload_limit(&args.swarm)?,
         schedule: None,
