@@ -110,12 +110,12 @@ pub struct ClientOptions {
     /// and fetch every new version's new assets, until interrupted (or idle, see
     /// [`Follow`]).
     pub follow: Option<Follow>,
-    /// Keep finished files in the OS page cache once they are flushed. By default the
-    /// client drops them then (`POSIX_FADV_DONTNEED`, as libtorrent's
-    /// `disk_io_write_mode = disable_os_cache` keeps written data out of it): a drop of
-    /// several gigabytes would otherwise push out what the player, the game and the rest
-    /// of the machine were using, for bytes that are read again at most once, from a
-    /// disk that is fast enough. Seeding reads the dropped pieces back from disk.
+    /// Keep large finished files in the OS page cache once they are flushed. By default
+    /// the client drops files of 4 MiB or more from it then (`POSIX_FADV_DONTNEED`; libtorrent's
+    /// `disk_io_write_mode = disable_os_cache` keeps written data out of it too), so a drop
+    /// of several gigabytes does not push out what the player, the game and the rest of
+    /// the machine were using. Whoever reads such a file afterwards reads it from disk, and
+    /// seeding reads its pieces back in. Smaller files (keyframes, pages) stay cached.
     pub keep_page_cache: bool,
 }
 

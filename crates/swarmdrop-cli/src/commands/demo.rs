@@ -56,10 +56,11 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "RATE", default_value = "2MiB")]
     viewer_upload: String,
     /// Multiplies every emulated upload cap above (origin, edges, seeders, viewers) and
-    /// the keyframe size: the same drop's shape, with the keyframes the same share of
-    /// the edges, at a pace a smaller machine can carry. The Kumar-Ross bound follows the
-    /// scaled caps. When the report finds the CPUs saturated, its ratio measures this
-    /// machine more than the protocol; 0.5 halves the load per second.
+    /// the keyframe size, from 0.1 to 16: the servers and the peers in the same
+    /// proportion and the keyframes the same share of the edges, at a pace a smaller
+    /// machine can carry (below 1 the bulk budget stretches by 1/F). The Kumar-Ross bound
+    /// follows the scaled caps. When the report finds the CPUs saturated, its ratio says
+    /// more about this machine than about the protocol; 0.5 halves the load per second.
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
     scale: f64,
     /// Round trip to the edges.
@@ -102,21 +103,29 @@ fn size(text: &str, what: &str) -> anyhow::Result<u64> {
     swarmdrop_bench::parse_size(text).with_context(|| format!("--{what} {text:?}"))
 }
 
+/// The smallest `--scale`: below it the demo runs for many minutes, and the peer engine's
+/// 64 KiB minimum burst no longer scales with the viewers' caps.
+pub(crate) const MIN_SCALE: f64 = 0.1;
 /// The largest `--scale`: beyond it the emulated links outrun any one machine.
 const MAX_SCALE: f64 = 16.0;
 
 impl DemoArgs {
     /// These arguments with `--scale` applied: the upload caps and the keyframe size
-    /// multiplied (rounded to whole bytes), so everything after reads plain sizes.
+    /// multiplied (rounded to whole bytes), so everything after reads plain sizes. Called
+    /// once: `scale` is kept for the report and the bulk budget, so a second call would
+    /// multiply again.
     fn scaled(&self) -> anyhow::Result<DemoArgs> {
         let factor = self.scale;
-        if !(factor > 0.0 && factor <= MAX_SCALE) {
-            bail!("--scale {factor} must be above 0 and at most {MAX_SCALE}");
+        if !(MIN_SCALE..=MAX_SCALE).contains(&factor) {
+            bail!("--scale {factor} must be from {MIN_SCALE} to {MAX_SCALE}");
         }
         let scale = |text: &str, what: &str| -> anyhow::Result<String> {
             let scaled = (size(text, what)? as f64 * factor).round();
             if scaled < 1.0 {
                 bail!("--{what} {text:?} times --scale {factor} is less than one byte");
+            }
+            if scaled >= u64::MAX as f64 {
+                bail!("--{what} {text:?} times --scale {factor} is too large");
             }
             Ok(format!("{scaled:.0}"))
         };
@@ -129,6 +138,21 @@ impl DemoArgs {
             ..self.clone()
         })
     }
+}
+
+/// The demo's policy, its bulk budget stretched by `--scale` below 1 (the bulk asset takes
+/// 1/F as long at F times the caps; the latency classes' budgets are round trips and
+/// small objects, which the scale does not slow).
+pub(crate) fn policy(scale: f64) -> String {
+    POLICY.replace(
+        "budget_ms = 60000",
+        &format!("budget_ms = {}", bulk_budget(scale).as_millis()),
+    )
+}
+
+/// The bulk class's budget at `scale`.
+fn bulk_budget(scale: f64) -> Duration {
+    Duration::from_secs_f64(60.0 / scale.min(1.0))
 }
 
 const POLICY: &str = r#"[drop]
@@ -216,8 +240,11 @@ impl Progress for Viewer {
     }
 }
 
-/// How long the viewers have to finish (the slowest class's budget is 60 s).
-const GIVE_UP: Duration = Duration::from_secs(300);
+/// How long the viewers have to finish: five times the bulk budget (60 s, stretched by a
+/// `--scale` below 1).
+fn give_up(scale: f64) -> Duration {
+    bulk_budget(scale) * 5
+}
 
 /// Runs the viewers and waits for all; each joins at its offset in the first two seconds.
 async fn run_viewers(
@@ -306,10 +333,11 @@ async fn run_viewers(
     }
     // A viewer's report comes back only after seeding ends, and seeding ends when every
     // viewer has its files: so count completions as they happen, then release them all.
-    // A demo never hangs: a viewer still downloading after GIVE_UP is reported as failed.
+    // A demo never hangs: a viewer still downloading after `give_up` is reported as failed.
     let mut results = Vec::new();
     let total = tasks.len();
-    while bar.position() < total as u64 && first.elapsed() < GIVE_UP {
+    let give_up = give_up(args.scale);
+    while bar.position() < total as u64 && first.elapsed() < give_up {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(true);
@@ -322,7 +350,7 @@ async fn run_viewers(
                     Duration::ZERO,
                     Err(format!(
                         "viewer v{k:03} did not finish within {} s",
-                        GIVE_UP.as_secs()
+                        give_up.as_secs()
                     )),
                 ));
             }
@@ -517,15 +545,16 @@ mod tests {
         // The drop's other sizes, counts and the round trips are the problem's shape.
         assert_eq!(half.bulk_size, "64MiB");
         assert_eq!((half.viewers, half.keyframes, half.edge_rtt), (50, 120, 10));
-        // Scaled arguments read the same once parsed, so scaling is done once.
-        let once = args(&[]).scaled().unwrap();
-        assert_eq!(once.edge_upload, (64u64 << 20).to_string());
-        assert_eq!(once.scaled().unwrap().edge_upload, once.edge_upload);
+        // The scale is kept for the report and the bulk budget, which stretches below 1.
+        assert_eq!(half.scale, 0.5);
+        assert_eq!(policy(half.scale).matches("budget_ms = 120000").count(), 1);
+        assert_eq!(policy(2.0), POLICY);
+        assert_eq!(give_up(0.5), Duration::from_secs(600));
     }
 
     #[test]
     fn a_scale_out_of_range_or_below_a_byte_is_refused_by_name() {
-        for bad in ["0", "-1", "NaN", "inf", "17"] {
+        for bad in ["0", "0.05", "-1", "NaN", "inf", "17"] {
             let flag = format!("--scale={bad}");
             let e = args(&[&flag]).scaled().unwrap_err().to_string();
             assert!(e.contains("--scale"), "{bad}: {e}");

@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use swarmdrop_bench::child::{start_listening, Running};
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
-use super::{liar, published, shaper, size, DemoArgs, POLICY};
+use super::{liar, policy, published, shaper, size, DemoArgs};
 
 const SERVE_CONFIG: &str = "[gateway]\nallow_anonymous = true\n";
 
@@ -75,14 +75,14 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     let tracker_url = format!("http://127.0.0.1:{tracker_port}/announce");
     let keys = work.join("keys");
     swarmdrop_publish::keyset::generate(&keys, 1, 1, true).context("generating keys")?;
-    let policy = work.join("drop.toml");
-    std::fs::write(&policy, POLICY).context("writing the policy")?;
+    let policy_file = work.join("drop.toml");
+    std::fs::write(&policy_file, policy(args.scale)).context("writing the policy")?;
     let out = published(work);
     eprintln!("packing the drop");
     pack(
         &PackOptions {
             assets_dir: work.join("drop"),
-            policy_file: policy,
+            policy_file,
             keys_dir: keys.clone(),
             out_dir: out.clone(),
             trackers: vec![tracker_url.clone()],

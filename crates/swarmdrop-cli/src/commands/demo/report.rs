@@ -255,11 +255,19 @@ pub(crate) fn summarize(
 const SATURATED: f64 = 0.9;
 
 /// Said of a run at least [`SATURATED`] busy (`/proc/stat` counts the whole machine, so
-/// this says what is likely, not what is proven), with the `--scale` that halves the load.
+/// this says what is likely, not what is proven), with the `--scale` that halves the load
+/// while that is allowed.
 fn saturated_note(scale: f64) -> String {
+    let lighter = if scale / 2.0 >= super::MIN_SCALE {
+        format!(
+            " (--scale {} runs the same drop's proportions at half the load per second)",
+            scale / 2.0
+        )
+    } else {
+        String::new()
+    };
     format!(
-        ": every viewer's hashing, disk writes and sockets share this one machine, so it likely set the pace rather than the emulated links the bound is computed from (--scale {} runs the same drop's shape at half the load per second)",
-        scale / 2.0
+        ": every viewer's hashing, disk writes and sockets share this one machine, so it likely set the pace rather than the emulated links the bound is computed from{lighter}"
     )
 }
 
