@@ -293,8 +293,8 @@ async fn run_viewers(
             // Each viewer's decisions, for whoever wants to see why (with --keep).
             events: Some(work.join("viewers").join(format!("v{k:03}.events.jsonl"))),
             // The client's default, said here because it matters on one machine: each
-            // viewer's finished files leave the shared page cache once flushed, as they
-            // would leave each real viewer's own.
+            // viewer's finished bulk file leaves the shared page cache once flushed, as
+            // it would leave each real viewer's own.
             keep_page_cache: false,
             ..ClientOptions::default()
         };
