@@ -266,9 +266,10 @@ pub(crate) struct Finisher {
 /// One thread checks and renames assets in the order they are handed over (so a live
 /// drop's newer version of a path is renamed after the older) and reports each as
 /// [`Event::Finished`](crate::Event::Finished) once it is in place; another flushes them
-/// to disk behind it and then, unless `keep_page_cache`, drops their pages from the OS
-/// page cache (see [`ClientOptions::keep_page_cache`](crate::ClientOptions)). An asset is
-/// usable as soon as it is in place; the run reports success only once every file is
+/// to disk behind it (each file, and at the end each directory one was renamed into)
+/// and, unless `keep_page_cache`, drops large ones from the OS page cache (see
+/// [`ClientOptions::keep_page_cache`](crate::ClientOptions)). An asset is usable as soon
+/// as it is in place; the run reports success only once every file and its name are
 /// flushed.
 pub(crate) fn finisher(events: crate::Events, keep_page_cache: bool) -> Finisher {
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Finishing)>();
@@ -278,13 +279,26 @@ pub(crate) fn finisher(events: crate::Events, keep_page_cache: bool) -> Finisher
             .name("flush".into())
             .spawn(move || {
                 let mut first_error = None;
+                let mut dirs = std::collections::BTreeSet::new();
                 for (path, file) in flushing {
                     if let Err(e) = file.sync_all() {
                         first_error.get_or_insert_with(|| {
                             ClientError::Io(format!("{}: {e}", path.display()))
                         });
-                    } else if !keep_page_cache {
+                        continue;
+                    }
+                    if !keep_page_cache {
                         drop_large_from_page_cache(&file);
+                    }
+                    if let Some(dir) = path.parent() {
+                        dirs.insert(dir.to_path_buf());
+                    }
+                }
+                // A renamed file's name is on disk only once its directory is synced too:
+                // each directory once, at the end, rather than a directory write per keyframe.
+                for dir in dirs {
+                    if let Err(e) = sync_dir(&dir) {
+                        first_error.get_or_insert(e);
                     }
                 }
                 first_error.map_or(Ok(()), Err)
@@ -304,6 +318,17 @@ pub(crate) fn finisher(events: crate::Events, keep_page_cache: bool) -> Finisher
             .unwrap_or_else(|_| Err(ClientError::Io("the thread flushing files failed".into())))
     });
     Finisher { jobs: tx, flushed }
+}
+
+/// Syncs a directory, so the names renamed into it are on disk.
+fn sync_dir(dir: &Path) -> Result<(), ClientError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ClientError::Io(format!("{}: syncing the directory: {e}", dir.display())))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Files from this size on leave the page cache once flushed; smaller ones (a keyframe, a
@@ -422,6 +447,19 @@ mod tests {
         // A small file (a keyframe a player reads at once) stays cached.
         let (small, intact) = flushed(256 << 10, false).await;
         assert!(small > 0 && intact, "small: {small} bytes cached");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_is_synced_or_the_error_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sync_dir(dir.path()).is_ok());
+        let gone = dir.path().join("gone");
+        let e = sync_dir(&gone).unwrap_err().to_string();
+        assert!(
+            e.contains("gone") && e.contains("syncing the directory"),
+            "{e}"
+        );
     }
 
     #[test]
