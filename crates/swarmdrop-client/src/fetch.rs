@@ -83,7 +83,7 @@ struct Run<'a> {
     finisher: Option<crate::assets::Finisher>,
     engine: Option<Engine>,
     /// Pieces the engine holds, per asset it runs.
-    held: HashMap<usize, Vec<bool>>,
+    held: peers::Held,
     /// HTTP fetches handed to the engine, waiting for it to write them.
     handed: HashMap<(usize, u32), FetchId>,
     /// Bytes per class, for the progress display (grows as a live drop adds assets).
@@ -174,13 +174,7 @@ impl Run<'_> {
             .map(|(p, _)| (offset / u64::from(*p)) as u32);
         // A piece the engine already holds is done whichever path was chosen.
         if let Some(piece) = piece {
-            if self
-                .held
-                .get(&index)
-                .and_then(|h| h.get(piece as usize))
-                .copied()
-                .unwrap_or(false)
-            {
+            if self.held.has(index, piece) {
                 let t = self.now();
                 self.planner.progress(fetch, length, t);
                 let _ = self.planner.complete(fetch, t);
@@ -291,13 +285,7 @@ impl Run<'_> {
                             .pieces
                             .as_ref()
                             .map_or(0, |(p, _)| (flight.offset / u64::from(*p)) as u32);
-                        let held = self
-                            .held
-                            .get(&index)
-                            .and_then(|h| h.get(piece as usize))
-                            .copied()
-                            .unwrap_or(false);
-                        if held {
+                        if self.held.has(index, piece) {
                             self.verified(fetch, &flight);
                         } else if let Some(handle) = self.engine_handle(flight.asset) {
                             handle.verified_elsewhere(piece, Bytes::from(bytes));
@@ -489,7 +477,7 @@ pub(crate) async fn carry_out(
         tx,
         flights: HashMap::new(),
         engine,
-        held: HashMap::new(),
+        held: peers::Held::default(),
         handed: HashMap::new(),
         totals,
         background: swarm::background_runtime()?,
