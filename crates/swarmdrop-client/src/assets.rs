@@ -1,8 +1,10 @@
 //! The assets of one run: what the signed targets say about each, the part file it is
-//! written into, and the checks every range passes before a byte is written — a piece's
-//! SHA-1 from the torrent the signed targets pin, or the asset's signed SHA-256 and
-//! length — and the whole-file SHA-256 before the part file is renamed into place (read
-//! back from disk unless the asset was checked whole before it was written).
+//! written into, and the checks every range passes before a byte is written — a piece
+//! against the signed SHA-256 midstates around it, or its SHA-1 from the torrent the
+//! signed targets pin where the pack recorded no midstates, or the asset's signed
+//! SHA-256 and length — and the whole-file SHA-256 before the part file is renamed into
+//! place (read back from disk unless the asset was checked whole before it was written,
+//! or piece by piece against its midstates).
 
 use std::fs::File;
 use std::io::Read as _;
@@ -10,6 +12,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use sha1::Digest as _;
+use swarmdrop_manifest::midstates::Midstates;
 use swarmdrop_manifest::tuf::metadata::TargetFile;
 use swarmdrop_manifest::DropPath;
 
@@ -38,6 +41,10 @@ pub(crate) struct Asset {
     pub(crate) pieces: Option<(u32, Vec<[u8; 20]>)>,
     /// Its torrent, checked against the signed info hash.
     pub(crate) meta: Option<swarmdrop_manifest::torrent::Metainfo>,
+    /// The signed SHA-256 midstates between its pieces, when the pack recorded them:
+    /// each piece is checked against them instead of its SHA-1, wherever it came from,
+    /// and the file is then known to match its signed SHA-256 without a read-back.
+    pub(crate) midstates: Option<std::sync::Arc<Midstates>>,
     /// The peer engine writes this asset (its pieces from peers, and the ones fetched
     /// over HTTP once checked): `accept` only checks.
     pub(crate) engine_writes: bool,
@@ -99,6 +106,7 @@ impl Asset {
             sha256,
             pieces: None,
             meta: None,
+            midstates: None,
             engine_writes: false,
             written_whole: false,
             closed: false,
@@ -122,10 +130,16 @@ impl Asset {
         let whole = self.pieces.is_none() && offset == 0 && expected == self.length;
         let good = match &self.pieces {
             Some((piece_length, hashes)) => {
-                let index = (offset / u64::from(*piece_length)) as usize;
-                hashes
-                    .get(index)
-                    .is_some_and(|want| <[u8; 20]>::from(sha1::Sha1::digest(bytes)) == *want)
+                let index = offset / u64::from(*piece_length);
+                match &self.midstates {
+                    Some(midstates) => {
+                        offset.is_multiple_of(u64::from(*piece_length))
+                            && midstates.check(index, bytes)
+                    }
+                    None => hashes
+                        .get(index as usize)
+                        .is_some_and(|want| <[u8; 20]>::from(sha1::Sha1::digest(bytes)) == *want),
+                }
             }
             // Without pieces a range is checked whole: the planner fetches such assets
             // in one range unless they are too large to hold, which `finish` then checks.
@@ -201,7 +215,9 @@ impl Asset {
         self.closed = true;
         Ok(Finishing {
             path: self.path.clone(),
-            sha256: (!self.written_whole).then(|| self.sha256.clone()),
+            // Every piece passed its midstates, so the file's SHA-256 has been computed
+            // and matched piece by piece already.
+            sha256: (!self.written_whole && self.midstates.is_none()).then(|| self.sha256.clone()),
             part: self.part.clone(),
             dest: self.dest.clone(),
             written: self.file.take(),
@@ -397,6 +413,50 @@ mod tests {
             .run()
             .map(|(dest, _)| std::fs::read(dest).unwrap());
         (read_back, in_place)
+    }
+
+    /// A torrent asset of 64-byte pieces with the midstates a pack records (and SHA-1
+    /// piece hashes that match nothing, so only the midstates can pass a piece).
+    fn pieced(bytes: &[u8], dir: &Path) -> Asset {
+        let mut asset = asset_at(bytes, dir, "bulk/patch.bin");
+        let mut hasher = swarmdrop_manifest::midstates::MidstateHasher::new(Some(64));
+        hasher.update(bytes);
+        let (sha256, states) = hasher.finish();
+        let midstates = Midstates::from_hex(&states, 64, bytes.len() as u64, sha256).unwrap();
+        asset.pieces = Some((64, vec![[0u8; 20]; bytes.len().div_ceil(64)]));
+        asset.midstates = Some(std::sync::Arc::new(midstates));
+        asset
+    }
+
+    #[test]
+    fn pieces_pass_their_midstates_in_any_order_and_the_file_is_not_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed: Vec<u8> = (0..200u32).map(|i| (i * 13) as u8).collect();
+        let mut asset = pieced(&signed, dir.path());
+        let mut damaged = signed[64..128].to_vec();
+        damaged[3] ^= 1;
+        assert_eq!(
+            asset.accept(64, 64, &damaged).unwrap(),
+            Err(Refused::Digest)
+        );
+        // A good piece offered at another piece's offset.
+        assert_eq!(
+            asset.accept(0, 64, &signed[64..128]).unwrap(),
+            Err(Refused::Digest)
+        );
+        for start in [128usize, 0, 192, 64] {
+            let end = (start + 64).min(signed.len());
+            assert_eq!(
+                asset
+                    .accept(start as u64, (end - start) as u64, &signed[start..end])
+                    .unwrap(),
+                Ok(()),
+                "piece at {start}"
+            );
+        }
+        let (read_back, in_place) = finish(&mut asset);
+        assert!(!read_back);
+        assert_eq!(in_place.unwrap(), signed);
     }
 
     /// Bytes of `path` in the page cache, from `fincore` (util-linux; Debian ships it in

@@ -322,6 +322,20 @@ async fn load_torrents(
                 p2p.torrent, asset.path
             )));
         }
+        if let Some(states) = &p2p.sha256_midstates {
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(&asset.sha256, &mut sha256).map_err(|_| {
+                ClientError::Metadata(format!("{}: the signed sha256 is not hex", asset.path))
+            })?;
+            let midstates = swarmdrop_manifest::midstates::Midstates::from_hex(
+                states,
+                p2p.piece_length,
+                asset.length,
+                sha256,
+            )
+            .map_err(|e| ClientError::Metadata(format!("{}: sha256_midstates: {e}", asset.path)))?;
+            asset.midstates = Some(std::sync::Arc::new(midstates));
+        }
         asset.pieces = Some((p2p.piece_length, meta.pieces.clone()));
         asset.meta = Some(meta);
     }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use swarmdrop_peer::{start_all, FileStore, Job, PeerOptions, Swarm, SwarmEvent, TorrentHandle};
+use swarmdrop_peer::{
+    start_all, FileStore, Job, PeerOptions, PieceCheck, Swarm, SwarmEvent, TorrentHandle,
+};
 use tokio::sync::mpsc;
 
 use crate::assets::Asset;
@@ -94,6 +96,12 @@ pub(crate) fn start(
             progress: Box::new(|_, _| {}),
             verified: false,
             steer: Some(tx.clone()),
+            check: asset.midstates.clone().map(|midstates| {
+                let check: PieceCheck = std::sync::Arc::new(move |index, bytes| {
+                    midstates.check(u64::from(index), bytes)
+                });
+                check
+            }),
         });
     }
     if jobs.is_empty() {

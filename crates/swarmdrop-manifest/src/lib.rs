@@ -16,6 +16,7 @@ pub mod config;
 pub mod dsse;
 pub mod hashing;
 pub mod keys;
+pub mod midstates;
 pub mod model;
 pub mod policy;
 pub mod provenance;

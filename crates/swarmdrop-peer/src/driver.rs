@@ -88,6 +88,11 @@ pub struct DriverError(pub String);
 /// Progress reports: pieces verified so far, of how many.
 pub type Progress = Box<dyn Fn(u32, u32) + Send>;
 
+/// Checks a piece from peers (its index and bytes) against something stronger than the
+/// torrent's SHA-1, which it then replaces: the hybrid client's signed SHA-256
+/// midstates (`swarmdrop_manifest::midstates`).
+pub type PieceCheck = std::sync::Arc<dyn Fn(u32, &[u8]) -> bool + Send + Sync>;
+
 /// One torrent of a run.
 pub struct Job {
     /// The torrent (single file).
@@ -104,6 +109,8 @@ pub struct Job {
     /// Steered by a scheduler: peers are asked only for pieces it wants (see
     /// [`TorrentHandle`]), and what happens is reported here.
     pub steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
+    /// Checks pieces from peers instead of the torrent's SHA-1 (see [`PieceCheck`]).
+    pub check: Option<PieceCheck>,
 }
 
 fn peer_id() -> [u8; 20] {
@@ -130,6 +137,7 @@ pub async fn run(
         progress,
         verified: false,
         steer: None,
+        check: None,
     };
     let mut summaries = run_all(vec![job], options, listener).await?;
     summaries
@@ -215,6 +223,7 @@ fn start_torrent(
         progress,
         verified,
         steer,
+        check,
     } = job;
     let piece_length = u32::try_from(meta.piece_length)
         .map_err(|_| DriverError(format!("piece length {} is too large", meta.piece_length)))?;
@@ -294,9 +303,12 @@ fn start_torrent(
                     lower_priority();
                 }
                 while let Ok((index, bytes)) = hash_rx.recv() {
-                    let good = hashes
-                        .get(index as usize)
-                        .is_some_and(|want| <[u8; 20]>::from(sha1::Sha1::digest(&bytes)) == *want);
+                    let good = match &check {
+                        Some(check) => check(index, &bytes),
+                        None => hashes.get(index as usize).is_some_and(|want| {
+                            <[u8; 20]>::from(sha1::Sha1::digest(&bytes)) == *want
+                        }),
+                    };
                     if inbox.send(Inbox::Checked(index, bytes, good)).is_err() {
                         break;
                     }

@@ -13,7 +13,7 @@ pub mod transport;
 pub mod udp_tracker;
 
 pub use driver::{
-    run, run_all, start_all, Job, PeerOptions, Progress, RunSummary, Swarm, SwarmEvent,
+    run, run_all, start_all, Job, PeerOptions, PieceCheck, Progress, RunSummary, Swarm, SwarmEvent,
     TorrentHandle,
 };
 pub use metrics::{serve_metrics, PeerMetrics};

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::mpsc::{channel, sync_channel, Sender};
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
 use swarmdrop_manifest::hashing::PieceHasher;
+use swarmdrop_manifest::midstates::MidstateHasher;
 
 use crate::PublishError;
 
@@ -33,6 +33,9 @@ pub struct Digests {
     pub sha256: [u8; 32],
     /// SHA-1 of each piece, when a piece length was given.
     pub pieces: Option<Vec<[u8; 20]>>,
+    /// The SHA-256's state at each boundary between pieces, hex, when a piece length
+    /// was given ([`swarmdrop_manifest::midstates`]): recorded in the same pass.
+    pub midstates: Option<String>,
 }
 
 impl Digests {
@@ -92,102 +95,106 @@ pub fn digest_file(
         Ok(())
     };
 
-    let digests =
-        if size <= CHUNK as u64 {
-            let mut buf = vec![0u8; CHUNK];
-            let mut sha256 = Sha256::new();
-            let mut pieces = piece_length.map(PieceHasher::new);
+    let digests = if size <= CHUNK as u64 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut sha256 = MidstateHasher::new(piece_length);
+        let mut pieces = piece_length.map(PieceHasher::new);
+        let mut length = 0u64;
+        loop {
+            let n = read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
+            if n == 0 {
+                break;
+            }
+            sha256.update(&buf[..n]);
+            if let Some(p) = pieces.as_mut() {
+                p.update(&buf[..n]);
+            }
+            write_copy(&buf[..n])?;
+            length += n as u64;
+            progress(n as u64);
+        }
+        let (sha256, midstates) = sha256.finish();
+        Digests {
+            length,
+            sha256,
+            pieces: pieces.map(PieceHasher::finish),
+            midstates: piece_length.map(|_| midstates),
+        }
+    } else {
+        std::thread::scope(|scope| -> Result<Digests, PublishError> {
+            let (pool_tx, pool) = channel::<Vec<u8>>();
+            let (to_sha256, sha256_chunks) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+            let sha256_pool = pool_tx.clone();
+            let sha256_worker = scope.spawn(move || {
+                let mut hasher = MidstateHasher::new(piece_length);
+                for chunk in sha256_chunks {
+                    hasher.update(chunk.as_slice());
+                    recycle(chunk, &sha256_pool);
+                }
+                hasher.finish()
+            });
+            let (to_pieces, piece_worker) = match piece_length {
+                Some(piece_length) => {
+                    let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+                    let piece_pool = pool_tx.clone();
+                    let worker = scope.spawn(move || {
+                        let mut hasher = PieceHasher::new(piece_length);
+                        for chunk in rx {
+                            hasher.update(chunk.as_slice());
+                            recycle(chunk, &piece_pool);
+                        }
+                        hasher.finish()
+                    });
+                    (Some(tx), Some(worker))
+                }
+                None => (None, None),
+            };
+            drop(pool_tx);
             let mut length = 0u64;
-            loop {
-                let n = read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
-                if n == 0 {
-                    break;
+            let read_result = (|| -> Result<(), PublishError> {
+                loop {
+                    let mut buf = pool.try_recv().unwrap_or_default();
+                    buf.resize(CHUNK, 0);
+                    let n =
+                        read_full(&mut file, &mut buf).map_err(|e| PublishError::io(source, e))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    buf.truncate(n);
+                    write_copy(&buf)?;
+                    let chunk = Arc::new(buf);
+                    // A send fails only if a worker died; its join below reports that.
+                    if let Some(tx) = &to_pieces {
+                        let _ = tx.send(Arc::clone(&chunk));
+                    }
+                    let _ = to_sha256.send(chunk);
+                    length += n as u64;
+                    progress(n as u64);
                 }
-                sha256.update(&buf[..n]);
-                if let Some(p) = pieces.as_mut() {
-                    p.update(&buf[..n]);
-                }
-                write_copy(&buf[..n])?;
-                length += n as u64;
-                progress(n as u64);
-            }
-            Digests {
-                length,
-                sha256: sha256.finalize().into(),
-                pieces: pieces.map(PieceHasher::finish),
-            }
-        } else {
-            std::thread::scope(|scope| -> Result<Digests, PublishError> {
-                let (pool_tx, pool) = channel::<Vec<u8>>();
-                let (to_sha256, sha256_chunks) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
-                let sha256_pool = pool_tx.clone();
-                let sha256_worker = scope.spawn(move || {
-                    let mut hasher = Sha256::new();
-                    for chunk in sha256_chunks {
-                        hasher.update(chunk.as_slice());
-                        recycle(chunk, &sha256_pool);
-                    }
-                    <[u8; 32]>::from(hasher.finalize())
-                });
-                let (to_pieces, piece_worker) = match piece_length {
-                    Some(piece_length) => {
-                        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
-                        let piece_pool = pool_tx.clone();
-                        let worker = scope.spawn(move || {
-                            let mut hasher = PieceHasher::new(piece_length);
-                            for chunk in rx {
-                                hasher.update(chunk.as_slice());
-                                recycle(chunk, &piece_pool);
-                            }
-                            hasher.finish()
-                        });
-                        (Some(tx), Some(worker))
-                    }
-                    None => (None, None),
-                };
-                drop(pool_tx);
-                let mut length = 0u64;
-                let read_result = (|| -> Result<(), PublishError> {
-                    loop {
-                        let mut buf = pool.try_recv().unwrap_or_default();
-                        buf.resize(CHUNK, 0);
-                        let n = read_full(&mut file, &mut buf)
-                            .map_err(|e| PublishError::io(source, e))?;
-                        if n == 0 {
-                            return Ok(());
-                        }
-                        buf.truncate(n);
-                        write_copy(&buf)?;
-                        let chunk = Arc::new(buf);
-                        // A send fails only if a worker died; its join below reports that.
-                        if let Some(tx) = &to_pieces {
-                            let _ = tx.send(Arc::clone(&chunk));
-                        }
-                        let _ = to_sha256.send(chunk);
-                        length += n as u64;
-                        progress(n as u64);
-                    }
-                })();
-                drop(to_sha256);
-                drop(to_pieces);
-                let sha256 = sha256_worker.join().map_err(|_| PublishError::Asset {
-                    path: source.to_owned(),
-                    problem: "the SHA-256 thread panicked".into(),
-                })?;
-                let pieces = piece_worker.map(|w| w.join()).transpose().map_err(|_| {
-                    PublishError::Asset {
+            })();
+            drop(to_sha256);
+            drop(to_pieces);
+            let (sha256, midstates) = sha256_worker.join().map_err(|_| PublishError::Asset {
+                path: source.to_owned(),
+                problem: "the SHA-256 thread panicked".into(),
+            })?;
+            let pieces =
+                piece_worker
+                    .map(|w| w.join())
+                    .transpose()
+                    .map_err(|_| PublishError::Asset {
                         path: source.to_owned(),
                         problem: "the SHA-1 thread panicked".into(),
-                    }
-                })?;
-                read_result?;
-                Ok(Digests {
-                    length,
-                    sha256,
-                    pieces,
-                })
-            })?
-        };
+                    })?;
+            read_result?;
+            Ok(Digests {
+                length,
+                sha256,
+                pieces,
+                midstates: piece_length.map(|_| midstates),
+            })
+        })?
+    };
     Ok(digests)
 }
 
@@ -195,6 +202,8 @@ pub fn digest_file(
 mod tests {
     use super::*;
     use sha1::Sha1;
+    use sha2::{Digest as _, Sha256};
+    use swarmdrop_manifest::midstates::Midstates;
 
     fn check(len: usize, piece: u32) {
         let dir = tempfile::tempdir().unwrap();
@@ -215,6 +224,15 @@ mod tests {
             .map(|c| Sha1::digest(c).into())
             .collect();
         assert_eq!(d.pieces.unwrap(), expected);
+        let midstates =
+            Midstates::from_hex(d.midstates.as_deref().unwrap(), piece, len as u64, d.sha256)
+                .unwrap();
+        for (index, bytes) in data.chunks(piece as usize).enumerate() {
+            assert!(
+                midstates.check(index as u64, bytes),
+                "piece {index} of {len}"
+            );
+        }
         assert_eq!(fs::read(&copy).unwrap(), data);
     }
 

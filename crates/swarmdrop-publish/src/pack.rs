@@ -328,6 +328,7 @@ pub fn pack(
                         &options.trackers,
                         &webseeds,
                     ),
+                    sha256_midstates: digests.midstates.clone(),
                 })
             }
             _ => None,

@@ -277,6 +277,20 @@ fn verify_asset(
         })?;
     set.verify_target_digest(name, digests.length, &digests.sha256_hex())
         .map_err(|source| tuf_error(&file, source))?;
+    // Clients check pieces against the signed midstates instead of reading the file
+    // back: they must be the file's own.
+    if let Some(signed) = p2p.as_ref().and_then(|p| p.sha256_midstates.as_deref()) {
+        if !digests
+            .midstates
+            .as_deref()
+            .is_some_and(|ours| ours.eq_ignore_ascii_case(signed))
+        {
+            return Err(PublishError::Mismatch {
+                file: name.to_owned(),
+                problem: "the signed sha256_midstates are not the file's".into(),
+            });
+        }
+    }
 
     if let Some((torrent_file, meta)) = &torrent {
         if let Some(first_bad) = digests

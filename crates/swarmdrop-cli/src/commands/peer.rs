@@ -220,6 +220,7 @@ fn published_jobs(args: &SeedArgs) -> anyhow::Result<Vec<Job>> {
             progress: Box::new(|_, _| {}),
             verified: true,
             steer: None,
+            check: None,
         });
     }
     if jobs.is_empty() {
@@ -259,6 +260,7 @@ fn torrent_job(torrent: &PathBuf, data: Option<&PathBuf>) -> anyhow::Result<Job>
         progress: Box::new(|_, _| {}),
         verified: true,
         steer: None,
+        check: None,
     })
 }
 

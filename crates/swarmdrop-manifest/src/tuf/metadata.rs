@@ -194,6 +194,12 @@ pub struct P2pInfo {
     pub torrent: String,
     /// A magnet link with trackers and webseeds.
     pub magnet: String,
+    /// The file's SHA-256 state at each boundary between pieces, hex (32 bytes each):
+    /// a client checks each piece against them as it arrives, in any order, and so
+    /// the whole file against its signed SHA-256 without reading it back
+    /// ([`crate::midstates`]). Older packs lack it; clients then hash the file whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_midstates: Option<String>,
 }
 
 /// `targets.json`'s signed part.
