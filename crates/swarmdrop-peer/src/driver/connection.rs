@@ -9,7 +9,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use swarmdrop_wire::picker::PeerKey;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +29,11 @@ pub(crate) type Limit = Option<Arc<RateLimit>>;
 /// blocks) behind a capped uplink. Shallower queues measured slower in the demo (32 and
 /// 64 KiB: the controller's turns between refills left capped uplinks idle).
 const SOCKET_QUEUE: usize = 256 * 1024;
+/// What a connection asks the kernel for at once, at most.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much free room, a read starts a new buffer rather than fill the old one in
+/// slivers.
+const MIN_READ: usize = 16 * 1024;
 
 /// The controller's end of a connection: what it queues for the socket, and how much of
 /// that is not written yet.
@@ -58,7 +63,7 @@ pub(crate) enum Inbox {
     /// A connection's socket queue drained below half of `SOCKET_QUEUE`: it can take
     /// more blocks.
     Writable,
-    Received(PeerKey, Vec<u8>),
+    Received(PeerKey, Bytes),
     Closed(PeerKey),
     /// A connection that failed before BitTorrent began, with its reason code.
     Refused(&'static str),
@@ -140,7 +145,7 @@ async fn carry(
     let wake = inbox.clone();
     if !negotiated.received.is_empty()
         && inbox
-            .send(Inbox::Received(key, negotiated.received))
+            .send(Inbox::Received(key, Bytes::from(negotiated.received)))
             .is_err()
     {
         return;
@@ -175,15 +180,23 @@ async fn carry(
             }
         }
     });
-    let mut buf = vec![0u8; 64 * 1024];
+    // Each read lands in its own part of a shared buffer and goes to the controller as
+    // it is, not copied out first.
+    let mut buf = BytesMut::new();
     loop {
-        match reader.read(&mut buf).await {
+        if buf.capacity() - buf.len() < MIN_READ {
+            buf.reserve(READ_CHUNK);
+        }
+        match reader.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
+            Ok(_) => {
                 if let Some(cipher) = incoming.as_mut() {
-                    cipher.apply(&mut buf[..n]);
+                    cipher.apply(&mut buf);
                 }
-                if inbox.send(Inbox::Received(key, buf[..n].to_vec())).is_err() {
+                if inbox
+                    .send(Inbox::Received(key, buf.split().freeze()))
+                    .is_err()
+                {
                     break;
                 }
             }
