@@ -322,6 +322,13 @@ async fn load_torrents(
                 p2p.torrent, asset.path
             )));
         }
+        // The engine cuts pieces by the torrent's length, the checks by the signed one.
+        if meta.piece_length != u64::from(p2p.piece_length) {
+            return Err(ClientError::Metadata(format!(
+                "{}: pieces of {} bytes, but the signed targets say {} for {}",
+                p2p.torrent, meta.piece_length, p2p.piece_length, asset.path
+            )));
+        }
         if let Some(states) = &p2p.sha256_midstates {
             let mut sha256 = [0u8; 32];
             hex::decode_to_slice(&asset.sha256, &mut sha256).map_err(|_| {
