@@ -11,7 +11,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::mpsc::{channel, sync_channel, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 use std::sync::Arc;
 
 use swarmdrop_manifest::hashing::PieceHasher;
@@ -58,11 +58,19 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// Gives a chunk's buffer back to the reader once its last user is done with it, so
-/// the reader reuses a few buffers instead of zeroing a fresh megabyte per chunk.
-fn recycle(chunk: Arc<Vec<u8>>, pool: &Sender<Vec<u8>>) {
-    if let Ok(buffer) = Arc::try_unwrap(chunk) {
-        let _ = pool.send(buffer);
+/// A hash thread's loop: `update` with each chunk in order, then the chunk's buffer
+/// back to the reader once its last user is done with it, so the reader reuses a few
+/// buffers instead of zeroing a fresh megabyte per chunk.
+fn hash_each(
+    chunks: Receiver<Arc<Vec<u8>>>,
+    pool: &Sender<Vec<u8>>,
+    mut update: impl FnMut(&[u8]),
+) {
+    for chunk in chunks {
+        update(chunk.as_slice());
+        if let Ok(buffer) = Arc::try_unwrap(chunk) {
+            let _ = pool.send(buffer);
+        }
     }
 }
 
@@ -127,10 +135,7 @@ pub fn digest_file(
             let sha256_pool = pool_tx.clone();
             let sha256_worker = scope.spawn(move || {
                 let mut hasher = MidstateHasher::new(piece_length);
-                for chunk in sha256_chunks {
-                    hasher.update(chunk.as_slice());
-                    recycle(chunk, &sha256_pool);
-                }
+                hash_each(sha256_chunks, &sha256_pool, |chunk| hasher.update(chunk));
                 hasher.finish()
             });
             let (to_pieces, piece_worker) = match piece_length {
@@ -139,10 +144,7 @@ pub fn digest_file(
                     let piece_pool = pool_tx.clone();
                     let worker = scope.spawn(move || {
                         let mut hasher = PieceHasher::new(piece_length);
-                        for chunk in rx {
-                            hasher.update(chunk.as_slice());
-                            recycle(chunk, &piece_pool);
-                        }
+                        hash_each(rx, &piece_pool, |chunk| hasher.update(chunk));
                         hasher.finish()
                     });
                     (Some(tx), Some(worker))
