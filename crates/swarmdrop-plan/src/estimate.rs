@@ -36,6 +36,15 @@ const ALPHA: f64 = 0.3;
 /// fetches is not counted: a keyframe fetched in 30 ms every 250 ms is a fast path, not
 /// a slow one).
 const WINDOW_MS: Millis = 200;
+/// A busy window in which nothing arrived is sampled (as zero) only once it is this long;
+/// shorter, it runs on into the next window with bytes. The swarm reports a piece only
+/// when it verifies, so its first pieces take a connection, an unchoke and a whole piece:
+/// a 200 ms zero sampled then replaced the prior with nothing, and that viewer never
+/// asked its peers again (a path with no fetches in flight takes no new samples).
+const SILENT_WINDOW_MS: Millis = 2_000;
+/// A path left idle this long with a measured rate below its prior gets the prior back,
+/// so that a path written off on an old sample is tried again rather than never.
+const REPROBE_AFTER_MS: Millis = 5_000;
 /// Consecutive failures that take a path down.
 const FAILURES_TO_DOWN: u32 = 2;
 const FIRST_BACKOFF_MS: Millis = 1_000;
@@ -45,6 +54,10 @@ const MAX_BACKOFF_MS: Millis = 30_000;
 #[derive(Debug, Clone)]
 pub(crate) struct PathState {
     pub estimate: Estimate,
+    /// What the caller knew before measuring (see `REPROBE_AFTER_MS`).
+    prior: Estimate,
+    /// When the path last had fetches in flight or took a sample.
+    last_busy: Option<Millis>,
     /// Share of recent fetches that failed (EWMA of 0/1).
     pub error_rate: f64,
     pub health: PathHealth,
@@ -64,6 +77,8 @@ impl PathState {
     pub(crate) fn new(prior: Estimate) -> Self {
         PathState {
             estimate: prior,
+            prior,
+            last_busy: None,
             error_rate: 0.0,
             health: PathHealth::Up,
             consecutive_failures: 0,
@@ -103,7 +118,23 @@ impl PathState {
                 self.busy_ms += now.saturating_sub(last);
             }
         }
-        if self.busy_ms < WINDOW_MS {
+        if busy {
+            self.last_busy = Some(now);
+        } else if self.measured
+            && self.estimate.bytes_per_ms < self.prior.bytes_per_ms
+            && now.saturating_sub(self.last_busy.unwrap_or(0)) >= REPROBE_AFTER_MS
+        {
+            self.estimate.bytes_per_ms = self.prior.bytes_per_ms;
+            self.measured = false;
+            self.window_bytes = 0;
+            self.busy_ms = 0;
+        }
+        let window = if self.window_bytes == 0 {
+            SILENT_WINDOW_MS
+        } else {
+            WINDOW_MS
+        };
+        if self.busy_ms < window {
             return;
         }
         let sample = self.window_bytes as f64 / self.busy_ms as f64;
@@ -193,6 +224,53 @@ mod tests {
         }
         p.tick(1_000, false);
         assert_eq!(p.estimate.bytes_per_ms, 4_000.0);
+    }
+
+    /// A path with a prior of `bytes_per_ms`, busy and silent from 0 to `until`.
+    fn silent_until(bytes_per_ms: f64, until: Millis) -> PathState {
+        let mut p = PathState::new(Estimate {
+            rtt_ms: 50.0,
+            bytes_per_ms,
+        });
+        for t in (0..=until).step_by(100) {
+            p.tick(t, true);
+        }
+        p
+    }
+
+    #[test]
+    fn a_silent_start_runs_on_into_the_first_window_with_bytes() {
+        // Asked at 0, nothing verified for 600 ms, then a 256 KiB piece.
+        let mut p = silent_until(12_500.0, 600);
+        assert_eq!(p.estimate.bytes_per_ms, 12_500.0, "the prior stands");
+        p.received(262_144, 700);
+        p.tick(700, true);
+        // Averaged over all 700 ms busy, not over the last 100 only, nor zero.
+        assert!((p.estimate.bytes_per_ms - 262_144.0 / 700.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_path_silent_for_the_whole_long_window_measures_zero() {
+        let p = silent_until(12_500.0, SILENT_WINDOW_MS);
+        assert_eq!(p.estimate.bytes_per_ms, 0.0);
+    }
+
+    #[test]
+    fn a_path_written_off_is_tried_again_after_idling() {
+        let mut p = silent_until(1_000.0, SILENT_WINDOW_MS);
+        p.tick(SILENT_WINDOW_MS + 100, false);
+        assert_eq!(p.estimate.bytes_per_ms, 0.0);
+        p.tick(SILENT_WINDOW_MS + REPROBE_AFTER_MS - 1, false);
+        assert_eq!(p.estimate.bytes_per_ms, 0.0, "not idle long enough");
+        p.tick(SILENT_WINDOW_MS + REPROBE_AFTER_MS + 100, false);
+        assert_eq!(p.estimate.bytes_per_ms, 1_000.0, "the prior is back");
+        // A measured rate above the prior is kept however long the path idles.
+        p.tick(20_000, true);
+        p.received(400_000, 20_200);
+        p.tick(20_200, false);
+        assert_eq!(p.estimate.bytes_per_ms, 2_000.0);
+        p.tick(60_000, false);
+        assert_eq!(p.estimate.bytes_per_ms, 2_000.0);
     }
 
     #[test]

@@ -275,6 +275,31 @@ fn healthy_swarm_carries_the_bulk_and_the_origin_stays_idle() {
 }
 
 #[test]
+fn a_swarm_silent_at_first_is_asked_again() {
+    // Peers send nothing for 3 s (connections, handshakes, unchokes), then 40 MB/s. The
+    // edges win every race meanwhile, but the swarm must not be written off for good:
+    // its prior comes back once it has idled, and it carries its share of what is left.
+    fn silent_then_fast(now: Millis) -> f64 {
+        if now < 3_000 {
+            0.0
+        } else {
+            40_000.0
+        }
+    }
+    let mut sim = Sim::new(&three_paths(fast, None));
+    sim.paths.get_mut(&PathId::P2P).unwrap().rate = silent_then_fast;
+    let bulk = add_bulk_the_swarm_holds(&mut sim.planner, 512 << 20, false);
+    let out = sim.run(120_000);
+    assert!(sim.planner.all_done());
+    assert!(within_budget(&out, &sim.planner, &[bulk]));
+    let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
+    assert!(
+        p2p >= 64 << 20,
+        "the swarm carried only {p2p} bytes of the 512 MiB bulk asset"
+    );
+}
+
+#[test]
 fn a_slow_edge_loses_its_share_and_late_fetches_are_hedged() {
     let mut sim = Sim::new(&three_paths(slows_at_one_second, None));
     let (_, _, _) = add_drop(&mut sim.planner, 0, false);
