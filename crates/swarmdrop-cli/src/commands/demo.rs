@@ -32,29 +32,29 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 50)]
     viewers: usize,
     /// Size of the bulk asset (fetched over peers first).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
-    bulk_size: String,
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = byte_size)]
+    bulk_size: u64,
     /// Keyframes, needed one per --keyframe-interval.
     #[arg(long, default_value_t = 120)]
     keyframes: usize,
     /// Size of each keyframe.
-    #[arg(long, value_name = "SIZE", default_value = "200KiB")]
-    keyframe_size: String,
+    #[arg(long, value_name = "SIZE", default_value = "200KiB", value_parser = byte_size)]
+    keyframe_size: u64,
     /// A viewer needs keyframe k at k times this (a player's frame schedule).
     #[arg(long, value_name = "MS", default_value_t = 250)]
     keyframe_interval: u64,
     /// The origin's upload cap (per second, all clients and edges together).
-    #[arg(long, value_name = "RATE", default_value = "8MiB")]
-    origin_upload: String,
+    #[arg(long, value_name = "RATE", default_value = "8MiB", value_parser = byte_size)]
+    origin_upload: u64,
     /// Each edge's upload cap (keyframes alone need viewers × keyframe size ÷ interval).
-    #[arg(long, value_name = "RATE", default_value = "64MiB")]
-    edge_upload: String,
+    #[arg(long, value_name = "RATE", default_value = "64MiB", value_parser = byte_size)]
+    edge_upload: u64,
     /// Each seeder's upload cap.
-    #[arg(long, value_name = "RATE", default_value = "8MiB")]
-    seeder_upload: String,
+    #[arg(long, value_name = "RATE", default_value = "8MiB", value_parser = byte_size)]
+    seeder_upload: u64,
     /// Each viewer's upload cap (to its peers).
-    #[arg(long, value_name = "RATE", default_value = "2MiB")]
-    viewer_upload: String,
+    #[arg(long, value_name = "RATE", default_value = "2MiB", value_parser = byte_size)]
+    viewer_upload: u64,
     /// Multiplies every emulated upload cap above (origin, edges, seeders, viewers) and
     /// the keyframe size, from 0.1 to 16: the servers and the peers in the same
     /// proportion and the keyframes the same share of the edges, at a pace a smaller
@@ -99,8 +99,9 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-fn size(text: &str, what: &str) -> anyhow::Result<u64> {
-    swarmdrop_bench::parse_size(text).with_context(|| format!("--{what} {text:?}"))
+/// A size or rate on the command line ("64MiB", "10MB", "4096"), in bytes.
+fn byte_size(text: &str) -> Result<u64, String> {
+    swarmdrop_bench::parse_size(text).map_err(|e| e.to_string())
 }
 
 /// The smallest `--scale`: below it the demo runs for many minutes, and the peer engine's
@@ -119,22 +120,22 @@ impl DemoArgs {
         if !(MIN_SCALE..=MAX_SCALE).contains(&factor) {
             bail!("--scale {factor} must be from {MIN_SCALE} to {MAX_SCALE}");
         }
-        let scale = |text: &str, what: &str| -> anyhow::Result<String> {
-            let scaled = (size(text, what)? as f64 * factor).round();
+        let scale = |bytes: u64, what: &str| -> anyhow::Result<u64> {
+            let scaled = (bytes as f64 * factor).round();
             if scaled < 1.0 {
-                bail!("--{what} {text:?} times --scale {factor} is less than one byte");
+                bail!("--{what} {bytes} bytes times --scale {factor} is less than one byte");
             }
             if scaled >= u64::MAX as f64 {
-                bail!("--{what} {text:?} times --scale {factor} is too large");
+                bail!("--{what} {bytes} bytes times --scale {factor} is too large");
             }
-            Ok(format!("{scaled:.0}"))
+            Ok(scaled as u64)
         };
         Ok(DemoArgs {
-            keyframe_size: scale(&self.keyframe_size, "keyframe-size")?,
-            origin_upload: scale(&self.origin_upload, "origin-upload")?,
-            edge_upload: scale(&self.edge_upload, "edge-upload")?,
-            seeder_upload: scale(&self.seeder_upload, "seeder-upload")?,
-            viewer_upload: scale(&self.viewer_upload, "viewer-upload")?,
+            keyframe_size: scale(self.keyframe_size, "keyframe-size")?,
+            origin_upload: scale(self.origin_upload, "origin-upload")?,
+            edge_upload: scale(self.edge_upload, "edge-upload")?,
+            seeder_upload: scale(self.seeder_upload, "seeder-upload")?,
+            viewer_upload: scale(self.viewer_upload, "viewer-upload")?,
             ..self.clone()
         })
     }
@@ -144,18 +145,8 @@ impl DemoArgs {
 /// 1/F as long at F times the caps; the latency classes' budgets are round trips and
 /// small objects, which the scale does not slow).
 pub(crate) fn policy(scale: f64) -> String {
-    POLICY.replace(
-        "budget_ms = 60000",
-        &format!("budget_ms = {}", bulk_budget(scale).as_millis()),
-    )
-}
-
-/// The bulk class's budget at `scale`.
-fn bulk_budget(scale: f64) -> Duration {
-    Duration::from_secs_f64(60.0 / scale.min(1.0))
-}
-
-const POLICY: &str = r#"[drop]
+    format!(
+        r#"[drop]
 name = "demo-drop"
 opens_at = "2026-01-01T00:00:00Z"
 closes_at = "2036-01-01T00:00:00Z"
@@ -172,7 +163,7 @@ paths = ["edge", "origin"]
 
 [[class]]
 name = "bulk"
-budget_ms = 60000
+budget_ms = {bulk_budget_ms}
 paths = ["p2p", "edge", "origin"]
 spare_edges = true
 
@@ -187,7 +178,15 @@ class = "keyframe"
 [[assets]]
 glob = "bulk/**"
 class = "bulk"
-"#;
+"#,
+        bulk_budget_ms = bulk_budget(scale).as_millis()
+    )
+}
+
+/// The bulk class's budget at `scale`.
+fn bulk_budget(scale: f64) -> Duration {
+    Duration::from_secs_f64(60.0 / scale.min(1.0))
+}
 
 /// Writes the generated drop; returns its total size and the bulk size.
 fn generate(dir: &Path, args: &DemoArgs) -> anyhow::Result<(u64, u64)> {
@@ -202,7 +201,7 @@ fn generate(dir: &Path, args: &DemoArgs) -> anyhow::Result<(u64, u64)> {
     std::fs::create_dir_all(dir.join("checkout")).context("checkout/")?;
     std::fs::write(dir.join("checkout/index.html"), page).context("index.html")?;
     write(&dir.join("checkout/mint.js"), 24 << 10, 1)?;
-    let frame = size(&args.keyframe_size, "keyframe-size")?;
+    let frame = args.keyframe_size;
     for k in 0..args.keyframes {
         write(
             &dir.join(format!("frames/f{k:04}.png")),
@@ -210,7 +209,7 @@ fn generate(dir: &Path, args: &DemoArgs) -> anyhow::Result<(u64, u64)> {
             100 + k as u64,
         )?;
     }
-    let bulk = size(&args.bulk_size, "bulk-size")?;
+    let bulk = args.bulk_size;
     write(&dir.join("bulk/patch.bin"), bulk, 7)?;
     Ok((
         page.len() as u64 + (24 << 10) + frame * args.keyframes as u64 + bulk,
@@ -253,7 +252,7 @@ async fn run_viewers(
     work: &Path,
     only: Vec<PathKind>,
 ) -> anyhow::Result<Viewers> {
-    let upload = size(&args.viewer_upload, "viewer-upload")?;
+    let upload = args.viewer_upload;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let bar = indicatif::ProgressBar::new(args.viewers as u64);
     bar.set_style(
@@ -520,7 +519,7 @@ mod tests {
     use super::*;
     use clap::Parser as _;
 
-    #[derive(clap::Parser)]
+    #[derive(Debug, clap::Parser)]
     struct Cli {
         #[command(flatten)]
         demo: DemoArgs,
@@ -537,18 +536,19 @@ mod tests {
         let half = args(&["--scale", "0.5", "--edge-upload", "10MB"])
             .scaled()
             .unwrap();
-        assert_eq!(half.origin_upload, (4u64 << 20).to_string());
-        assert_eq!(half.edge_upload, "5000000");
-        assert_eq!(half.seeder_upload, (4u64 << 20).to_string());
-        assert_eq!(half.viewer_upload, (1u64 << 20).to_string());
-        assert_eq!(half.keyframe_size, (100u64 << 10).to_string());
+        assert_eq!(half.origin_upload, 4 << 20);
+        assert_eq!(half.edge_upload, 5_000_000);
+        assert_eq!(half.seeder_upload, 4 << 20);
+        assert_eq!(half.viewer_upload, 1 << 20);
+        assert_eq!(half.keyframe_size, 100 << 10);
         // The drop's other sizes, counts and the round trips are the problem's shape.
-        assert_eq!(half.bulk_size, "64MiB");
+        assert_eq!(half.bulk_size, 64 << 20);
         assert_eq!((half.viewers, half.keyframes, half.edge_rtt), (50, 120, 10));
         // The scale is kept for the report and the bulk budget, which stretches below 1.
         assert_eq!(half.scale, 0.5);
         assert_eq!(policy(half.scale).matches("budget_ms = 120000").count(), 1);
-        assert_eq!(policy(2.0), POLICY);
+        assert_eq!(policy(1.0).matches("budget_ms = 60000").count(), 1);
+        assert_eq!(policy(2.0), policy(1.0));
         assert_eq!(give_up(0.5), Duration::from_secs(600));
     }
 
@@ -567,10 +567,8 @@ mod tests {
             e.contains("--keyframe-size") && e.contains("less than one byte"),
             "{e}"
         );
-        let e = args(&["--origin-upload", "8 parsecs"])
-            .scaled()
-            .unwrap_err();
-        assert!(format!("{e:#}").contains("--origin-upload"), "{e:#}");
+        let e = Cli::try_parse_from(["demo", "--origin-upload", "8 parsecs"]).unwrap_err();
+        assert!(e.to_string().contains("--origin-upload"), "{e}");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use swarmdrop_bench::child::{start_listening, Running};
 use swarmdrop_publish::pack::{pack, Clock, LinkMode, NoProgress, PackOptions};
 
-use super::{liar, policy, published, shaper, size, DemoArgs};
+use super::{liar, policy, published, shaper, DemoArgs};
 
 const SERVE_CONFIG: &str = "[gateway]\nallow_anonymous = true\n";
 
@@ -132,7 +132,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
     let origin_shaper = shaper::start(
         "127.0.0.2",
         origin_direct,
-        Some(size(&args.origin_upload, "origin-upload")?),
+        Some(args.origin_upload),
         Duration::from_millis(args.origin_rtt),
     )
     .await?;
@@ -143,7 +143,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
         // A two-tier cache, as CDNs shield an origin: edge0 fills from the origin, edge1
         // from edge0 (through edge0's link), so the origin sends each object once.
         let upstream = edges.first().copied().unwrap_or(origin_shaper.addr);
-        let link = size(&args.edge_upload, "edge-upload")?;
+        let link = args.edge_upload;
         // The edge paces itself a little under its link, as an operator sets a shaper
         // under the line rate: the queue then forms in the edge, which sends the most
         // urgent responses first (RFC 9218), not in the link, which cannot tell a
@@ -186,7 +186,7 @@ pub(crate) async fn start(work: &Path, args: &DemoArgs) -> anyhow::Result<Servic
                 "--listen",
                 &format!("127.0.0.{}:0", 20 + k),
                 "--upload-limit",
-                &args.seeder_upload,
+                &args.seeder_upload.to_string(),
             ],
             &work.join(format!("seed{k}.log")),
             &["seed"],
@@ -242,7 +242,7 @@ async fn start_liars(
             "--listen",
             "127.0.0.22:0",
             "--upload-limit",
-            &args.seeder_upload,
+            &args.seeder_upload.to_string(),
         ],
         &work.join("liar-seed.log"),
         &["seed"],
@@ -254,7 +254,7 @@ async fn start_liars(
     let shaped = shaper::start(
         "127.0.0.32",
         edge,
-        Some(size(&args.edge_upload, "edge-upload")?),
+        Some(args.edge_upload),
         Duration::from_millis(args.edge_rtt),
     )
     .await?;

@@ -11,7 +11,7 @@ use swarmdrop_client::{percentile, Report};
 use swarmdrop_procstat::CpuTrace;
 
 use super::processes::Services;
-use super::{size, DemoArgs};
+use super::DemoArgs;
 
 /// One class across every viewer.
 #[derive(Debug, Serialize)]
@@ -161,17 +161,15 @@ pub(crate) fn summarize(
             (class, figures)
         })
         .collect();
-    let rate = |text: &str, what: &str| size(text, what).map(|r| r as f64);
-    let server_upload = rate(&args.origin_upload, "origin-upload")?
-        + 2.0 * rate(&args.edge_upload, "edge-upload")?
-        + 2.0 * rate(&args.seeder_upload, "seeder-upload")?;
-    let viewers_upload = args.viewers as f64 * rate(&args.viewer_upload, "viewer-upload")?;
+    let server_upload =
+        args.origin_upload as f64 + 2.0 * args.edge_upload as f64 + 2.0 * args.seeder_upload as f64;
+    let viewers_upload = args.viewers as f64 * args.viewer_upload as f64;
     let n = args.viewers as f64;
     let f = bulk_bytes as f64;
     let bound = super::bound::kumar_ross(f, n, server_upload, viewers_upload);
     let keyframe_secs = args.keyframe_interval as f64 / 1e3;
     let keyframe_load = if args.keyframes > 0 && keyframe_secs > 0.0 {
-        n * size(&args.keyframe_size, "keyframe-size")? as f64 / keyframe_secs
+        n * args.keyframe_size as f64 / keyframe_secs
     } else {
         0.0
     };
