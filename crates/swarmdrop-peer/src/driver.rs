@@ -395,6 +395,8 @@ fn control(
     steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
 ) -> RunSummary {
     let mut available: Vec<bool> = Vec::new();
+    // The leechers' mean progress in thousandths, and their number, as last reported.
+    let mut leechers: Option<(u32, u32)> = None;
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut writers: HashMap<PeerKey, Writer> = HashMap::new();
@@ -488,6 +490,16 @@ fn control(
                     let _ = events.send(SwarmEvent::Available {
                         info_hash,
                         pieces: available.clone(),
+                    });
+                }
+                let now_leechers = torrent.leechers_progress();
+                let reported = now_leechers.map(|(mean, n)| ((mean * 1000.0).round() as u32, n));
+                if reported != leechers {
+                    leechers = reported;
+                    let _ = events.send(SwarmEvent::LeechersProgress {
+                        info_hash,
+                        mean: now_leechers.map(|(mean, _)| mean),
+                        leechers: now_leechers.map_or(0, |(_, n)| n),
                     });
                 }
             }

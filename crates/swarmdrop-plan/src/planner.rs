@@ -111,6 +111,9 @@ struct Asset {
     chunks: Vec<Chunk>,
     /// Pieces some connected peer holds (torrent assets; empty: none known).
     swarm_has: Vec<bool>,
+    /// How far the connected peers still downloading it have got, and how many they
+    /// are (see `fill_spare`).
+    leechers_progress: Option<(f64, usize)>,
     done: usize,
 }
 
@@ -196,6 +199,7 @@ impl Planner {
             chunk_len,
             chunks,
             swarm_has: Vec::new(),
+            leechers_progress: None,
             done,
         });
         Ok(id)

@@ -62,6 +62,16 @@ impl Run<'_> {
                     self.planner.set_swarm_pieces(id, &pieces);
                 }
             }
+            SwarmEvent::LeechersProgress {
+                info_hash,
+                mean,
+                leechers,
+            } => {
+                if let Some(id) = engine.by_hash.get(&info_hash).and_then(|i| self.ids[*i]) {
+                    self.planner
+                        .set_leechers_progress(id, mean.map(|m| (m, leechers as usize)));
+                }
+            }
             SwarmEvent::Verified {
                 info_hash,
                 index: piece,

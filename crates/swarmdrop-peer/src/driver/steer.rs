@@ -20,7 +20,7 @@ pub(crate) enum Steer {
 }
 
 /// What a steered torrent reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SwarmEvent {
     /// Piece `index` is verified and written (from peers, or handed over).
     Verified {
@@ -35,6 +35,16 @@ pub enum SwarmEvent {
         info_hash: [u8; 20],
         /// One flag per piece.
         pieces: Vec<bool>,
+    },
+    /// How far the connected peers still downloading have got. Sent when their number
+    /// changes or their mean moves by a tenth of a percent.
+    LeechersProgress {
+        /// The torrent.
+        info_hash: [u8; 20],
+        /// The mean share of the pieces each holds, from 0 to 1 (`None`: no such peer).
+        mean: Option<f64>,
+        /// How many they are.
+        leechers: u32,
     },
     /// A piece failed its hash (it is asked for again; its senders are suspects until a
     /// good copy shows who lied).

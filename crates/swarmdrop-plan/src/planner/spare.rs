@@ -9,23 +9,47 @@
 //! piece is the farthest from where this viewer's swarm work starts (`spread`): viewers
 //! start at different places, so what one fetches from an edge is what its neighbours
 //! lack, and its bytes add to the swarm's trade rather than replace it.
+//!
+//! A viewer ahead of the peers still downloading (more of the asset than their mean) takes
+//! no spare pieces while there are `YIELD_AMONG` of them or more: the edges are shared by
+//! every viewer, and a drop is done when its last viewer is. Tit-for-tat lets the first
+//! viewers in trade among themselves fastest, so without this they finished in half the
+//! time of the last, who then ran alone at the end on what the swarm and the edges could
+//! still give them. With a few leechers the edges are hardly theirs to share, and
+//! yielding in turn would only halve what each takes from them.
 
 use std::collections::BTreeMap;
+
+/// Fewest other leechers for a viewer ahead of them to leave the spare edges to them.
+const YIELD_AMONG: usize = 8;
 
 use super::{Chunk, Planner};
 use crate::decision::Reason;
 use crate::{AssetId, Millis, PathId, PathKind};
 
 impl Planner {
+    /// The peer engine's view: how far the connected peers still downloading `asset`
+    /// have got (the mean share of its pieces each holds) and how many they are; `None`:
+    /// no such peer.
+    pub fn set_leechers_progress(&mut self, asset: AssetId, leechers: Option<(f64, usize)>) {
+        if let Some(a) = self.assets.get_mut(asset.0 as usize) {
+            a.leechers_progress = leechers.filter(|(mean, _)| mean.is_finite());
+        }
+    }
+
     pub(super) fn fill_spare(&mut self, now: Millis, load: &mut BTreeMap<PathId, (usize, u64)>) {
         let mut order: Vec<usize> = (0..self.assets.len())
             .filter(|a| {
                 let asset = &self.assets[*a];
+                let own = asset.done as f64 / asset.chunks.len().max(1) as f64;
                 asset.spec.spare_edges
                     && asset.done < asset.chunks.len()
                     && asset.spec.piece_length.is_some()
                     && asset.spec.paths.first() == Some(&PathKind::P2p)
                     && now < asset.deadline
+                    && asset
+                        .leechers_progress
+                        .is_none_or(|(mean, n)| n < YIELD_AMONG || own <= mean)
             })
             .collect();
         order.sort_by_key(|a| (self.assets[*a].deadline, *a));

@@ -37,10 +37,11 @@ fn spare_edges_seed_the_bulk_beside_a_slow_swarm() {
     );
 }
 
-#[test]
-fn spare_pieces_start_farthest_from_where_the_swarm_work_starts() {
+/// A planner (with `spread`) with the swarm and two fast edges, and a 128 MiB bulk asset
+/// the swarm holds, with spare edges.
+fn swarm_and_two_edges_with_128_mib(spread: u64) -> (Planner, AssetId) {
     let mut planner = Planner::new(PlanConfig {
-        spread: 10,
+        spread,
         ..PlanConfig::default()
     });
     for path in [PathId::P2P, PathId::edge(0), PathId::edge(1)] {
@@ -52,7 +53,13 @@ fn spare_pieces_start_farthest_from_where_the_swarm_work_starts() {
             },
         );
     }
-    add_bulk_the_swarm_holds(&mut planner, 128 << 20, true);
+    let bulk = add_bulk_the_swarm_holds(&mut planner, 128 << 20, true);
+    (planner, bulk)
+}
+
+#[test]
+fn spare_pieces_start_farthest_from_where_the_swarm_work_starts() {
+    let mut planner = swarm_and_two_edges_with_128_mib(10).0;
     let first = planner.poll(0);
     let swarm: Vec<u64> = first
         .iter()
@@ -112,6 +119,52 @@ fn an_edge_slower_than_the_swarm_keeps_no_spare_share() {
     );
     let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
     assert!(p2p >= 60 << 20, "the swarm carried only {p2p} bytes");
+}
+
+/// A planner with the swarm and two edges and a 128 MiB bulk asset (512 pieces) the
+/// swarm holds, told `leechers` (if anything) once the viewer holds 66 pieces; the
+/// spare pieces it then sends to the edges.
+fn spare_once_ahead_or_not(leechers: Option<Option<(f64, usize)>>) -> Vec<Decision> {
+    let (mut planner, bulk) = swarm_and_two_edges_with_128_mib(0);
+    // The swarm's 64 pieces and the edges' two spare ones all arrive.
+    let first = planner.poll(0);
+    for d in &first {
+        if let Decision::Fetch { fetch, .. } = d {
+            planner.complete(*fetch, 0).unwrap();
+        }
+    }
+    assert_eq!(first.len(), 66, "{first:?}");
+    if let Some(mean) = leechers {
+        planner.set_leechers_progress(bulk, mean);
+    }
+    planner
+        .poll(1)
+        .into_iter()
+        .filter(|d| d.reason() == Reason::SpareCapacity)
+        .collect()
+}
+
+#[test]
+fn a_viewer_ahead_of_the_other_leechers_leaves_the_spare_edges_to_them() {
+    let level = 66.0 / 512.0;
+    let many = |mean: f64| spare_once_ahead_or_not(Some(Some((mean, 49)))).len();
+    assert_eq!(
+        spare_once_ahead_or_not(None).len(),
+        2,
+        "no word from the swarm"
+    );
+    assert_eq!(
+        spare_once_ahead_or_not(Some(None)).len(),
+        2,
+        "no leecher connected"
+    );
+    assert_eq!(many(0.2), 2, "behind");
+    assert_eq!(many(level), 2, "level");
+    assert_eq!(many(0.1), 0, "ahead");
+    assert_eq!(many(f64::NAN), 2, "no number");
+    // Ahead of a handful, it keeps its share: the edges are hardly theirs to share.
+    assert_eq!(spare_once_ahead_or_not(Some(Some((0.1, 7)))).len(), 2);
+    assert_eq!(spare_once_ahead_or_not(Some(Some((0.1, 8)))).len(), 0);
 }
 
 proptest! {

@@ -110,6 +110,27 @@ impl<S: Store> Torrent<S> {
             .collect()
     }
 
+    /// How far the connected peers that are still downloading have got: the mean share
+    /// of the pieces each holds, and how many they are; `None` with no such peer. A
+    /// scheduler compares its own progress with it (see `swarmdrop_plan`'s spare edges).
+    pub fn leechers_progress(&self) -> Option<(f64, u32)> {
+        let pieces = self.picker.pieces();
+        let held: Vec<u32> = self
+            .peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| p.session.peer_has.count())
+            .filter(|n| *n < pieces)
+            .collect();
+        (pieces > 0 && !held.is_empty()).then(|| {
+            let sum: f64 = held.iter().map(|n| f64::from(*n)).sum();
+            (
+                sum / (held.len() as f64 * f64::from(pieces)),
+                held.len() as u32,
+            )
+        })
+    }
+
     /// The SHA-1 of piece `index` (`bytes`, as assembled) was checked: `good` or not.
     /// Called by the driver for pieces it hashed elsewhere (see `hash_elsewhere`).
     pub fn piece_checked(&mut self, index: u32, bytes: Option<Bytes>, good: bool) {

@@ -164,3 +164,38 @@ fn a_peer_that_wants_nothing_more_gives_its_slot_back_at_once() {
         assert!(leech.store_mut().data == content);
     }
 }
+
+#[test]
+fn leechers_progress_counts_the_peers_still_downloading_not_seeds() {
+    let content: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
+    // A seed is no leecher: with only a seed connected there is no one to compare with.
+    let (mut seed, mut leech, _) = pair();
+    assert_eq!(leech.leechers_progress(), None, "nobody connected");
+    seed.add_peer(2, 0);
+    leech.add_peer(1, 0);
+    exchange(&mut seed, &mut leech, 5);
+    assert_eq!(leech.leechers_progress(), None);
+    // A peer holding three pieces of eight is three eighths of the way.
+    let mut half = Bitfield::empty(PIECES);
+    for index in [0, 2, 5] {
+        half.set(index);
+    }
+    let store = MemoryStore {
+        data: content.clone(),
+        corrupt: false,
+    };
+    let mut partial = Torrent::new(
+        info_for(&content, [9; 20]),
+        TorrentConfig::default(),
+        [3; 20],
+        store,
+        &half,
+        3,
+    )
+    .unwrap();
+    let mut other = torrent(&content, false, 4, TorrentConfig::default());
+    partial.add_peer(2, 0);
+    other.add_peer(1, 0);
+    exchange(&mut partial, &mut other, 5);
+    assert_eq!(other.leechers_progress(), Some((3.0 / 8.0, 1)));
+}
