@@ -66,6 +66,8 @@ struct Run<'a> {
     assets: Vec<Asset>,
     /// Each asset's id in the planner, once it is released.
     ids: Vec<Option<AssetId>>,
+    /// The engine's last word on each torrent's swarm, by asset index.
+    swarm_views: HashMap<usize, peers::SwarmView>,
     /// When each asset is (or was) released, in run milliseconds.
     released: Vec<u64>,
     kinds: Vec<Vec<PathKind>>,
@@ -374,6 +376,7 @@ impl Run<'_> {
                     .add_asset(spec, self.released[k])
                     .map_err(|e| ClientError::Usage(e.to_string()))?;
                 self.ids[k] = Some(id);
+                self.apply_swarm_view(k);
                 self.eventful = true;
             }
         }
@@ -461,6 +464,7 @@ pub(crate) async fn carry_out(
         in_place: vec![false; assets.len()],
         finisher: Some(crate::assets::finisher(tx.clone(), options.keep_page_cache)),
         ids: vec![None; assets.len()],
+        swarm_views: HashMap::new(),
         assets,
         released,
         kinds: all_kinds,

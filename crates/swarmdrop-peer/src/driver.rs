@@ -395,7 +395,8 @@ fn control(
     steer: Option<mpsc::UnboundedSender<SwarmEvent>>,
 ) -> RunSummary {
     let mut available: Vec<bool> = Vec::new();
-    // The leechers' mean progress in thousandths, and their number, as last reported.
+    // The leechers' mean progress in thousandths, and their number, as last reported: a
+    // new report only when either moves that much, not on every `have` of fifty peers.
     let mut leechers: Option<(u32, u32)> = None;
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -36,14 +36,19 @@ const ALPHA: f64 = 0.3;
 /// fetches is not counted: a keyframe fetched in 30 ms every 250 ms is a fast path, not
 /// a slow one).
 const WINDOW_MS: Millis = 200;
-/// A busy window in which nothing arrived is sampled (as zero) only once it is this long;
-/// shorter, it runs on into the next window with bytes. The swarm reports a piece only
-/// when it verifies, so its first pieces take a connection, an unchoke and a whole piece:
-/// a 200 ms zero sampled then replaced the prior with nothing, and that viewer never
-/// asked its peers again (a path with no fetches in flight takes no new samples).
+/// Before its first sample, a busy window in which nothing arrived is sampled (as zero)
+/// only once it is this long; shorter, it runs on into the first window with bytes. The
+/// swarm reports a piece only when it verifies, so its first pieces take a connection,
+/// an unchoke and a whole piece: a 200 ms zero sampled then replaced the prior with
+/// nothing, and that viewer never asked its peers again (a path with no fetches in flight
+/// takes no new samples). Once measured, a path's silence counts at once, as before: an
+/// edge that stalls mid-run must lose its keyframes to a hedge within their budget.
 const SILENT_WINDOW_MS: Millis = 2_000;
-/// A path left idle this long with a measured rate below its prior gets the prior back,
-/// so that a path written off on an old sample is tried again rather than never.
+/// A measured rate below this share of the prior writes the path off.
+const WRITTEN_OFF_SHARE: f64 = 0.01;
+/// A path written off and then idle this long gets its prior back and is tried again,
+/// rather than never; the wait doubles each time it is written off again (up to
+/// `MAX_BACKOFF_MS`).
 const REPROBE_AFTER_MS: Millis = 5_000;
 /// Consecutive failures that take a path down.
 const FAILURES_TO_DOWN: u32 = 2;
@@ -56,8 +61,10 @@ pub(crate) struct PathState {
     pub estimate: Estimate,
     /// What the caller knew before measuring (see `REPROBE_AFTER_MS`).
     prior: Estimate,
-    /// When the path last had fetches in flight or took a sample.
-    last_busy: Option<Millis>,
+    /// When the path last had fetches in flight.
+    last_busy: Millis,
+    /// How long a written-off path idles before it is tried again.
+    reprobe_after_ms: Millis,
     /// Share of recent fetches that failed (EWMA of 0/1).
     pub error_rate: f64,
     pub health: PathHealth,
@@ -78,7 +85,8 @@ impl PathState {
         PathState {
             estimate: prior,
             prior,
-            last_busy: None,
+            last_busy: 0,
+            reprobe_after_ms: REPROBE_AFTER_MS,
             error_rate: 0.0,
             health: PathHealth::Up,
             consecutive_failures: 0,
@@ -119,17 +127,16 @@ impl PathState {
             }
         }
         if busy {
-            self.last_busy = Some(now);
-        } else if self.measured
-            && self.estimate.bytes_per_ms < self.prior.bytes_per_ms
-            && now.saturating_sub(self.last_busy.unwrap_or(0)) >= REPROBE_AFTER_MS
+            self.last_busy = now;
+        } else if self.written_off() && now.saturating_sub(self.last_busy) >= self.reprobe_after_ms
         {
             self.estimate.bytes_per_ms = self.prior.bytes_per_ms;
             self.measured = false;
             self.window_bytes = 0;
             self.busy_ms = 0;
+            self.reprobe_after_ms = (self.reprobe_after_ms * 2).min(MAX_BACKOFF_MS);
         }
-        let window = if self.window_bytes == 0 {
+        let window = if self.window_bytes == 0 && !self.measured {
             SILENT_WINDOW_MS
         } else {
             WINDOW_MS
@@ -146,6 +153,14 @@ impl PathState {
         self.measured = true;
         self.window_bytes = 0;
         self.busy_ms = 0;
+        if !self.written_off() {
+            self.reprobe_after_ms = REPROBE_AFTER_MS;
+        }
+    }
+
+    /// Measured at almost nothing: such a path wins no fetch and so takes no new sample.
+    fn written_off(&self) -> bool {
+        self.measured && self.estimate.bytes_per_ms < self.prior.bytes_per_ms * WRITTEN_OFF_SHARE
     }
 
     pub(crate) fn succeeded(&mut self) {
@@ -256,21 +271,42 @@ mod tests {
     }
 
     #[test]
-    fn a_path_written_off_is_tried_again_after_idling() {
+    fn a_path_written_off_is_tried_again_after_idling_less_often_each_time() {
         let mut p = silent_until(1_000.0, SILENT_WINDOW_MS);
-        p.tick(SILENT_WINDOW_MS + 100, false);
+        let idle_from = SILENT_WINDOW_MS + 100;
+        p.tick(idle_from, false);
         assert_eq!(p.estimate.bytes_per_ms, 0.0);
-        p.tick(SILENT_WINDOW_MS + REPROBE_AFTER_MS - 1, false);
+        p.tick(idle_from + REPROBE_AFTER_MS - 200, false);
         assert_eq!(p.estimate.bytes_per_ms, 0.0, "not idle long enough");
-        p.tick(SILENT_WINDOW_MS + REPROBE_AFTER_MS + 100, false);
+        p.tick(idle_from + REPROBE_AFTER_MS, false);
         assert_eq!(p.estimate.bytes_per_ms, 1_000.0, "the prior is back");
-        // A measured rate above the prior is kept however long the path idles.
-        p.tick(20_000, true);
-        p.received(400_000, 20_200);
-        p.tick(20_200, false);
-        assert_eq!(p.estimate.bytes_per_ms, 2_000.0);
+        // Silent again: written off again, and the next try waits twice as long.
+        let again = 20_000;
+        for t in (again..=again + SILENT_WINDOW_MS).step_by(100) {
+            p.tick(t, true);
+        }
+        let idle_from = again + SILENT_WINDOW_MS + 100;
+        p.tick(idle_from, false);
+        assert_eq!(p.estimate.bytes_per_ms, 0.0);
+        p.tick(idle_from + REPROBE_AFTER_MS, false);
+        assert_eq!(p.estimate.bytes_per_ms, 0.0, "the wait has doubled");
+        p.tick(idle_from + 2 * REPROBE_AFTER_MS, false);
+        assert_eq!(p.estimate.bytes_per_ms, 1_000.0);
+    }
+
+    #[test]
+    fn a_slow_path_is_not_written_off_and_a_measured_one_counts_silence_at_once() {
+        let mut p = silent_until(1_000.0, 0);
+        p.received(100_000, 200);
+        p.tick(200, false);
+        assert_eq!(p.estimate.bytes_per_ms, 500.0);
+        // Below its prior but far from nothing: kept however long the path idles.
         p.tick(60_000, false);
-        assert_eq!(p.estimate.bytes_per_ms, 2_000.0);
+        assert_eq!(p.estimate.bytes_per_ms, 500.0);
+        // Measured, a silent 200 ms counts.
+        p.tick(60_000, true);
+        p.tick(60_200, true);
+        assert!((p.estimate.bytes_per_ms - 350.0).abs() < 1e-9);
     }
 
     #[test]

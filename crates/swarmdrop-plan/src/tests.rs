@@ -274,24 +274,49 @@ fn healthy_swarm_carries_the_bulk_and_the_origin_stays_idle() {
     );
 }
 
-#[test]
-fn a_swarm_silent_at_first_is_asked_again() {
-    // Peers send nothing for 3 s (connections, handshakes, unchokes), then 40 MB/s. The
-    // edges win every race meanwhile, but the swarm must not be written off for good:
-    // its prior comes back once it has idled, and it carries its share of what is left.
-    fn silent_then_fast(now: Millis) -> f64 {
-        if now < 3_000 {
-            0.0
-        } else {
-            40_000.0
-        }
+/// A swarm that sends nothing for `MS` ms (connections, handshakes, unchokes), then
+/// 40 MB/s.
+fn silent_until<const MS: Millis>(now: Millis) -> f64 {
+    if now < MS {
+        0.0
+    } else {
+        40_000.0
     }
+}
+
+/// A bulk asset of `length` the swarm holds, fetched over the swarm (`rate`), two fast
+/// edges and a slow origin: the outcome, once everything is done within its budget.
+fn bulk_beside(rate: fn(Millis) -> f64, length: u64) -> Outcome {
     let mut sim = Sim::new(&three_paths(fast, None));
-    sim.paths.get_mut(&PathId::P2P).unwrap().rate = silent_then_fast;
-    let bulk = add_bulk_the_swarm_holds(&mut sim.planner, 512 << 20, false);
+    sim.paths.get_mut(&PathId::P2P).unwrap().rate = rate;
+    let bulk = add_bulk_the_swarm_holds(&mut sim.planner, length, false);
     let out = sim.run(120_000);
     assert!(sim.planner.all_done());
     assert!(within_budget(&out, &sim.planner, &[bulk]));
+    out
+}
+
+#[test]
+fn a_swarm_slow_to_send_its_first_piece_is_not_hedged_away() {
+    // A first piece that takes 1.5 s is no sign of a dead swarm: its pieces must not all
+    // be hedged on the edges (sampled after 200 ms, as before, the swarm carried nothing).
+    let out = bulk_beside(silent_until::<1_500>, 64 << 20);
+    let hedges = out
+        .decisions
+        .iter()
+        .filter(|d| d.reason() == Reason::Hedge)
+        .count();
+    assert!(hedges <= 8, "{hedges} hedges");
+    let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
+    assert!(p2p >= 48 << 20, "the swarm carried only {p2p} bytes");
+}
+
+#[test]
+fn a_swarm_silent_at_first_is_asked_again() {
+    // Silent for 3 s, the swarm loses every race to the edges meanwhile, but it must not
+    // be written off for good: its prior comes back once it has idled, and it carries its
+    // share of what is left.
+    let out = bulk_beside(silent_until::<3_000>, 512 << 20);
     let p2p = out.bytes_by_path.get(&PathId::P2P).copied().unwrap_or(0);
     assert!(
         p2p >= 64 << 20,

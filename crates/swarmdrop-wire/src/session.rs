@@ -208,6 +208,13 @@ impl Session {
         self.peer_fast
     }
 
+    /// True once the peer has said what it holds: its first message after the handshake
+    /// came (a bitfield, have-all or have-none, or anything else from a peer that holds
+    /// nothing and skips the bitfield, as BEP 3 allows).
+    pub fn pieces_known(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
     /// Requests the peer is waiting on.
     pub fn pending_peer_requests(&self) -> usize {
         self.peer_requests.len()

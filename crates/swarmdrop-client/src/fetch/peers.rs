@@ -8,7 +8,27 @@ use swarmdrop_plan::{FetchId, PathKind};
 
 use super::{InFlight, Run};
 
+/// What the engine last said of one torrent's swarm. Kept, because the engine says it
+/// again only when it changes, and the asset may not be in the planner yet.
+#[derive(Debug, Default)]
+pub(super) struct SwarmView {
+    pieces: Option<Vec<bool>>,
+    leechers: Option<(f64, usize)>,
+}
+
 impl Run<'_> {
+    /// Tells the planner the engine's view of asset `index`'s swarm, once it is released.
+    pub(super) fn apply_swarm_view(&mut self, index: usize) {
+        let (Some(Some(id)), Some(view)) = (self.ids.get(index), self.swarm_views.get(&index))
+        else {
+            return;
+        };
+        if let Some(pieces) = &view.pieces {
+            self.planner.set_swarm_pieces(*id, pieces);
+        }
+        self.planner.set_leechers_progress(*id, view.leechers);
+    }
+
     /// The engine's piece number for `flight`, when its asset is a torrent the engine runs.
     fn piece_of(&self, flight: &InFlight) -> Option<u32> {
         let (piece_length, _) = self.assets[flight.asset.0 as usize].pieces.as_ref()?;
@@ -58,8 +78,9 @@ impl Run<'_> {
         };
         match event {
             SwarmEvent::Available { info_hash, pieces } => {
-                if let Some(id) = engine.by_hash.get(&info_hash).and_then(|i| self.ids[*i]) {
-                    self.planner.set_swarm_pieces(id, &pieces);
+                if let Some(index) = engine.by_hash.get(&info_hash).copied() {
+                    self.swarm_views.entry(index).or_default().pieces = Some(pieces);
+                    self.apply_swarm_view(index);
                 }
             }
             SwarmEvent::LeechersProgress {
@@ -67,9 +88,10 @@ impl Run<'_> {
                 mean,
                 leechers,
             } => {
-                if let Some(id) = engine.by_hash.get(&info_hash).and_then(|i| self.ids[*i]) {
-                    self.planner
-                        .set_leechers_progress(id, mean.map(|m| (m, leechers as usize)));
+                if let Some(index) = engine.by_hash.get(&info_hash).copied() {
+                    self.swarm_views.entry(index).or_default().leechers =
+                        mean.map(|m| (m, leechers as usize));
+                    self.apply_swarm_view(index);
                 }
             }
             SwarmEvent::Verified {

@@ -3,29 +3,43 @@
 //! it an edge takes only what the swarm cannot bring by the deadline, and with a budget of
 //! a minute that is almost nothing: the edges idle while every viewer waits on peers.
 //!
-//! Each edge takes at most one such piece per asset at a time, and only while it would
-//! bring that piece sooner than the swarm can work through what it has already been
-//! asked for, so a slow or loaded edge loses its share and a fast swarm keeps its own. The
-//! piece is the farthest from where this viewer's swarm work starts (`spread`): viewers
-//! start at different places, so what one fetches from an edge is what its neighbours
-//! lack, and its bytes add to the swarm's trade rather than replace it.
+//! Each edge takes at most one such piece per asset at a time (two, below), and only
+//! while it would bring that piece sooner than the swarm can work through what it has
+//! already been asked for, so a slow or loaded edge loses its share and a fast swarm keeps
+//! its own. The piece is the farthest from where this viewer's swarm work starts
+//! (`spread`): viewers start at different places, so what one fetches from an edge is
+//! what its neighbours lack, and its bytes add to the swarm's trade rather than replace
+//! it.
 //!
-//! A viewer ahead of the peers still downloading (more of the asset than their mean) takes
-//! no spare pieces while there are `YIELD_AMONG` of them or more: the edges are shared by
-//! every viewer, and a drop is done when its last viewer is. Tit-for-tat lets the first
-//! viewers in trade among themselves fastest, so without this they finished in half the
-//! time of the last, who then ran alone at the end on what the swarm and the edges could
-//! still give them. With a few leechers the edges are hardly theirs to share, and
-//! yielding in turn would only halve what each takes from them.
+//! A viewer ahead of the peers still downloading (more of the asset than their mean)
+//! takes no spare pieces while there are `MIN_LEECHERS_TO_YIELD` of them or more: the
+//! edges are shared by every viewer, and a drop is done when its last viewer is.
+//! Tit-for-tat lets the first viewers in trade among themselves fastest, so without this
+//! they finished in half the time of the last, who then ran alone at the end on what the
+//! swarm and the edges could still give them. A viewer behind them takes two pieces at a
+//! time from each edge, so that the edges are as busy as when every viewer took one
+//! (with one, a tenth of their bulk rate went unused). With a few leechers the edges are
+//! hardly theirs to share, and yielding in turn would only halve what each takes from
+//! them.
 
 use std::collections::BTreeMap;
 
-/// Fewest other leechers for a viewer ahead of them to leave the spare edges to them.
-const YIELD_AMONG: usize = 8;
-
-use super::{Chunk, Planner};
+use super::{Asset, Chunk, Planner};
 use crate::decision::Reason;
 use crate::{AssetId, Millis, PathId, PathKind};
+
+/// Fewest other leechers for a viewer ahead of them to leave the spare edges to them.
+const MIN_LEECHERS_TO_YIELD: usize = 8;
+
+/// Spare pieces of one asset each edge takes at a time: one, or two for a viewer behind
+/// its fellow leechers while those ahead yield (so the edges stay as busy as before).
+fn spare_per_edge(asset: &Asset) -> Option<usize> {
+    let own = asset.done as f64 / asset.chunks.len().max(1) as f64;
+    match asset.leechers_progress {
+        Some((mean, n)) if n >= MIN_LEECHERS_TO_YIELD => (own <= mean).then_some(2),
+        _ => Some(1),
+    }
+}
 
 impl Planner {
     /// The peer engine's view: how far the connected peers still downloading `asset`
@@ -41,15 +55,12 @@ impl Planner {
         let mut order: Vec<usize> = (0..self.assets.len())
             .filter(|a| {
                 let asset = &self.assets[*a];
-                let own = asset.done as f64 / asset.chunks.len().max(1) as f64;
                 asset.spec.spare_edges
                     && asset.done < asset.chunks.len()
                     && asset.spec.piece_length.is_some()
                     && asset.spec.paths.first() == Some(&PathKind::P2p)
                     && now < asset.deadline
-                    && asset
-                        .leechers_progress
-                        .is_none_or(|(mean, n)| n < YIELD_AMONG || own <= mean)
+                    && spare_per_edge(asset).is_some()
             })
             .collect();
         order.sort_by_key(|a| (self.assets[*a].deadline, *a));
@@ -89,19 +100,20 @@ impl Planner {
             .map(|(p, state)| state.eta(now, load.get(p).map_or(0, |l| l.1), 0))
             .min()
             .unwrap_or(Millis::MAX);
-        let carrying: Vec<PathId> = self
-            .fetches
-            .values()
-            .filter(|f| f.asset.0 as usize == index)
-            .map(|f| f.path)
-            .collect();
+        let per_edge = spare_per_edge(asset)?;
+        let carrying = |path: &PathId| {
+            self.fetches
+                .values()
+                .filter(|f| f.asset.0 as usize == index && f.path == *path)
+                .count()
+        };
         let (path, _) = self
             .paths
             .iter()
             .filter(|(p, state)| {
                 p.kind == PathKind::Edge
                     && state.is_up(now)
-                    && !carrying.contains(p)
+                    && carrying(p) < per_edge
                     && load.get(*p).map_or(0, |l| l.0) < self.capacity_for(**p, asset, now)
             })
             .map(|(p, state)| {

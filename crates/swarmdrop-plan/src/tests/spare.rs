@@ -121,10 +121,17 @@ fn an_edge_slower_than_the_swarm_keeps_no_spare_share() {
     assert!(p2p >= 60 << 20, "the swarm carried only {p2p} bytes");
 }
 
+/// What the peer engine has told the planner of the other leechers.
+enum Told {
+    Nothing,
+    NoLeechers,
+    Leechers { mean: f64, count: usize },
+}
+
 /// A planner with the swarm and two edges and a 128 MiB bulk asset (512 pieces) the
-/// swarm holds, told `leechers` (if anything) once the viewer holds 66 pieces; the
-/// spare pieces it then sends to the edges.
-fn spare_once_ahead_or_not(leechers: Option<Option<(f64, usize)>>) -> Vec<Decision> {
+/// swarm holds, told `told` once the viewer holds 66 pieces: the spare pieces it then
+/// sends to the edges.
+fn spare_after_66_pieces(told: Told) -> usize {
     let (mut planner, bulk) = swarm_and_two_edges_with_128_mib(0);
     // The swarm's 64 pieces and the edges' two spare ones all arrive.
     let first = planner.poll(0);
@@ -134,37 +141,42 @@ fn spare_once_ahead_or_not(leechers: Option<Option<(f64, usize)>>) -> Vec<Decisi
         }
     }
     assert_eq!(first.len(), 66, "{first:?}");
-    if let Some(mean) = leechers {
-        planner.set_leechers_progress(bulk, mean);
+    match told {
+        Told::Nothing => {}
+        Told::NoLeechers => planner.set_leechers_progress(bulk, None),
+        Told::Leechers { mean, count } => planner.set_leechers_progress(bulk, Some((mean, count))),
     }
     planner
         .poll(1)
         .into_iter()
         .filter(|d| d.reason() == Reason::SpareCapacity)
-        .collect()
+        .count()
 }
 
 #[test]
 fn a_viewer_ahead_of_the_other_leechers_leaves_the_spare_edges_to_them() {
     let level = 66.0 / 512.0;
-    let many = |mean: f64| spare_once_ahead_or_not(Some(Some((mean, 49)))).len();
+    let among_49 = |mean: f64| spare_after_66_pieces(Told::Leechers { mean, count: 49 });
     assert_eq!(
-        spare_once_ahead_or_not(None).len(),
+        spare_after_66_pieces(Told::Nothing),
         2,
         "no word from the swarm"
     );
     assert_eq!(
-        spare_once_ahead_or_not(Some(None)).len(),
+        spare_after_66_pieces(Told::NoLeechers),
         2,
         "no leecher connected"
     );
-    assert_eq!(many(0.2), 2, "behind");
-    assert_eq!(many(level), 2, "level");
-    assert_eq!(many(0.1), 0, "ahead");
-    assert_eq!(many(f64::NAN), 2, "no number");
+    // Behind or level, it takes two pieces at a time from each edge, the share of those
+    // ahead; ahead, none.
+    assert_eq!(among_49(0.2), 4, "behind");
+    assert_eq!(among_49(level), 4, "level");
+    assert_eq!(among_49(0.1), 0, "ahead");
+    assert_eq!(among_49(f64::NAN), 2, "no number");
     // Ahead of a handful, it keeps its share: the edges are hardly theirs to share.
-    assert_eq!(spare_once_ahead_or_not(Some(Some((0.1, 7)))).len(), 2);
-    assert_eq!(spare_once_ahead_or_not(Some(Some((0.1, 8)))).len(), 0);
+    let ahead_of = |count| spare_after_66_pieces(Told::Leechers { mean: 0.1, count });
+    assert_eq!(ahead_of(7), 2);
+    assert_eq!(ahead_of(8), 0);
 }
 
 proptest! {

@@ -111,22 +111,25 @@ impl<S: Store> Torrent<S> {
     }
 
     /// How far the connected peers that are still downloading have got: the mean share
-    /// of the pieces each holds, and how many they are; `None` with no such peer. A
-    /// scheduler compares its own progress with it (see `swarmdrop_plan`'s spare edges).
+    /// of the pieces each holds, and how many they are; `None` with no such peer. A peer
+    /// counts once it has said what it holds (a seed whose bitfield is on its way is no
+    /// leecher at 0%). A scheduler compares its own progress with it (see
+    /// `swarmdrop_plan`'s spare edges).
     pub fn leechers_progress(&self) -> Option<(f64, u32)> {
         let pieces = self.picker.pieces();
-        let held: Vec<u32> = self
+        let (held, leechers) = self
             .peers
             .values()
-            .filter(|p| p.connected)
+            .filter(|p| p.connected && p.session.pieces_known())
             .map(|p| p.session.peer_has.count())
             .filter(|n| *n < pieces)
-            .collect();
-        (pieces > 0 && !held.is_empty()).then(|| {
-            let sum: f64 = held.iter().map(|n| f64::from(*n)).sum();
+            .fold((0u64, 0u32), |(sum, count), n| {
+                (sum + u64::from(n), count + 1)
+            });
+        (pieces > 0 && leechers > 0).then(|| {
             (
-                sum / (held.len() as f64 * f64::from(pieces)),
-                held.len() as u32,
+                held as f64 / (f64::from(leechers) * f64::from(pieces)),
+                leechers,
             )
         })
     }

@@ -176,9 +176,9 @@ fn leechers_progress_counts_the_peers_still_downloading_not_seeds() {
     exchange(&mut seed, &mut leech, 5);
     assert_eq!(leech.leechers_progress(), None);
     // A peer holding three pieces of eight is three eighths of the way.
-    let mut half = Bitfield::empty(PIECES);
+    let mut three_of_eight = Bitfield::empty(PIECES);
     for index in [0, 2, 5] {
-        half.set(index);
+        three_of_eight.set(index);
     }
     let store = MemoryStore {
         data: content.clone(),
@@ -189,7 +189,7 @@ fn leechers_progress_counts_the_peers_still_downloading_not_seeds() {
         TorrentConfig::default(),
         [3; 20],
         store,
-        &half,
+        &three_of_eight,
         3,
     )
     .unwrap();
