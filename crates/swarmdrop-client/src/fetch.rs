@@ -67,7 +67,7 @@ struct Run<'a> {
     /// Each asset's id in the planner, once it is released.
     ids: Vec<Option<AssetId>>,
     /// The engine's last word on each torrent's swarm, by asset index.
-    swarm_views: HashMap<usize, peers::SwarmView>,
+    swarm_views: peers::SwarmViews,
     /// When each asset is (or was) released, in run milliseconds.
     released: Vec<u64>,
     kinds: Vec<Vec<PathKind>>,
@@ -464,7 +464,7 @@ pub(crate) async fn carry_out(
         in_place: vec![false; assets.len()],
         finisher: Some(crate::assets::finisher(tx.clone(), options.keep_page_cache)),
         ids: vec![None; assets.len()],
-        swarm_views: HashMap::new(),
+        swarm_views: peers::SwarmViews::default(),
         assets,
         released,
         kinds: all_kinds,

@@ -4,29 +4,50 @@
 use std::collections::HashMap;
 
 use swarmdrop_peer::SwarmEvent;
-use swarmdrop_plan::{FetchId, PathKind};
+use swarmdrop_plan::{AssetId, FetchId, PathKind, Planner};
 
 use super::{InFlight, Run};
 
-/// What the engine last said of one torrent's swarm. Kept, because the engine says it
-/// again only when it changes, and the asset may not be in the planner yet.
+/// What the engine last said of one torrent's swarm.
 #[derive(Debug, Default)]
-pub(super) struct SwarmView {
+struct SwarmView {
     pieces: Option<Vec<bool>>,
     leechers: Option<(f64, usize)>,
+}
+
+/// What the engine last said of each torrent's swarm, by asset index. Kept, because the
+/// engine says it again only when it changes, and the asset may not be in the planner
+/// yet when it does.
+#[derive(Debug, Default)]
+pub(super) struct SwarmViews(HashMap<usize, SwarmView>);
+
+impl SwarmViews {
+    fn heard_pieces(&mut self, index: usize, pieces: Vec<bool>) {
+        self.0.entry(index).or_default().pieces = Some(pieces);
+    }
+
+    fn heard_leechers(&mut self, index: usize, leechers: Option<(f64, usize)>) {
+        self.0.entry(index).or_default().leechers = leechers;
+    }
+
+    /// Tells `planner` what was last heard of asset `index`'s swarm (its id there: `id`).
+    fn tell(&self, index: usize, id: AssetId, planner: &mut Planner) {
+        let Some(view) = self.0.get(&index) else {
+            return;
+        };
+        if let Some(pieces) = &view.pieces {
+            planner.set_swarm_pieces(id, pieces);
+        }
+        planner.set_leechers_progress(id, view.leechers);
+    }
 }
 
 impl Run<'_> {
     /// Tells the planner the engine's view of asset `index`'s swarm, once it is released.
     pub(super) fn apply_swarm_view(&mut self, index: usize) {
-        let (Some(Some(id)), Some(view)) = (self.ids.get(index), self.swarm_views.get(&index))
-        else {
-            return;
-        };
-        if let Some(pieces) = &view.pieces {
-            self.planner.set_swarm_pieces(*id, pieces);
+        if let Some(Some(id)) = self.ids.get(index) {
+            self.swarm_views.tell(index, *id, &mut self.planner);
         }
-        self.planner.set_leechers_progress(*id, view.leechers);
     }
 
     /// The engine's piece number for `flight`, when its asset is a torrent the engine runs.
@@ -79,7 +100,7 @@ impl Run<'_> {
         match event {
             SwarmEvent::Available { info_hash, pieces } => {
                 if let Some(index) = engine.by_hash.get(&info_hash).copied() {
-                    self.swarm_views.entry(index).or_default().pieces = Some(pieces);
+                    self.swarm_views.heard_pieces(index, pieces);
                     self.apply_swarm_view(index);
                 }
             }
@@ -89,8 +110,8 @@ impl Run<'_> {
                 leechers,
             } => {
                 if let Some(index) = engine.by_hash.get(&info_hash).copied() {
-                    self.swarm_views.entry(index).or_default().leechers =
-                        mean.map(|m| (m, leechers as usize));
+                    self.swarm_views
+                        .heard_leechers(index, mean.map(|m| (m, leechers as usize)));
                     self.apply_swarm_view(index);
                 }
             }
@@ -170,7 +191,50 @@ impl Held {
 
 #[cfg(test)]
 mod tests {
-    use super::Held;
+    use super::{Held, SwarmViews};
+    use swarmdrop_plan::{AssetSpec, Decision, Estimate, PathId, PathKind, PlanConfig, Planner};
+
+    #[test]
+    fn what_the_engine_said_before_an_asset_was_released_reaches_the_planner() {
+        let mut planner = Planner::new(PlanConfig::default());
+        planner.add_path(
+            PathId::P2P,
+            Estimate {
+                rtt_ms: 10.0,
+                bytes_per_ms: 12_500.0,
+            },
+        );
+        // The engine reports its swarm (every piece held by some peer) before the asset
+        // is released: the planner has nothing to tell yet.
+        let mut views = SwarmViews::default();
+        views.heard_pieces(0, vec![true; 4]);
+        views.heard_leechers(0, Some((0.5, 10)));
+        let spec = AssetSpec {
+            name: "bulk/patch.bin".into(),
+            class: "bulk".into(),
+            length: 4 << 18,
+            piece_length: Some(1 << 18),
+            budget_ms: 60_000,
+            paths: vec![PathKind::P2p],
+            spare_edges: false,
+        };
+        let asking_peers = |planner: &mut Planner, now| {
+            planner
+                .poll(now)
+                .iter()
+                .filter(|d| matches!(d, Decision::Fetch { path, .. } if *path == PathId::P2P))
+                .count()
+        };
+        let id = planner.add_asset(spec, 0).unwrap();
+        assert_eq!(
+            asking_peers(&mut planner, 0),
+            0,
+            "no peer known to hold a piece"
+        );
+        // Released, it is told what was heard; the engine would not say it again.
+        views.tell(0, id, &mut planner);
+        assert_eq!(asking_peers(&mut planner, 1), 4);
+    }
 
     #[test]
     fn a_verified_piece_is_held_whatever_came_before() {
