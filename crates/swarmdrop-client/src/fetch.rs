@@ -66,7 +66,7 @@ struct Run<'a> {
     assets: Vec<Asset>,
     /// Each asset's id in the planner, once it is released.
     ids: Vec<Option<AssetId>>,
-    /// The engine's last word on each torrent's swarm, by asset index.
+    /// What the engine said of each torrent's swarm before its asset was released.
     swarm_views: peers::SwarmViews,
     /// When each asset is (or was) released, in run milliseconds.
     released: Vec<u64>,
@@ -376,7 +376,7 @@ impl Run<'_> {
                     .add_asset(spec, self.released[k])
                     .map_err(|e| ClientError::Usage(e.to_string()))?;
                 self.ids[k] = Some(id);
-                self.apply_swarm_view(k);
+                self.swarm_views.tell(k, id, &mut self.planner);
                 self.eventful = true;
             }
         }

@@ -5,11 +5,33 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use swarmdrop_wire::mse::{
     is_plain_handshake, MseHandshake, Rc4, CRYPTO_PLAINTEXT, CRYPTO_RC4, MAX_PAD,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+/// What a read asks the kernel for at once, at most.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much free room, a read starts a new buffer rather than fill the old one in
+/// slivers.
+const MIN_READ: usize = 16 * 1024;
+
+/// Reads what `reader` has into the free end of `buf` (0: the stream ended). The caller
+/// hands the new bytes on with `buf.split().freeze()`: each read lands in its own part of
+/// a shared buffer and travels as it is, not copied out first (a copy per read was the
+/// largest user-space cost of the peer engine's connections and of the demo's emulated
+/// links).
+pub async fn read_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
+    }
+    reader.read_buf(buf).await
+}
 
 /// How connections are opened and which incoming ones are accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

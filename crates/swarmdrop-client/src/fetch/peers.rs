@@ -15,9 +15,9 @@ struct SwarmView {
     leechers: Option<(f64, usize)>,
 }
 
-/// What the engine last said of each torrent's swarm, by asset index. Kept, because the
-/// engine says it again only when it changes, and the asset may not be in the planner
-/// yet when it does.
+/// What the engine said of each torrent's swarm before its asset was released, by asset
+/// index. Kept until the release, because the engine says it again only when it
+/// changes; once released, an asset's news goes straight to the planner.
 #[derive(Debug, Default)]
 pub(super) struct SwarmViews(HashMap<usize, SwarmView>);
 
@@ -30,9 +30,10 @@ impl SwarmViews {
         self.0.entry(index).or_default().leechers = leechers;
     }
 
-    /// Tells `planner` what was last heard of asset `index`'s swarm (its id there: `id`).
-    fn tell(&self, index: usize, id: AssetId, planner: &mut Planner) {
-        let Some(view) = self.0.get(&index) else {
+    /// Tells `planner` what was heard of asset `index`'s swarm (its id there: `id`), now
+    /// that it is released, and forgets it.
+    pub(super) fn tell(&mut self, index: usize, id: AssetId, planner: &mut Planner) {
+        let Some(view) = self.0.remove(&index) else {
             return;
         };
         if let Some(pieces) = &view.pieces {
@@ -43,13 +44,6 @@ impl SwarmViews {
 }
 
 impl Run<'_> {
-    /// Tells the planner the engine's view of asset `index`'s swarm, once it is released.
-    pub(super) fn apply_swarm_view(&mut self, index: usize) {
-        if let Some(Some(id)) = self.ids.get(index) {
-            self.swarm_views.tell(index, *id, &mut self.planner);
-        }
-    }
-
     /// The engine's piece number for `flight`, when its asset is a torrent the engine runs.
     fn piece_of(&self, flight: &InFlight) -> Option<u32> {
         let (piece_length, _) = self.assets[flight.asset.0 as usize].pieces.as_ref()?;
@@ -100,8 +94,10 @@ impl Run<'_> {
         match event {
             SwarmEvent::Available { info_hash, pieces } => {
                 if let Some(index) = engine.by_hash.get(&info_hash).copied() {
-                    self.swarm_views.heard_pieces(index, pieces);
-                    self.apply_swarm_view(index);
+                    match self.ids[index] {
+                        Some(id) => self.planner.set_swarm_pieces(id, &pieces),
+                        None => self.swarm_views.heard_pieces(index, pieces),
+                    }
                 }
             }
             SwarmEvent::LeechersProgress {
@@ -110,9 +106,11 @@ impl Run<'_> {
                 leechers,
             } => {
                 if let Some(index) = engine.by_hash.get(&info_hash).copied() {
-                    self.swarm_views
-                        .heard_leechers(index, mean.map(|m| (m, leechers as usize)));
-                    self.apply_swarm_view(index);
+                    let leechers = mean.map(|m| (m, leechers as usize));
+                    match self.ids[index] {
+                        Some(id) => self.planner.set_leechers_progress(id, leechers),
+                        None => self.swarm_views.heard_leechers(index, leechers),
+                    }
                 }
             }
             SwarmEvent::Verified {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use swarmdrop_wire::picker::PeerKey;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -29,11 +29,6 @@ pub(crate) type Limit = Option<Arc<RateLimit>>;
 /// blocks) behind a capped uplink. Shallower queues measured slower in the demo (32 and
 /// 64 KiB: the controller's turns between refills left capped uplinks idle).
 const SOCKET_QUEUE: usize = 256 * 1024;
-/// What a connection asks the kernel for at once, at most.
-const READ_CHUNK: usize = 64 * 1024;
-/// Below this much free room, a read starts a new buffer rather than fill the old one in
-/// slivers.
-const MIN_READ: usize = 16 * 1024;
 
 /// The controller's end of a connection: what it queues for the socket, and how much of
 /// that is not written yet.
@@ -180,14 +175,9 @@ async fn carry(
             }
         }
     });
-    // Each read lands in its own part of a shared buffer and goes to the controller as
-    // it is, not copied out first.
     let mut buf = BytesMut::new();
     loop {
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_CHUNK);
-        }
-        match reader.read_buf(&mut buf).await {
+        match crate::transport::read_chunk(&mut reader, &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 if let Some(cipher) = incoming.as_mut() {

@@ -101,19 +101,21 @@ impl Planner {
             .min()
             .unwrap_or(Millis::MAX);
         let per_edge = spare_per_edge(asset)?;
-        let carrying = |path: &PathId| {
-            self.fetches
-                .values()
-                .filter(|f| f.asset.0 as usize == index && f.path == *path)
-                .count()
-        };
+        let mut carrying: BTreeMap<PathId, usize> = BTreeMap::new();
+        for f in self
+            .fetches
+            .values()
+            .filter(|f| f.asset.0 as usize == index)
+        {
+            *carrying.entry(f.path).or_default() += 1;
+        }
         let (path, _) = self
             .paths
             .iter()
             .filter(|(p, state)| {
                 p.kind == PathKind::Edge
                     && state.is_up(now)
-                    && carrying(p) < per_edge
+                    && carrying.get(*p).copied().unwrap_or(0) < per_edge
                     && load.get(*p).map_or(0, |l| l.0) < self.capacity_for(**p, asset, now)
             })
             .map(|(p, state)| {

@@ -11,17 +11,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use swarmdrop_peer::ratelimit::RateLimit;
 use swarmdrop_peer::runtime::RuntimeSlot;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use swarmdrop_peer::transport::read_chunk;
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// What the shaper asks the kernel for at once, at most.
-const CHUNK: usize = 64 * 1024;
-/// Below this much free room, a read starts a new buffer rather than fill the old one in
-/// slivers.
-const MIN_READ: usize = 16 * 1024;
 
 /// A running shaper.
 pub(crate) struct Shaper {
@@ -50,15 +45,11 @@ async fn pump(
         }
         let _ = to.shutdown().await;
     });
-    // Each chunk is read into its own part of a shared buffer and handed on as it is:
-    // copying it out cost the emulated network a tenth of its CPU, taken from the
-    // viewers it runs beside.
+    // Copying each chunk out cost the emulated network a tenth of its CPU, taken from
+    // the viewers it runs beside.
     let mut buf = BytesMut::new();
     loop {
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(CHUNK);
-        }
-        let n = match from.read_buf(&mut buf).await {
+        let n = match read_chunk(&mut from, &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
